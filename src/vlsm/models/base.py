@@ -1,0 +1,127 @@
+"""What every segmentation model in `vlsm` promises to the rest of the toolkit.
+
+A model is built only through :func:`vlsm.create_model`. It carries a :class:`ModelSpec` (how to
+build it again) and a :class:`Preprocess` (what its inputs must look like), so datasets, training,
+evaluation and prediction never hard-code an image size, a normalisation or a tokenizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+SPEC_FILE = "vlsm_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class Preprocess:
+    """Input contract of a model: square image size, normalisation and text tokenisation."""
+
+    image_size: int
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    # "clip-bpe", "wordpiece" or None for image-only models
+    tokenizer: Optional[str] = None
+    context_length: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ModelSpec:
+    """Everything :func:`vlsm.create_model` needs to rebuild the same architecture."""
+
+    name: str
+    preset: str = "paper"
+    variant: Optional[str] = None
+    pretrained: Optional[str] = None
+    overrides: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model spec keys {sorted(unknown)}; expected {sorted(known)}")
+        return cls(**d)
+
+
+class SegmentationModel(nn.Module):
+    """Base class: ``forward(pixel_values, input_ids, attention_mask) -> logits (B, 1, H, W)``.
+
+    Logits come at the input's spatial size. Image-only models accept and ignore the text.
+    Subclasses set ``self.preprocess`` and may override :meth:`get_tokenizer`.
+    """
+
+    uses_text: bool = False
+    spec: ModelSpec
+    preprocess: Preprocess
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: Optional[torch.Tensor] = None,
+                attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_tokenizer(self):
+        """The callable that turns prompts into ``input_ids``/``attention_mask`` for this model."""
+        from vlsm.text.tokenizers import NullTokenizer
+
+        return NullTokenizer()
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(total, trainable) number of parameters."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return total, trainable
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write spec + weights (+ tokenizer files) so :func:`load_pretrained` rebuilds this model."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        spec = dataclasses.replace(self.spec, pretrained=None)
+        payload = {"spec": spec.to_dict(), "preprocess": self.preprocess.to_dict()}
+        tmp = directory / (SPEC_FILE + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        save_model(self, str(directory / WEIGHTS_FILE))
+        tok = self.get_tokenizer()
+        if hasattr(tok, "save"):
+            tok.save(directory)
+        tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
+        return directory
+
+
+def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
+    """Rebuild a model written by :meth:`SegmentationModel.save_pretrained`."""
+    from safetensors.torch import load_model
+
+    from vlsm.models.registry import create_model
+
+    directory = Path(directory)
+    spec_path = directory / SPEC_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a saved vlsm model: {SPEC_FILE} is missing. Point at a folder written "
+            f"by `model.save_pretrained(dir)` or at a training run folder's `model/` subfolder.")
+    payload = json.loads(spec_path.read_text())
+    spec = ModelSpec.from_dict(payload["spec"])
+    model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
+                         tokenizer_dir=str(directory), **spec.overrides, **runtime)
+    load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=map_location)
+    return model

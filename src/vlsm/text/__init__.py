@@ -1,0 +1,1 @@
+"""Prompt tokenisation for the vision-language models."""

@@ -1,0 +1,48 @@
+"""Shared test fixtures. Real data is read from ../shared/data or $VLSM_DATA_ROOT, never copied."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_root() -> Path:
+    """The shared folder beside the checkout (or $VLSM_DATA_ROOT's parent layout)."""
+    return REPO.parent / "shared"
+
+
+def data_root() -> Path:
+    env = os.environ.get("VLSM_DATA_ROOT")
+    return Path(env) if env else shared_root() / "data"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}: put the project's shared/ folder beside the checkout "
+                    f"or set VLSM_DATA_ROOT to the folder that holds kvasir_polyp/ and clinicdb_polyp/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kvasir_root() -> Path:
+    return _require(data_root() / "kvasir_polyp", "Kvasir-SEG (medvlsm layout)")
+
+
+@pytest.fixture(scope="session")
+def clinicdb_root() -> Path:
+    return _require(data_root() / "clinicdb_polyp", "CVC-ClinicDB (medvlsm layout)")
+
+
+@pytest.fixture(scope="session")
+def medvlsm_anns_root() -> Path:
+    return _require(data_root() / "medvlsm_anns", "medvlsm split/prompt files")
+
+
+@pytest.fixture(scope="session")
+def raw_samples_root() -> Path:
+    env = os.environ.get("VLSM_DATA_ROOT")
+    base = Path(env).parent if env else shared_root()
+    return _require(base / "raw-samples", "raw dataset samples")
