@@ -1,0 +1,30 @@
+"""Argument helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def parse_override(text: str):
+    """KEY=VALUE -> (key, value) with the value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=required, help="registered model name (see `vlsm models`)")
+    g.add_argument("--preset", help="paper (default) or tiny")
+    g.add_argument("--variant", help="ensembles: fixed (default) or reference")
+    g.add_argument("--pretrained", help="weights: hub id (hf-hub:ORG/NAME), local folder; default random init")
+    g.add_argument("--img-size", type=int, help="input image size (overrides the model's default)")
+    g.add_argument("--set", dest="model_set", action="append", default=[], type=parse_override,
+                   metavar="KEY=VALUE", help="model config override, e.g. --set freeze_encoder=false (repeatable)")
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))

@@ -1,0 +1,92 @@
+"""`vlsm predict`: segment images that have no masks; writes PNG masks at original size."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="segment images (no masks needed) -> OUT/<stem>.png masks (0/255)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-i", "--input", nargs="+", required=True, help="image folder(s) and/or image files")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--checkpoint", "-m", required=True, help="run folder, its model/ folder, or a .ckpt file")
+    p.add_argument("--prompt", help="text prompt for vision-language models (default: the run's fixed prompt)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.png (0-255 = 0-1)")
+    p.add_argument("--overlays", action="store_true", help="also write <stem>_overlay.png")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def _save_png(array, path: Path) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from vlsm.cli import UserError
+    from vlsm.data import list_images, load_image
+    from vlsm.evaluation.predict import iter_logits, to_original_size
+    from vlsm.training.run import load_trained_model
+
+    model, cfg = load_trained_model(args.checkpoint)
+    records = list_images(args.input)
+    prompt = args.prompt
+    if model.uses_text and not prompt:
+        run_prompt = cfg.data.prompt if cfg else None
+        if run_prompt and run_prompt != "random" and not (len(run_prompt) == 2 and run_prompt[0] == "p"):
+            prompt = run_prompt
+        else:
+            raise UserError(f"{model.spec.name} needs a text prompt for images without annotations: "
+                            f"give --prompt, e.g. --prompt \"polyp\"")
+    prompt = prompt or ""
+
+    stems: dict = {}
+    for r in records:
+        stems.setdefault(Path(r.image_path).stem, []).append(str(r.image_path))
+    clashes = {s: p for s, p in stems.items() if len(p) > 1}
+    if clashes:
+        s, paths = next(iter(clashes.items()))
+        raise UserError(f"{len(clashes)} input name(s) would write the same output, e.g. {s}.png from {paths}; "
+                        f"predict them into separate folders")
+    out = Path(args.output)
+    planned = []
+    for r in records:
+        stem = Path(r.image_path).stem
+        planned.append(out / f"{stem}.png")
+        if args.probabilities:
+            planned.append(out / f"{stem}_prob.png")
+        if args.overlays:
+            planned.append(out / f"{stem}_overlay.png")
+    existing = [p for p in planned if p.exists()]
+    if existing and not args.overwrite:
+        raise UserError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
+                        f"pass --overwrite to replace them or choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    overlay = None
+    if args.overlays:
+        from vlsm.evaluation.figures import overlay
+    n = 0
+    for record, logits, _ in iter_logits(model, records, prompt=prompt, device=args.device,
+                                         batch_size=args.batch_size):
+        image = load_image(record.image_path)
+        prob = to_original_size(logits, (image.height, image.width))
+        mask = prob > args.threshold
+        stem = Path(record.image_path).stem
+        _save_png((mask * 255).astype(np.uint8), out / f"{stem}.png")
+        if args.probabilities:
+            _save_png(np.round(prob * 255).astype(np.uint8), out / f"{stem}_prob.png")
+        if overlay is not None:
+            _save_png(overlay(np.asarray(image), mask), out / f"{stem}_overlay.png")
+        n += 1
+    print(f"wrote {n} mask(s) to {out}")
+    return 0

@@ -1,0 +1,73 @@
+"""LightningModule that trains any registered model with BCE + soft Dice on logits."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from vlsm.models.base import SegmentationModel
+from vlsm.training.losses import BCEDiceLoss
+
+
+def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Hard Dice per image at the model's resolution (validation signal; final numbers are
+    computed at each image's original size by vlsm.evaluation)."""
+    pred = (torch.sigmoid(logits.float()) > threshold).flatten(1).float()
+    target = target.flatten(1).float()
+    inter = (pred * target).sum(1)
+    denom = pred.sum(1) + target.sum(1)
+    # Both empty counts as a perfect score, the same policy as vlsm.evaluation.metrics.
+    return torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
+
+
+class SegmentationTask(L.LightningModule):
+    def __init__(self, model: SegmentationModel, *, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 bce_weight: float = 1.0, dice_weight: float = 1.0, scheduler_patience: int = 5,
+                 scheduler_factor: float = 0.5, model_spec: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.loss_fn = BCEDiceLoss(bce_weight, dice_weight)
+        # The spec lets a bare .ckpt be rebuilt later without the experiment file.
+        self.save_hyperparameters({"model_spec": model_spec or model.spec.to_dict(), "lr": lr,
+                                   "weight_decay": weight_decay, "bce_weight": bce_weight,
+                                   "dice_weight": dice_weight, "scheduler_patience": scheduler_patience,
+                                   "scheduler_factor": scheduler_factor})
+
+    def forward(self, batch):
+        return self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+
+    def _step(self, batch, stage: str):
+        logits = self(batch)
+        losses = self.loss_fn(logits, batch["mask"])
+        bs = batch["pixel_values"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", losses["loss"], prog_bar=True, on_step=on_step, on_epoch=True,
+                 batch_size=bs, sync_dist=not on_step)
+        if stage != "train":
+            self.log(f"{stage}_dice", batch_dice(logits, batch["mask"]).mean(), prog_bar=True,
+                     on_epoch=True, batch_size=bs, sync_dist=True)
+        return losses["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def on_train_epoch_start(self):
+        # Datasets re-seed prompt sampling and augmentation per epoch (reproducible with workers).
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        for ds in getattr(dataset, "datasets", [dataset]):
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"model {self.model.spec.name!r} has no trainable parameters")
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=hp.scheduler_factor, patience=hp.scheduler_patience)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch"}}
