@@ -1,0 +1,74 @@
+"""`vlsm sweep`: run several experiment files one after another (skip finished, resume unfinished)."""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run experiment YAMLs in turn; finished runs are skipped, unfinished resumed")
+    p.add_argument("experiments", nargs="+", help="experiment YAML files")
+    p.add_argument("--out-root", default="runs", help="run folders go to OUT_ROOT/<experiment name>")
+    p.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    p.add_argument("--set", dest="train_set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override for every experiment, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--keep-going", action="store_true", help="continue after a failed experiment")
+    p.set_defaults(func=run)
+
+
+def plan(paths, out_root: str, overrides=()):
+    """[(experiment file, config, run folder, status)] with status new | resume | done."""
+    import yaml
+
+    from vlsm.training.config import load_config
+
+    items = []
+    for path in paths:
+        cfg = load_config(path)
+        for text in overrides:
+            key, _, value = text.partition("=")
+            section, _, field = key.partition(".")
+            target = getattr(cfg, section, None)
+            if not field or target is None or not hasattr(target, field):
+                raise ValueError(f"--set {text!r}: expected SECTION.KEY=VALUE with SECTION in model/data/train/eval")
+            setattr(target, field, yaml.safe_load(value))
+        name = cfg.name or Path(path).stem
+        out = Path(cfg.out) if cfg.out else Path(out_root) / name
+        cfg.out = str(out)
+        if (out / "summary.json").is_file():
+            status = "done"
+        elif (out / "checkpoints" / "last.ckpt").is_file():
+            status = "resume"
+        else:
+            status = "new"
+        items.append((Path(path), cfg, out, status))
+    return items
+
+
+def run(args) -> int:
+    from vlsm.training.run import train
+
+    items = plan(args.experiments, args.out_root, args.train_set)
+    width = max(len(str(p)) for p, *_ in items)
+    for path, cfg, out, status in items:
+        print(f"{status:<7} {str(path):<{width}} -> {out}  ({cfg.model.name}, {', '.join(cfg.data.paths)})")
+    if args.dry_run:
+        return 0
+    failed = []
+    for path, cfg, out, status in items:
+        if status == "done":
+            continue
+        print(f"\n=== {path} ({status}) ===", flush=True)
+        try:
+            train(cfg, resume=status == "resume")
+        except Exception as err:  # one broken experiment must not hide the others' results
+            failed.append((path, err))
+            traceback.print_exc()
+            if not args.keep_going:
+                break
+    if failed:
+        print("\nfailed experiments:")
+        for path, err in failed:
+            print(f"  {path}: {err}")
+        return 1
+    return 0
