@@ -1,0 +1,244 @@
+"""UNet-D: the CNN of the VLSM-Ensemble paper (Dietlmeier et al., MIDL 2025).
+
+Architecture (paper sizes; every width comes from :class:`UNetDConfig`)::
+
+    image (3, S, S)
+      encoder stage k = conv3x3 -> conv3x3 (no activation in between) -> BatchNorm -> ReLU
+                        -> Dropout -> MaxPool2       widths 64, 128, 256, 512  (S/2 ... S/16)
+      bottleneck      = concat[injected maps..., encoder output] -> conv1x1 (1240) -> ECA
+      decoder stage k = ConvTranspose2x2 (stride 2) -> conv3x3 -> the SAME conv3x3 again
+                        -> BatchNorm -> ReLU -> concat with the matching encoder output
+                        widths 546, 182, 91, 45
+      head            = conv1x1 -> logits (num_classes, S, S)
+      optional fusion = conv1x1 over concat[extra map, logits]  (the ensembles' "outconv2")
+
+The decoder applies each stage's 3x3 convolution twice with shared weights, exactly as the
+reference code does; the parameter count (11.83 M at paper size) depends on it.
+
+The bottleneck takes optional extra feature maps (``inject_channels``) at S/16 resolution: the
+ensembles feed their VLSM adapter maps there. ``fuse_channels`` adds the 1x1 fusion of an extra
+full-resolution map with the output logits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
+from vlsm.models.registry import register_model
+
+
+@dataclass
+class UNetDConfig:
+    """Sizes of UNet-D. Defaults are the paper's."""
+
+    in_channels: int = 3
+    num_classes: int = 1
+    encoder_channels: tuple = (64, 128, 256, 512)
+    bottleneck_channels: int = 1240
+    decoder_channels: tuple = (546, 182, 91, 45)
+    dropout: float = 0.1
+    # ECA kernel size k: t = int(|(log2(C) + eca_b) / eca_gamma|), k = t if t is odd else t + 1
+    eca_gamma: float = 2.0
+    eca_b: float = 1.0
+    # channels of extra maps concatenated at the bottleneck (before the 1x1 conv), one per map
+    inject_channels: tuple = ()
+    # where the encoder's own map sits in that concatenation; the reference puts it after the
+    # first injected map (slot 1). Clipped to len(inject_channels).
+    encoder_slot: int = 1
+    # channels of an extra full-size map fused with the logits by a 1x1 conv (0 = no fusion)
+    fuse_channels: int = 0
+    image_size: int = 352
+
+    def __post_init__(self):
+        self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
+        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        self.inject_channels = tuple(int(c) for c in self.inject_channels)
+        if not self.encoder_channels:
+            raise ValueError("UNetDConfig.encoder_channels must name at least one stage")
+        if len(self.decoder_channels) != len(self.encoder_channels):
+            raise ValueError(
+                f"UNetDConfig: decoder_channels {self.decoder_channels} needs one width per encoder stage "
+                f"{self.encoder_channels} (got {len(self.decoder_channels)} vs {len(self.encoder_channels)})")
+        if self.image_size % self.downsampling:
+            raise ValueError(
+                f"UNet-D image_size {self.image_size} is not divisible by {self.downsampling} "
+                f"({len(self.encoder_channels)} pooling stages); pick e.g. "
+                f"{self.image_size - self.image_size % self.downsampling or self.downsampling}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"UNetDConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def downsampling(self) -> int:
+        """Total stride of the encoder: input sides must be multiples of it."""
+        return 2 ** len(self.encoder_channels)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    "paper": dict(),
+    "tiny": dict(encoder_channels=(8, 16, 32, 64), bottleneck_channels=48,
+                 decoder_channels=(24, 12, 6, 4), image_size=64),
+}
+
+
+def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
+    """Kernel size of Efficient Channel Attention for ``channels`` (always odd)."""
+    t = int(abs((math.log(channels, 2) + b) / gamma))
+    return t if t % 2 else t + 1
+
+
+class ECA(nn.Module):
+    """Efficient Channel Attention: global average pool -> 1D conv across channels -> sigmoid gate."""
+
+    def __init__(self, channels: int, gamma: float = 2.0, b: float = 1.0):
+        super().__init__()
+        k = eca_kernel_size(channels, gamma, b)
+        self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.mean(dim=(2, 3), keepdim=True)                      # (B, C, 1, 1)
+        w = self.conv(w.squeeze(-1).transpose(1, 2))               # (B, 1, C)
+        w = torch.sigmoid(w.transpose(1, 2).unsqueeze(-1))         # (B, C, 1, 1)
+        return x * w
+
+
+class EncoderStage(nn.Module):
+    def __init__(self, cin: int, cout: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout)
+        self.drop = nn.Dropout(dropout)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the reference has no activation between the two convolutions
+        return self.pool(self.drop(torch.relu(self.bn(self.conv2(self.conv1(x))))))
+
+
+class DecoderStage(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, cout, kernel_size=2, stride=2)
+        self.conv = nn.Conv2d(cout, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        x = self.conv(self.conv(x))  # same weights twice, as in the reference
+        return torch.relu(self.bn(x))
+
+
+class UNetD(SegmentationModel):
+    """UNet-D. ``forward(pixel_values, ..., inject=[maps at S/16], fuse=map at S) -> logits``."""
+
+    uses_text = False
+
+    def __init__(self, config: Optional[UNetDConfig] = None):
+        super().__init__()
+        self.config = config = config or UNetDConfig()
+        self.preprocess = Preprocess(image_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        enc = config.encoder_channels
+        widths = (config.in_channels,) + enc
+        self.encoder = nn.ModuleList(
+            EncoderStage(widths[i], widths[i + 1], config.dropout) for i in range(len(enc)))
+        self.bottleneck = nn.Conv2d(enc[-1] + sum(config.inject_channels), config.bottleneck_channels, 1)
+        self.eca = ECA(config.bottleneck_channels, config.eca_gamma, config.eca_b)
+        dec = config.decoder_channels
+        skips = enc[::-1][1:]  # encoder outputs concatenated after decoder stages 0 .. n-2
+        cins = (config.bottleneck_channels,) + tuple(d + s for d, s in zip(dec[:-1], skips))
+        self.decoder = nn.ModuleList(DecoderStage(cin, cout) for cin, cout in zip(cins, dec))
+        self.head = nn.Conv2d(dec[-1], config.num_classes, 1)
+        self.fuse = (nn.Conv2d(config.fuse_channels + config.num_classes, config.num_classes, 1)
+                     if config.fuse_channels else None)
+
+    def check_input(self, pixel_values: torch.Tensor) -> None:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.in_channels:
+            raise ValueError(f"UNet-D expects pixel_values of shape (B, {self.config.in_channels}, H, W); "
+                             f"got {tuple(pixel_values.shape)}")
+        h, w = pixel_values.shape[-2:]
+        d = self.config.downsampling
+        if h % d or w % d:
+            raise ValueError(
+                f"UNet-D needs height and width divisible by {d} ({len(self.config.encoder_channels)} "
+                f"pooling stages); got {h}x{w}. Resize the images (image_size / --img-size) to a multiple "
+                f"of {d}, e.g. {max(d, h - h % d)}.")
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: Optional[torch.Tensor] = None,
+                attention_mask: Optional[torch.Tensor] = None, *,
+                inject: Sequence[torch.Tensor] = (), fuse: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, num_classes, H, W). ``input_ids``/``attention_mask`` are ignored.
+
+        Args:
+            inject: one map per ``config.inject_channels`` entry, each (B, C_i, H/16, W/16).
+            fuse: (B, fuse_channels, H, W) when ``config.fuse_channels`` > 0.
+        """
+        self.check_input(pixel_values)
+        cfg = self.config
+        inject = list(inject)
+        if len(inject) != len(cfg.inject_channels):
+            raise ValueError(f"UNet-D was built for {len(cfg.inject_channels)} injected bottleneck maps "
+                             f"(inject_channels={cfg.inject_channels}); got {len(inject)}")
+        if (fuse is None) != (self.fuse is None):
+            raise ValueError("UNet-D: pass `fuse` exactly when the model was built with fuse_channels > 0 "
+                             f"(fuse_channels={cfg.fuse_channels})")
+        skips = []
+        x = pixel_values
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        if inject:
+            slot = min(cfg.encoder_slot, len(inject))
+            x = torch.cat(inject[:slot] + [x] + inject[slot:], dim=1)
+        x = self.eca(self.bottleneck(x))
+        skips = skips[:-1][::-1]
+        for i, stage in enumerate(self.decoder):
+            x = stage(x)
+            if i < len(skips):
+                x = torch.cat([x, skips[i]], dim=1)
+        logits = self.head(x)
+        if self.fuse is not None:
+            logits = self.fuse(torch.cat([fuse, logits], dim=1))
+        return logits
+
+
+def unet_d_config(preset: str = "paper", **overrides) -> UNetDConfig:
+    """The config of a preset with field overrides (unknown fields are a clear error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"UNet-D has no preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(UNetDConfig)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown UNet-D option(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    return UNetDConfig(**{**PRESETS[preset], **overrides})
+
+
+def load_weights_into(model: nn.Module, name: str, pretrained: str) -> None:
+    """Load ``pretrained`` (a saved model folder or a state-dict file, ours or the reference's)."""
+    from vlsm.models.reference import load_any_state_dict
+
+    state = load_any_state_dict(name, pretrained, model)
+    model.load_state_dict(state, strict=True)
+
+
+@register_model("unet-d", description="UNet-D: ECA-bottleneck U-Net CNN from VLSM-Ensemble (image only)",
+                presets=tuple(PRESETS), uses_text=False, paper_name="UNet-D")
+def build_unet_d(*, preset: str = "paper", variant=None, pretrained=None, tokenizer_dir=None,
+                 **overrides) -> UNetD:
+    model = UNetD(unet_d_config(preset, **overrides))
+    if pretrained is not None:
+        if not Path(pretrained).exists():
+            raise FileNotFoundError(
+                f"UNet-D weights {pretrained!r} not found: UNet-D has no public pretrained weights; pass a "
+                f"folder written by save_pretrained or a state-dict file (.pt/.pth/.ckpt/.safetensors).")
+        load_weights_into(model, "unet-d", pretrained)
+    return model
