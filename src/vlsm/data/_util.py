@@ -1,0 +1,103 @@
+"""Small helpers shared by the data modules (not public API)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+#: File extensions treated as images (lower case, with the dot).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: The split names of the medvlsm layout, in their usual order.
+STANDARD_SPLITS = ("train", "val", "test")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def preview(items: Iterable, limit: int = 5) -> str:
+    """``'a, b, c, ... (12 in all)'``: the first few items of a list and how many there are."""
+    items = [str(i) for i in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+
+
+def seeded_split(keys: Sequence[str], seed: int = 0,
+                 fractions: tuple = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of ``keys`` (the order of ``keys`` does not matter).
+
+    The keys are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut into
+    ``round(f * n)`` pieces for val and test (at least one each when there are 3 or more keys);
+    train gets the rest. Each split keeps the sorted order.
+    """
+    keys = sorted(set(keys))
+    n = len(keys)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val, n_test = max(1, n_val), max(1, n_test)
+    val_idx = set(order[:n_val].tolist())
+    test_idx = set(order[n_val:n_val + n_test].tolist())
+    out = {"train": [], "val": [], "test": []}
+    for i, k in enumerate(keys):
+        out["val" if i in val_idx else "test" if i in test_idx else "train"].append(k)
+    return out
+
+
+def check_output_dir(out_dir: Path, overwrite: bool, protect: Sequence[Path] = ()) -> None:
+    """Refuse to replace a non-empty ``out_dir`` unless ``overwrite``; never one that holds ``protect``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder: choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {out_dir} is not empty: choose a new folder, or pass --overwrite "
+                f"(overwrite=True) to replace it")
+        resolved = out_dir.resolve()
+        for p in protect:
+            p = Path(p).resolve()
+            if p == resolved or resolved in p.parents:
+                raise ValueError(f"refusing to overwrite {out_dir}: it contains the input {p}. "
+                                 f"Choose an output folder outside the input.")
+
+
+@contextmanager
+def atomic_directory(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out_dir``; on success it replaces ``out_dir`` in one rename.
+
+    On an exception (or interruption) the temporary folder is removed and ``out_dir`` is untouched,
+    so a reader never sees a half-written dataset.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        old = None
+        if out_dir.exists():
+            if any(out_dir.iterdir()) and not overwrite:
+                raise FileExistsError(f"output folder {out_dir} appeared while writing; not replacing it")
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,118 @@
+"""Reading input images.
+
+:func:`load_image` returns a fully decoded ``PIL.Image`` in RGB for PNG, JPEG, BMP, WebP and TIFF
+files. TIFFs that Pillow cannot decode (e.g. the CVC-ClinicDB originals) are read with
+``tifffile``. The whole file is decoded on reading, so a truncated or corrupt file fails here with
+an :class:`ImageReadError` naming the file, not later inside a training loop.
+
+EXIF orientation tags are deliberately *not* applied: masks carry no such tag, and rotating only
+the image would misalign it with its mask.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """An image or mask file that cannot be read or is truncated."""
+
+
+def _read_error(path: Path, err: BaseException, what: str = "image") -> ImageReadError:
+    return ImageReadError(
+        f"cannot read {what} {path}: {err}. The file is unreadable, truncated or not an image "
+        f"(an interrupted copy or download?). Re-copy or re-export it, or remove it from the dataset "
+        f"(`vlsm data check` lists every such file).")
+
+
+def read_tiff_array(path: Path) -> np.ndarray:
+    """The first page of a TIFF as an array (H, W) or (H, W, C), via tifffile."""
+    import tifffile
+
+    arr = tifffile.imread(str(path), key=0)
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) storage
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"unexpected TIFF array shape {arr.shape}")
+    return arr
+
+
+def array_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale an integer/float/bool array to uint8 the way image viewers do (by its dtype's range)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        if info.min < 0:
+            arr = arr.astype(np.float64) - info.min
+        return np.round(arr.astype(np.float64) * (255.0 / (info.max - info.min))).astype(np.uint8)
+    arr = np.nan_to_num(arr.astype(np.float64))
+    if arr.size and arr.max() <= 1.0 and arr.min() >= 0.0:
+        arr = arr * 255.0
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
+def _open_pil(path: Path) -> Image.Image:
+    """Open and fully decode ``path`` with Pillow, falling back to tifffile for TIFFs."""
+    data = path.read_bytes()  # no file handle stays open, whatever the format
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()  # force a full decode: truncated files fail here
+        return img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            try:
+                arr = read_tiff_array(path)
+            except Exception as terr:  # noqa: BLE001 - report both readers' complaints
+                raise _read_error(path, f"{err}; tifffile: {terr}") from terr
+            arr = array_to_uint8(arr)
+            if arr.ndim == 3 and arr.shape[-1] == 2:
+                arr = arr[..., 0]
+            return Image.fromarray(arr)
+        raise _read_error(path, err) from err
+
+
+def load_image(path) -> Image.Image:
+    """Read an image file as a fully decoded RGB ``PIL.Image``.
+
+    Grey, palette, 16-bit and alpha images are converted to RGB (alpha is dropped).
+    Raises ``FileNotFoundError`` for a missing file and :class:`ImageReadError` (a ``ValueError``)
+    naming the file for an unreadable or truncated one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    img = _open_pil(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        img = Image.fromarray(array_to_uint8(np.asarray(img)))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file without decoding the pixels (TIFFs via tifffile if needed)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError):
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            arr = read_tiff_array(path)
+            return arr.shape[1], arr.shape[0]
+        raise
+
+
+__all__ = ["load_image", "ImageReadError", "image_size"]
