@@ -1,0 +1,156 @@
+"""CLIPSeg (Lüddecke & Ecker, CVPR 2022) on transformers' ``CLIPSegForImageSegmentation``.
+
+``self.clipseg`` is the transformers model, so reference checkpoints (``clipseg.clip.*``,
+``clipseg.decoder.*``) map one to one. transformers runs CLIPSeg's encoders under ``no_grad``; here the
+vision and text models are called directly, with gradients whenever the encoder is trainable, so
+``freeze_encoder=False`` (the medvlsm default) really fine-tunes CLIP.
+
+Weights: ``pretrained="CIDAS/clipseg-rd64-refined"`` (hub id, HF cache or local folder with
+``config.json`` + ``model.safetensors``/``pytorch_model.bin``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from vlsm.models.registry import register_model
+from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry)
+from vlsm.models.weights import FileSpec, resolve_weights
+
+CLIPSEG_FILES = (
+    FileSpec.of("config.json", what="transformers CLIPSegConfig"),
+    FileSpec.of("model.safetensors", "pytorch_model.bin", what="weights"),
+)
+CLIPSEG_OPTIONS = ("image_size", "freeze_encoder", "freeze_decoder", "extract_layers", "activation_offset",
+                   "context_length")
+
+
+def clipseg_config_from_hf(hf: dict, entry: dict, preset: str, overrides: dict) -> VLSMConfig:
+    """A :class:`VLSMConfig` from a CLIPSegConfig dict, a preset entry and user overrides."""
+    hf = copy.deepcopy(hf)
+    if "extract_layers" in overrides:
+        hf["extract_layers"] = [int(i) for i in overrides["extract_layers"]]
+    vision, text = hf["vision_config"], hf["text_config"]
+    context_length = int(overrides.get("context_length", entry["context_length"]))
+    if context_length > text["max_position_embeddings"]:
+        raise ValueError(f"clipseg: context_length {context_length} exceeds the text model's "
+                         f"{text['max_position_embeddings']} positions")
+    return VLSMConfig(
+        model="clipseg", preset=preset,
+        image_size=int(overrides.get("image_size", entry["image_size"])),
+        patch_size=int(vision["patch_size"]),
+        hidden_size=int(vision["hidden_size"]),
+        num_hidden_layers=int(vision["num_hidden_layers"]),
+        projection_dim=int(hf["projection_dim"]),
+        extract_layers=tuple(hf["extract_layers"]),
+        activation_offset=int(overrides.get("activation_offset", entry["activation_offset"])),
+        reduce_dim=int(hf["reduce_dim"]),
+        decoder_num_attention_heads=int(hf["decoder_num_attention_heads"]),
+        decoder_intermediate_size=int(hf["decoder_intermediate_size"]),
+        conditional_layer=int(hf["conditional_layer"]),
+        use_complex_transposed_convolution=bool(hf["use_complex_transposed_convolution"]),
+        mean=tuple(entry["mean"]), std=tuple(entry["std"]),
+        tokenizer=entry["tokenizer"], context_length=context_length,
+        freeze_encoder=bool(overrides.get("freeze_encoder", entry["freeze_encoder"])),
+        freeze_decoder=bool(overrides.get("freeze_decoder", entry["freeze_decoder"])),
+        clipseg_config=hf,
+    )
+
+
+def _clean_hf_dict(d: dict) -> dict:
+    """The architecture fields of a CLIPSegConfig dict (drops bookkeeping such as transformers_version)."""
+    drop = {"transformers_version", "architectures", "torch_dtype", "dtype", "_name_or_path", "_commit_hash"}
+    out = {k: v for k, v in d.items() if k not in drop and not k.startswith("_")}
+    for sub in ("text_config", "vision_config"):
+        if isinstance(out.get(sub), dict):
+            out[sub] = {k: v for k, v in out[sub].items() if k not in drop and not k.startswith("_")}
+    return out
+
+
+class CLIPSeg(VLSMBase):
+    """CLIPSeg: CLIP ViT-B/16 image + text encoders and the FiLM-conditioned transformer decoder."""
+
+    def __init__(self, config: VLSMConfig, clipseg_module=None):
+        super().__init__(config)
+        from transformers import CLIPSegForImageSegmentation
+
+        if clipseg_module is None:
+            clipseg_module = CLIPSegForImageSegmentation(config.clipseg_hf_config())
+        self.clipseg = clipseg_module
+        self.apply_freezing()
+
+    @property
+    def decoder_module(self):
+        return self.clipseg.decoder
+
+    @property
+    def encoder_modules(self) -> list:
+        return [self.clipseg.clip]
+
+    def encode_image(self, pixel_values: torch.Tensor):
+        """ViT activations at ``config.activation_blocks`` and the last block's output (B, N, D)."""
+        self._check_pixels(pixel_values)
+        with self._encoder_context():
+            out = self.clipseg.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True,
+                                                 interpolate_pos_encoding=True)
+            # hidden_states[0] is the embedding output, hidden_states[k] the output of block k-1
+            activations = [out.hidden_states[b + 1] for b in self.config.activation_blocks]
+        return activations, out.last_hidden_state
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Projected CLIP text embedding (B, projection_dim), the decoder's conditional embedding."""
+        with self._encoder_context():
+            out = self.clipseg.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return out.pooler_output
+
+
+
+def load_clipseg_module(folder: str | Path, config: VLSMConfig):
+    """transformers' ``from_pretrained`` on a resolved local folder (no hub access)."""
+    from transformers import CLIPSegForImageSegmentation
+
+    return CLIPSegForImageSegmentation.from_pretrained(str(folder), config=config.clipseg_hf_config(),
+                                                       local_files_only=True)
+
+
+def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str]):
+    from vlsm.text.tokenizers import TOKENIZER_FILE, ClipBPETokenizer, load_tokenizer
+
+    if tokenizer_dir and (Path(tokenizer_dir) / TOKENIZER_FILE).is_file():
+        tok = load_tokenizer(tokenizer_dir)
+        if tok.context_length != config.context_length:
+            tok = load_tokenizer(tokenizer_dir, context_length=config.context_length)
+        return tok
+    # CLIP's BPE vocabulary ships with open_clip: always available offline
+    return ClipBPETokenizer(context_length=config.context_length)
+
+
+@register_model("clipseg", description="CLIPSeg rd64-refined: CLIP ViT-B/16 encoders + FiLM transformer decoder "
+                "(352 px, CLIP BPE prompts of 77 tokens)", uses_text=True, paper_name="CLIPSeg")
+def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
+                  tokenizer_dir: Optional[str] = None, **overrides) -> CLIPSeg:
+    check_overrides("clipseg", overrides, CLIPSEG_OPTIONS)
+    entry = preset_entry("clipseg", preset)
+    saved = VLSMConfig.load(tokenizer_dir) if (tokenizer_dir and pretrained is None) else None
+    if saved is not None and saved.model == "clipseg":
+        hf = saved.clipseg_config
+        entry.update(image_size=saved.image_size, context_length=saved.context_length,
+                     activation_offset=saved.activation_offset, freeze_encoder=saved.freeze_encoder,
+                     freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std))
+    elif pretrained is not None:
+        resolved = resolve_weights(pretrained, CLIPSEG_FILES, model="clipseg")
+        hf = _clean_hf_dict(json.loads(resolved.path("config.json").read_text()))
+        if hf.get("model_type") != "clipseg":
+            raise ValueError(f"{resolved.path('config.json')} is not a CLIPSeg config "
+                             f"(model_type {hf.get('model_type')!r}); point pretrained= at a CLIPSeg checkpoint")
+    else:
+        hf = load_config_json(entry["clipseg_config"])
+    config = clipseg_config_from_hf(hf, entry, preset, overrides)
+    module = load_clipseg_module(resolved.folder, config) if pretrained is not None else None
+    model = CLIPSeg(config, clipseg_module=module)
+    model.set_tokenizer(_tokenizer_for(config, tokenizer_dir))
+    return model

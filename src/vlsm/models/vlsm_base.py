@@ -1,0 +1,307 @@
+"""Shared pieces of the CLIPSeg-style vision-language segmentation models (CLIPSeg, BiomedCLIPSeg).
+
+Both models follow one pipeline, exposed step by step so that ensembles can reuse each part::
+
+    activations, last_hidden_state = model.encode_image(pixel_values)   # ViT tokens (B, N, D)
+    conditional_embeddings = model.encode_text(input_ids, attention_mask)  # (B, projection_dim)
+    logits = model.decode(activations, conditional_embeddings)          # (B, 1, H, W)
+
+``model.forward_features(...)`` returns all of them as a :class:`VLSMOutput`; ``model(...)`` the logits.
+``model.config`` is a :class:`VLSMConfig`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from vlsm.models.base import Preprocess, SegmentationModel
+
+MODEL_CONFIG_FILE = "vlsm_model_config.json"
+
+
+@dataclass
+class VLSMOutput:
+    """Everything one forward pass of a VLSM computes.
+
+    Attributes:
+        logits: (B, 1, H, W) at the input size.
+        activations: ViT token sequences (B, N, hidden_size) fed to the decoder, one per extract layer,
+            in ``config.extract_layers`` order (N = grid*grid + 1, the class token first).
+        conditional_embeddings: (B, projection_dim) text embeddings that drive the decoder's FiLM.
+        last_hidden_state: (B, N, hidden_size) output of the last ViT block, before the final norm.
+    """
+
+    logits: torch.Tensor
+    activations: list
+    conditional_embeddings: torch.Tensor
+    last_hidden_state: torch.Tensor
+
+
+@dataclass
+class VLSMConfig:
+    """Architecture + preprocessing of one CLIPSeg-style model (a plain, JSON-serialisable dataclass).
+
+    ``activation_offset``: the decoder's activation for extract layer ``i`` is the output of ViT block
+    ``i + activation_offset`` (0-based). CLIPSeg (transformers) uses 0; the BiomedCLIPSeg reference code
+    (medvlsm, VLSM-Ensemble) uses 1, i.e. blocks 4, 7, 10 for extract layers 3, 6, 9.
+    ``clipseg_config`` is the full transformers ``CLIPSegConfig`` dict of the decoder (and, for CLIPSeg,
+    of the encoders); ``open_clip_config``/``text_config`` describe BiomedCLIP's towers.
+    """
+
+    model: str
+    preset: str
+    image_size: int
+    patch_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    projection_dim: int
+    extract_layers: tuple
+    activation_offset: int
+    reduce_dim: int
+    decoder_num_attention_heads: int
+    decoder_intermediate_size: int
+    conditional_layer: int
+    use_complex_transposed_convolution: bool
+    mean: tuple
+    std: tuple
+    tokenizer: str
+    context_length: int
+    freeze_encoder: bool
+    freeze_decoder: bool
+    clipseg_config: dict = field(default_factory=dict)
+    open_clip_config: Optional[dict] = None
+    text_config: Optional[dict] = None
+
+    def __post_init__(self):
+        self.extract_layers = tuple(int(i) for i in self.extract_layers)
+        self.mean = tuple(float(x) for x in self.mean)
+        self.std = tuple(float(x) for x in self.std)
+        self.validate()
+
+    # -- derived sizes ---------------------------------------------------------------------
+    @property
+    def grid_size(self) -> int:
+        """Patch tokens per side at ``image_size``."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image: grid*grid patches + the class token."""
+        return self.grid_size ** 2 + 1
+
+    @property
+    def activation_blocks(self) -> tuple:
+        """0-based ViT blocks whose outputs are the decoder's activations."""
+        return tuple(i + self.activation_offset for i in self.extract_layers)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(image_size=self.image_size, mean=self.mean, std=self.std,
+                          tokenizer=self.tokenizer, context_length=self.context_length)
+
+    def validate(self) -> None:
+        if self.image_size <= 0 or self.image_size % self.patch_size:
+            raise ValueError(f"{self.model}: image_size {self.image_size} must be a positive multiple of the "
+                             f"patch size {self.patch_size}")
+        if not self.extract_layers:
+            raise ValueError(f"{self.model}: extract_layers must name at least one ViT layer")
+        blocks = self.activation_blocks
+        if min(blocks) < 0 or max(blocks) >= self.num_hidden_layers:
+            raise ValueError(
+                f"{self.model}: extract_layers {list(self.extract_layers)} with activation_offset "
+                f"{self.activation_offset} select ViT blocks {list(blocks)}, but the ViT has blocks "
+                f"0..{self.num_hidden_layers - 1}")
+        if self.context_length < 2:
+            raise ValueError(f"{self.model}: context_length must be >= 2, got {self.context_length}")
+
+    def clipseg_hf_config(self):
+        """The decoder's (and CLIPSeg's) ``transformers.CLIPSegConfig``."""
+        from transformers import CLIPSegConfig
+
+        return CLIPSegConfig(**{k: v for k, v in self.clipseg_config.items() if not k.startswith("_")})
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["extract_layers"] = list(self.extract_layers)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VLSMConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown VLSM config keys {sorted(unknown)}; expected {sorted(known)}")
+        return cls(**d)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / MODEL_CONFIG_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Optional["VLSMConfig"]:
+        path = Path(directory) / MODEL_CONFIG_FILE
+        if not path.is_file():
+            return None
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def configs_dir() -> Path:
+    """The folder with the architecture JSON files shipped with the package."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def load_config_json(name: str) -> dict:
+    """A shipped JSON config (``_comment`` keys dropped)."""
+    path = configs_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped model config {path} is missing: the vlsm installation is incomplete "
+                                f"(reinstall the package; models/configs/*.json must be included)")
+    data = json.loads(path.read_text())
+    return _strip_comments(data)
+
+
+def _strip_comments(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _strip_comments(v) for k, v in data.items() if not k.startswith("_")}
+    return data
+
+
+def preset_entry(model: str, preset: str) -> dict:
+    table = load_config_json("vlsm_models.json")
+    if model not in table:
+        raise ValueError(f"no VLSM presets for {model!r}; known: {', '.join(table)}")
+    if preset not in table[model]:
+        raise ValueError(f"model {model!r} has no preset {preset!r}; valid presets: {', '.join(table[model])}")
+    return dict(table[model][preset])
+
+
+def check_overrides(model: str, overrides: dict, allowed: tuple) -> None:
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"{model}: unknown option(s) {unknown}; valid options: {', '.join(sorted(allowed))}")
+
+
+class VLSMBase(SegmentationModel):
+    """Common behaviour of CLIPSeg and BiomedCLIPSeg (see module docstring)."""
+
+    uses_text = True
+    config: VLSMConfig
+
+    def __init__(self, config: VLSMConfig):
+        super().__init__()
+        self.config = config
+        self.preprocess = config.preprocess
+        self._tokenizer = None
+        self._tokenizer_error: Optional[str] = None
+        self._saving = False
+
+    # -- parts subclasses implement ------------------------------------------------------------
+    def encode_image(self, pixel_values: torch.Tensor) -> tuple[list, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def encode_text(self, input_ids: torch.Tensor,
+                    attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def decoder_module(self) -> torch.nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def encoder_modules(self) -> list:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- freezing ------------------------------------------------------------------------------
+    def apply_freezing(self) -> None:
+        """Set requires_grad from ``config.freeze_encoder`` / ``config.freeze_decoder``."""
+        for module in self.encoder_modules:
+            module.requires_grad_(not self.config.freeze_encoder)
+        self.decoder_module.requires_grad_(not self.config.freeze_decoder)
+
+    def _encoder_context(self):
+        """``no_grad`` while the encoder is frozen (never inference_mode: its outputs feed trainable layers)."""
+        frozen = not any(p.requires_grad for m in self.encoder_modules for p in m.parameters())
+        return torch.no_grad() if frozen else nullcontext()
+
+    # -- the pipeline ------------------------------------------------------------------------------
+    def _check_pixels(self, pixel_values: torch.Tensor) -> None:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
+        h, w = pixel_values.shape[-2:]
+        if h != w:
+            raise ValueError(f"{self.config.model} needs square images (its decoder reshapes tokens to a square "
+                             f"grid); got {h}x{w}. Resize to {self.config.image_size}x{self.config.image_size}.")
+        if h % self.config.patch_size:
+            raise ValueError(f"image side {h} is not a multiple of the patch size {self.config.patch_size}; "
+                             f"resize to {self.config.image_size}x{self.config.image_size}")
+
+    def decode(self, activations: list, conditional_embeddings: torch.Tensor,
+               output_size: Optional[tuple] = None) -> torch.Tensor:
+        """CLIPSeg decoder: activations + FiLM conditioning -> logits (B, 1, H, W).
+
+        ``output_size`` (H, W) resizes bilinearly when the decoder's native size (grid * patch) differs.
+        """
+        if len(activations) != len(self.config.extract_layers):
+            raise ValueError(f"decode needs {len(self.config.extract_layers)} activations "
+                             f"(one per extract layer), got {len(activations)}")
+        logits = self.decoder_module(activations, conditional_embeddings).logits
+        batch = conditional_embeddings.shape[0]
+        logits = logits.reshape(batch, 1, *logits.shape[-2:])  # HF squeezes the channel axis
+        if output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
+            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
+        return logits
+
+    def forward_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                         attention_mask: Optional[torch.Tensor] = None) -> VLSMOutput:
+        if input_ids is None:
+            raise ValueError(f"{self.config.model} is a text-prompted model: pass input_ids (and attention_mask) "
+                             f"from model.get_tokenizer()")
+        if input_ids.shape[0] != pixel_values.shape[0]:
+            raise ValueError(f"got {input_ids.shape[0]} prompts for {pixel_values.shape[0]} images; pass one "
+                             f"prompt per image")
+        activations, last_hidden_state = self.encode_image(pixel_values)
+        conditional = self.encode_text(input_ids, attention_mask)
+        logits = self.decode(activations, conditional, output_size=tuple(pixel_values.shape[-2:]))
+        return VLSMOutput(logits=logits, activations=activations, conditional_embeddings=conditional,
+                          last_hidden_state=last_hidden_state)
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: Optional[torch.Tensor] = None,
+                attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.forward_features(pixel_values, input_ids, attention_mask).logits
+
+    # -- tokenizer -------------------------------------------------------------------------------
+    def set_tokenizer(self, tokenizer, error: Optional[str] = None) -> None:
+        self._tokenizer = tokenizer
+        self._tokenizer_error = error
+
+    def get_tokenizer(self):
+        from vlsm.text.tokenizers import NullTokenizer, TokenizerNotAvailableError
+
+        if self._tokenizer is None:
+            if self._saving:  # save_pretrained of a model without tokenizer files: write no tokenizer
+                return NullTokenizer()
+            raise TokenizerNotAvailableError(self._tokenizer_error or f"{self.config.model} has no tokenizer")
+        return self._tokenizer
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory)  # the exact architecture, read back by the builder on reload
+        self._saving = True
+        try:
+            return super().save_pretrained(directory)
+        finally:
+            self._saving = False
