@@ -348,3 +348,17 @@ def test_paper_model_matching():
     assert report.paper_model("biomedclipseg_a") == "BiomedCLIPSeg-A"
     assert report.paper_model("Mine", "ensemble-c") == "Ensemble-C"
     assert report.paper_model("Mine", "mine") is None
+
+
+def test_prompt_sweep_gets_one_row_per_prompt(tmp_path):
+    run = tmp_path / "run"
+    results = []
+    for i, prompt in enumerate(("p0", "p1", "p2")):
+        res = write_result(run, "kvasir_polyp", "test", np.full(12, 0.5 + i / 10), sub=f"eval/kvasir_polyp-test-{prompt}")
+        results.append({**res, "prompt": prompt})
+    (run / "summary.json").write_text(json.dumps({"model": {"name": "clipseg", "label": "CLIPSeg"},
+                                                  "results": results}))
+    table = report.build_table([run], ci=False)
+    assert [r.label for r in table.rows] == ["CLIPSeg (p0)", "CLIPSeg (p1)", "CLIPSeg (p2)"]
+    assert table.cell("CLIPSeg (p2)", "kvasir_polyp").mean == pytest.approx(70.0)
+    assert table.cell("CLIPSeg (p2)", "kvasir_polyp").best

@@ -544,7 +544,12 @@ def _model_key(row: Row) -> tuple:
 
 
 def collect_scores(summaries: Sequence[RunSummary]) -> dict:
-    """``{(label, dataset, split): CaseScores}``; a model evaluated twice on a split is an error."""
+    """``{(row label, dataset, split): CaseScores}`` from loaded summaries.
+
+    The row label is the model's label; when one model was evaluated with several prompts (a prompt
+    sweep of ``vlsm evaluate``), each prompt gets its own row, labelled ``"<label> (<prompt>)"``.
+    The same model, dataset, split and prompt twice is an error naming both files.
+    """
     seen: dict = {}
     names: dict = {}
     for s in summaries:
@@ -554,18 +559,26 @@ def collect_scores(summaries: Sequence[RunSummary]) -> dict:
                 raise ValueError(f"label {label!r} is used by two different models: {names[label][0]!r} in "
                                  f"{names[label][1]} and {r.model.name!r} in {s.path}; give them distinct labels")
             names.setdefault(label, (r.model.name, s.path))
-            key = (label, r.dataset, r.split)
+            key = (label, r.dataset, r.split, r.prompt)
             if key in seen:
                 prev = seen[key]
                 if prev.summary_path.resolve() == s.path.resolve():
                     where = f"{s.path} was given twice"
                 else:
                     where = f"both {prev.summary_path} and {s.path} have them"
-                raise ValueError(f"two results for model {label!r} on {r.dataset}/{r.split}: {where} "
+                raise ValueError(f"two results for model {label!r} on {r.dataset}/{r.split}"
+                                 + (f" with prompt {r.prompt!r}" if r.prompt else "") + f": {where} "
                                  f"(per-case files {prev.per_case_path} and {r.per_case_path}). Pass only "
                                  f"one of them (a run folder already includes its eval/ folders).")
             seen[key] = r
-    return seen
+    prompts: dict = {}
+    for (label, _, _, prompt) in seen:
+        prompts.setdefault(label, set()).add(prompt)
+    out = {}
+    for (label, dataset, split, prompt), r in seen.items():
+        row = label if len(prompts[label]) == 1 else f"{label} ({prompt})"
+        out[(row, dataset, split)] = r
+    return out
 
 
 def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str = "dice", ci: bool = True,
@@ -594,7 +607,8 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
     rows: dict = {}
     for (label, dataset, split), sc in scores.items():
         if label not in rows:
-            rows[label] = Row(label=label, name=sc.model.name, paper_name=paper_model(label, sc.model.name))
+            rows[label] = Row(label=label, name=sc.model.name,
+                              paper_name=paper_model(sc.model.label, sc.model.name))
     data_keys = sorted({(d, s) for (_, d, s) in scores}, key=lambda k: (_dataset_key(k[0]), _split_key(k[1])))
     columns = [Column(d, s, m) for (d, s) in data_keys for m in metrics]
 
