@@ -52,7 +52,7 @@ def _rename_unet_d(key: str, *, fuse: bool) -> Optional[str]:
     module, leaf = _split_module(key)
     if module == "outconv2":
         return f"fuse.{leaf}" if fuse else None
-    if module in _UNET_D_UNUSED:
+    if module.split(".")[0] in _UNET_D_UNUSED:
         return None
     if module in _UNET_D_RENAMES:
         return f"{_UNET_D_RENAMES[module]}.{leaf}"

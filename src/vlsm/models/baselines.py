@@ -1,0 +1,118 @@
+"""CNN baselines of the medvlsm testbench on segmentation_models_pytorch: UNet, UNet++, DeepLabv3+.
+
+Paper preset: ResNet-50 encoder, 256 px, ImageNet mean/std (medvlsm ``configs/model/{unet,unetpp,
+deeplabv3plus}.yaml`` and ``configs/experiment/unet.yaml``). Tiny preset: ResNet-18 with three
+encoder stages and narrow decoders, 64 px.
+
+Encoder weights: ``pretrained=None`` (random init, the default: nothing is downloaded),
+``pretrained="imagenet"`` (smp's ImageNet ResNet weights, found through the shared weight resolver:
+Hugging Face cache or, when online, a download), or a local folder holding the encoder's
+``model.safetensors``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
+from vlsm.models.registry import register_model
+
+ARCHS = {"unet": "Unet", "unetpp": "UnetPlusPlus", "deeplabv3plus": "DeepLabV3Plus"}
+PAPER_NAMES = {"unet": "UNet", "unetpp": "UNet++", "deeplabv3plus": "DeepLabv3+"}
+
+PRESETS = {
+    "paper": {
+        "unet": dict(encoder_name="resnet50", image_size=256),
+        "unetpp": dict(encoder_name="resnet50", image_size=256),
+        "deeplabv3plus": dict(encoder_name="resnet50", image_size=256),
+    },
+    "tiny": {
+        "unet": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=(16, 8, 4), image_size=64),
+        "unetpp": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=(16, 8, 4), image_size=64),
+        "deeplabv3plus": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=16,
+                              encoder_output_stride=8, image_size=64),
+    },
+}
+OPTIONS = ("encoder_name", "encoder_depth", "decoder_channels", "encoder_output_stride", "image_size",
+           "in_channels", "classes")
+
+
+class SMPBaseline(SegmentationModel):
+    """An smp model behind the toolkit's interface: ``forward(pixel_values, ...) -> logits (B, 1, H, W)``."""
+
+    uses_text = False
+
+    def __init__(self, arch: str, image_size: int, **smp_kwargs):
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        self.arch = arch
+        self.net = getattr(smp, ARCHS[arch])(encoder_weights=None, **smp_kwargs)
+        self.preprocess = Preprocess(image_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        depth = smp_kwargs.get("encoder_depth", 5)
+        self.divisor = 2 ** depth
+        if image_size % self.divisor:
+            raise ValueError(f"{arch}: image_size {image_size} must be divisible by {self.divisor} "
+                             f"(encoder depth {depth})")
+
+    def forward(self, pixel_values: torch.Tensor, input_ids=None, attention_mask=None) -> torch.Tensor:
+        h, w = pixel_values.shape[-2:]
+        if h % self.divisor or w % self.divisor:
+            raise ValueError(f"{self.arch} needs height and width divisible by {self.divisor}; got {h}x{w}. "
+                             f"Resize the images (image_size / --img-size) to a multiple of {self.divisor}.")
+        return self.net(pixel_values)
+
+    def load_encoder_weights(self, source: str) -> None:
+        from safetensors.torch import load_file
+
+        from vlsm.models.weights import FileSpec, resolve_weights
+
+        encoder_name = self.net.encoder.__class__.__name__
+        repo = source
+        if source == "imagenet":
+            from segmentation_models_pytorch.encoders import encoders
+
+            name = getattr(self, "encoder_name", None)
+            settings = encoders.get(name, {}).get("pretrained_settings", {}).get("imagenet")
+            if settings is None:
+                raise ValueError(f"{self.arch}: encoder {name!r} has no ImageNet weights in segmentation_models_pytorch")
+            repo = settings["repo_id"]
+        resolved = resolve_weights(
+            repo, (FileSpec.of("model.safetensors", what=f"{encoder_name} ImageNet weights"),),
+            model=f"{self.arch} encoder",
+            hint="Or pass pretrained=None to train the baseline from random initialisation.")
+        state = load_file(str(resolved.path("model.safetensors")), device="cpu")
+        missing, unexpected = self.net.encoder.load_state_dict(state, strict=False)
+        # smp drops the classifier (fc) of ImageNet ResNets and, for shallow encoders, the unused stages
+        unexpected = [k for k in unexpected if not k.startswith("fc.") and not k.startswith(("layer3.", "layer4."))]
+        if missing or unexpected:
+            raise ValueError(f"{resolved.folder}: encoder weights do not fit {self.arch}'s encoder "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def _make_builder(arch: str):
+    def build(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, tokenizer_dir=None,
+              **overrides) -> SMPBaseline:
+        unknown = sorted(set(overrides) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"{arch}: unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+        cfg = {**PRESETS[preset][arch], **overrides}
+        image_size = int(cfg.pop("image_size"))
+        cfg.setdefault("classes", 1)
+        if "decoder_channels" in cfg and isinstance(cfg["decoder_channels"], list):
+            cfg["decoder_channels"] = tuple(cfg["decoder_channels"])
+        model = SMPBaseline(arch, image_size, **cfg)
+        model.encoder_name = cfg["encoder_name"]
+        if pretrained is not None:
+            model.load_encoder_weights(pretrained)
+        return model
+
+    build.__name__ = f"build_{arch}"
+    return build
+
+
+for _arch in ARCHS:
+    register_model(_arch, description=f"{PAPER_NAMES[_arch]} (segmentation_models_pytorch, ResNet-50 encoder; "
+                   f"pretrained='imagenet' loads ImageNet encoder weights when available offline)",
+                   uses_text=False, paper_name=PAPER_NAMES[_arch])(_make_builder(_arch))
