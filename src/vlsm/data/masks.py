@@ -72,9 +72,13 @@ def _read_mask_image(path: Path) -> Union[Image.Image, np.ndarray]:
 
 def _rgb_intensity(rgb: np.ndarray) -> MaskIntensity:
     """rgb: uint8 (H, W, 3)."""
-    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2).astype(np.int16)
-    if spread.size and int(spread.max()) > COLOUR_SPREAD:
-        return MaskIntensity(rgb.max(axis=2), "colour")
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    if np.array_equal(r, g) and np.array_equal(g, b):
+        return MaskIntensity(np.ascontiguousarray(r), "grey")  # luma of a grey pixel is its value
+    high = np.maximum(np.maximum(r, g), b)
+    low = np.minimum(np.minimum(r, g), b)
+    if int((high - low).max()) > COLOUR_SPREAD:
+        return MaskIntensity(high, "colour")
     grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L"))
     return MaskIntensity(grey, "grey")
 

@@ -1,0 +1,124 @@
+"""``vlsm data``: convert raw dataset downloads, check dataset folders, make synthetic data, show prompts."""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+
+def register(subparsers) -> None:
+    from vlsm.data.convert.sources import SOURCES
+
+    p = subparsers.add_parser("data", help="convert, check and inspect datasets",
+                              description="Convert raw dataset downloads into the medvlsm layout, check "
+                                          "dataset folders, and inspect prompts.")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: _help(p))
+
+    c = sub.add_parser(
+        "convert", help="convert an official dataset download into the medvlsm layout",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write OUT_DIR/{images,masks,anns} (masks as 0/255 PNG) from a dataset download.\n\n"
+                    "Datasets and the raw layouts they expect:\n"
+                    + "\n".join(f"  {k:<9} {s.description}" for k, s in SOURCES.items()))
+    c.add_argument("dataset", choices=list(SOURCES), metavar="DATASET", help=", ".join(SOURCES))
+    c.add_argument("raw_dir", metavar="RAW_DIR", help="the folder of the download (unzipped)")
+    c.add_argument("out_dir", metavar="OUT_DIR", help="new dataset folder to write")
+    c.add_argument("--anns", metavar="DIR",
+                   help="medvlsm's split/prompt files for this dataset (a folder of train/val/test.json); "
+                        "without it splits are 80/10/10 (seeded) and prompts are generated from the masks")
+    c.add_argument("--seed", type=int, default=0, help="seed of the generated split (default 0)")
+    c.add_argument("--class-name", help="class name for generated prompts (default: the dataset's, "
+                                        "'object' for folder)")
+    c.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="with --anns: write only the cases found in RAW_DIR and report how many were dropped")
+    c.set_defaults(func=run_convert)
+
+    k = sub.add_parser("check", help="check every image and mask of a dataset folder",
+                       description="Decode every image and mask and report missing, unreadable or truncated "
+                                   "files, size mismatches, non-binary masks, empty masks and split overlaps. "
+                                   "Exit code 1 if there are errors.")
+    k.add_argument("dir", metavar="DIR", help="dataset folder (medvlsm layout or images/ + masks/)")
+    k.add_argument("--split", action="append", metavar="SPLIT", help="check only this split (repeatable)")
+    k.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 x CPU cores, max 8)")
+    k.set_defaults(func=run_check)
+
+    s = sub.add_parser("synthetic", help="write the synthetic polyp dataset (medvlsm layout)")
+    s.add_argument("out_dir", metavar="OUT_DIR")
+    s.add_argument("--n-train", type=int, default=48)
+    s.add_argument("--n-val", type=int, default=12)
+    s.add_argument("--n-test", type=int, default=12)
+    s.add_argument("--image-size", type=int, default=96)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=run_synthetic)
+
+    q = sub.add_parser("prompts", help="show the prompts of a split")
+    q.add_argument("dir", metavar="DIR")
+    q.add_argument("--split", default="train")
+    q.add_argument("--prompt", default=None, help="show only this prompt key (e.g. p6)")
+    q.add_argument("--limit", type=int, default=5, help="number of cases to show (default 5)")
+    q.add_argument("--class-name", default=None, help="class name for plain folders")
+    q.set_defaults(func=run_prompts)
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 1
+
+
+def run_convert(args) -> int:
+    from vlsm.cli import UserError
+    from vlsm.data.convert import convert_dataset
+
+    try:
+        result = convert_dataset(args.dataset, args.raw_dir, args.out_dir, anns=args.anns, seed=args.seed,
+                                 overwrite=args.overwrite, allow_missing=args.allow_missing,
+                                 class_name=args.class_name)
+    except FileExistsError as err:
+        raise UserError(str(err)) from err
+    print(result.format())
+    return 0
+
+
+def run_check(args) -> int:
+    from vlsm.data.check import check_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overlaps are part of the report
+        report = check_dataset(args.dir, splits=args.split, workers=args.workers)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def run_synthetic(args) -> int:
+    from vlsm.cli import UserError
+    from vlsm.data.synthetic import make_synthetic_dataset
+
+    try:
+        out = make_synthetic_dataset(args.out_dir, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                                     image_size=args.image_size, seed=args.seed, overwrite=args.overwrite)
+    except FileExistsError as err:
+        raise UserError(str(err)) from err
+    print(f"synthetic dataset in {out}: train {args.n_train}, val {args.n_val}, test {args.n_test} "
+          f"({args.image_size}x{args.image_size})")
+    return 0
+
+
+def run_prompts(args) -> int:
+    from vlsm.data import load_split
+    from vlsm.data.prompts import prompt_keys
+
+    records = load_split(args.dir, args.split, class_name=args.class_name)
+    print(f"{len(records)} case(s) in {args.split}")
+    for r in records[:max(0, args.limit)]:
+        print(r.name)
+        keys = [args.prompt] if args.prompt else prompt_keys(r.prompts)
+        for key in keys:
+            value = r.prompts.get(key, "(missing)")
+            if isinstance(value, list):
+                value = f"[{len(value)} variants] {value[0]!r}, ..."
+            else:
+                value = repr(value)
+            print(f"  {key}: {value}")
+    return 0

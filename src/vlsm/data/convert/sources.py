@@ -1,0 +1,212 @@
+"""Where each dataset's official download keeps its images and masks.
+
+Each ``find_<dataset>(raw_dir)`` returns the cases of a raw download as :class:`SourceCase` objects
+whose ``key`` is the file stem medvlsm uses for the image (``cju0qkwl35piu0993l0dewei2``,
+``12`` for CVC-ClinicDB/ColonDB, ``12_benign`` for BUSI, ``ISIC_0000001``), so they can be matched
+with medvlsm's split files.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from vlsm.data._util import IMAGE_EXTENSIONS, preview
+
+MASK_RULE = "rule"          # vlsm.data.masks binarisation rule
+MASK_RED_OR_GREEN = "bkai"  # BKAI-IGH: red (neoplastic) or green (non-neoplastic) > 127
+
+
+@dataclass
+class SourceCase:
+    key: str
+    image: Path
+    masks: list = field(default_factory=list)  # [Path]; several are OR-merged
+    mask_mode: str = MASK_RULE
+
+
+@dataclass
+class DatasetSource:
+    """How to read one raw dataset."""
+
+    name: str
+    find: Callable[[Path], list]
+    class_name: str
+    description: str
+    #: mask file name (without anns) for a case key
+    mask_name: Callable[[str], str] = lambda key: f"{key}.png"
+
+
+class RawLayoutError(FileNotFoundError):
+    """A raw folder that does not look like the dataset's download."""
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
+            if p.stem in out:
+                raise RawLayoutError(f"two files share the name {p.stem} in {folder}: {out[p.stem].name}, "
+                                     f"{p.name}; remove one")
+            out[p.stem] = p
+    return out
+
+
+def _first_dir(raw: Path, candidates: list, need: tuple, what: str) -> Path:
+    for c in candidates:
+        if all((c / n).is_dir() for n in need):
+            return c
+    tried = ", ".join(str(c) for c in candidates)
+    raise RawLayoutError(f"{raw} does not look like {what}: expected the folders {', '.join(need)} in one of "
+                         f"{tried}")
+
+
+def _pair_folders(img_dir: Path, mask_dir: Path, mode: str = MASK_RULE) -> list:
+    images, masks = _images_in(img_dir), _images_in(mask_dir)
+    return [SourceCase(k, images[k], [masks[k]] if k in masks else [], mode) for k in sorted(images)]
+
+
+def find_kvasir(raw: Path) -> list:
+    base = _first_dir(raw, [raw, raw / "Kvasir-SEG", raw / "kvasir-seg"], ("images", "masks"),
+                      "Kvasir-SEG (Kvasir-SEG/images, Kvasir-SEG/masks)")
+    return _pair_folders(base / "images", base / "masks")
+
+
+def find_clinicdb(raw: Path) -> list:
+    cands = [raw, raw / "TIF", raw / "PNG", raw / "CVC-ClinicDB", raw / "CVC-ClinicDB" / "TIF",
+             raw / "CVC-ClinicDB" / "PNG"]
+    for c in cands:
+        gt = next((c / n for n in ("Ground Truth", "GroundTruth", "Ground_Truth") if (c / n).is_dir()), None)
+        if (c / "Original").is_dir() and gt is not None:
+            return _pair_folders(c / "Original", gt)
+    raise RawLayoutError(f"{raw} does not look like CVC-ClinicDB: expected 'Original/' and 'Ground Truth/' "
+                         f"(N.tif or N.png) in {raw} or its TIF/, PNG/ or CVC-ClinicDB/ subfolder")
+
+
+def find_colondb(raw: Path) -> list:
+    base = _first_dir(raw, [raw, raw / "CVC-ColonDB", raw / "CVC-ColonDB" / "CVC-ColonDB"], ("images", "masks"),
+                      "CVC-ColonDB (images/N.png and masks/N.png)")
+    return _pair_folders(base / "images", base / "masks")
+
+
+def find_bkai(raw: Path) -> list:
+    img = next((d for d in (raw / "train" / "train", raw / "train") if d.is_dir() and _has_images(d)), None)
+    gt = next((d for d in (raw / "train_gt" / "train_gt", raw / "train_gt") if d.is_dir() and _has_images(d)),
+              None)
+    if img is None or gt is None:
+        raise RawLayoutError(f"{raw} does not look like BKAI-IGH NeoPolyp: expected train/train/*.jpeg and "
+                             f"train_gt/train_gt/*.jpeg (or train/*.jpeg and train_gt/*.jpeg)")
+    return _pair_folders(img, gt, MASK_RED_OR_GREEN)
+
+
+def _has_images(d: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
+
+
+_BUSI_IMAGE = re.compile(r"^(benign|malignant|normal) \((\d+)\)\.png$", re.IGNORECASE)
+_BUSI_MASK = re.compile(r"^(benign|malignant|normal) \((\d+)\)_mask(?:_(\d+))?\.png$", re.IGNORECASE)
+
+
+def find_busi(raw: Path) -> list:
+    classes = ("benign", "malignant", "normal")
+    base = next((c for c in (raw, raw / "Dataset_BUSI_with_GT") if any((c / k).is_dir() for k in classes)), None)
+    if base is None:
+        raise RawLayoutError(f"{raw} does not look like BUSI: expected Dataset_BUSI_with_GT/{{benign,malignant,"
+                             f"normal}}/ with 'benign (N).png' and 'benign (N)_mask.png' files")
+    cases: dict[str, SourceCase] = {}
+    masks: dict[str, list] = {}
+    unknown = []
+    for cls in classes:
+        d = base / cls
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if not p.is_file() or p.name.startswith("."):
+                continue
+            m_img, m_mask = _BUSI_IMAGE.match(p.name), _BUSI_MASK.match(p.name)
+            if m_img:
+                key = f"{int(m_img.group(2))}_{m_img.group(1).lower()}"
+                cases[key] = SourceCase(key, p)
+            elif m_mask:
+                key = f"{int(m_mask.group(2))}_{m_mask.group(1).lower()}"
+                masks.setdefault(key, []).append((int(m_mask.group(3) or 0), p))
+            elif p.suffix.lower() in IMAGE_EXTENSIONS:
+                unknown.append(str(p.relative_to(base)))
+    if unknown:
+        raise RawLayoutError(f"unexpected file name(s) in {base}: {preview(unknown)}. BUSI files are named "
+                             f"'benign (N).png' and 'benign (N)_mask.png' / '_mask_1.png'; rename or remove them")
+    for key, c in cases.items():
+        c.masks = [p for _i, p in sorted(masks.get(key, []))]
+    orphans = sorted(set(masks) - set(cases))
+    if orphans:
+        raise RawLayoutError(f"mask(s) without an image in {base}: {preview(orphans)}")
+    return [cases[k] for k in sorted(cases, key=_busi_sort)]
+
+
+def _busi_sort(key: str):
+    n, cls = key.split("_", 1)
+    return cls, int(n)
+
+
+_ISIC_IMAGE = re.compile(r"^(ISIC_\d+)\.(jpe?g|png)$", re.IGNORECASE)
+_ISIC_MASK = re.compile(r"^(ISIC_\d+)_segmentation\.png$", re.IGNORECASE)
+
+
+def find_isic(raw: Path) -> list:
+    images: dict[str, Path] = {}
+    masks: dict[str, Path] = {}
+    clashes = []
+    for folder, dirs, files in os.walk(raw):
+        dirs.sort()
+        for f in sorted(files):
+            m_img, m_mask = _ISIC_IMAGE.match(f), _ISIC_MASK.match(f)
+            target, m = (images, m_img) if m_img else (masks, m_mask) if m_mask else (None, None)
+            if target is None:
+                continue
+            key = m.group(1).upper()
+            if key in target:
+                clashes.append(f"{target[key]} and {Path(folder) / f}")
+            target[key] = Path(folder) / f
+    if clashes:
+        raise RawLayoutError(f"the same ISIC case occurs twice under {raw}: {preview(clashes, 3)}; keep one copy")
+    if not images:
+        raise RawLayoutError(f"{raw} does not look like ISIC: expected *_Data/ISIC_NNNNNNN.jpg (or "
+                             f"*_Input/) and *_GroundTruth/ISIC_NNNNNNN_Segmentation.png")
+    return [SourceCase(k, images[k], [masks[k]] if k in masks else []) for k in sorted(images)]
+
+
+def find_folder(raw: Path) -> list:
+    from vlsm.data.folder import folder_pairs
+
+    if not (raw / "images").is_dir():
+        raise RawLayoutError(f"{raw} does not look like a plain dataset folder: expected images/ and masks/")
+    return [SourceCase(s, i, [m] if m is not None else []) for s, i, m in folder_pairs(raw, require_masks=False)]
+
+
+SOURCES = {
+    "kvasir": DatasetSource("kvasir", find_kvasir, "polyp", "Kvasir-SEG: Kvasir-SEG/{images,masks}/*.jpg"),
+    "clinicdb": DatasetSource("clinicdb", find_clinicdb, "polyp",
+                              "CVC-ClinicDB: Original/N.tif + 'Ground Truth'/N.tif (or the PNG version)"),
+    "colondb": DatasetSource("colondb", find_colondb, "polyp", "CVC-ColonDB: [CVC-ColonDB/]{images,masks}/N.png"),
+    "bkai": DatasetSource("bkai", find_bkai, "polyp",
+                          "BKAI-IGH NeoPolyp: train/train/*.jpeg + train_gt/train_gt/*.jpeg (red/green masks)"),
+    "busi": DatasetSource("busi", find_busi, "breast tumor",
+                          "BUSI: Dataset_BUSI_with_GT/{benign,malignant,normal}/'<class> (N).png' + '_mask*.png'"),
+    "isic": DatasetSource("isic", find_isic, "skin melanoma",
+                          "ISIC 2016/2018: *_Data/ISIC_N.jpg + *_GroundTruth/ISIC_N_Segmentation.png",
+                          mask_name=lambda key: f"{key}_Segmentation.png"),
+    "folder": DatasetSource("folder", find_folder, "object", "plain folder: images/ + masks/ (matched by name)"),
+}
+
+
+def get_source(name: str) -> DatasetSource:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(SOURCES)}") from None
+
+
+__all__ = ["SourceCase", "DatasetSource", "SOURCES", "get_source", "RawLayoutError", "MASK_RULE",
+           "MASK_RED_OR_GREEN"]
