@@ -127,10 +127,17 @@ class MetricsCSV:
             def __init__(self, path: Path):
                 self.path = path
                 self.start = time.time()
+                self.last_epoch = -1
+                if path.is_file():  # resumed run: continue the curve
+                    with path.open(newline="") as fh:
+                        epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")]
+                    self.last_epoch = max(epochs, default=-1)
 
             def on_train_epoch_end(self, trainer, pl_module):
-                if not trainer.is_global_zero or trainer.sanity_checking:
+                # Lightning replays this hook when it resumes from an end-of-epoch checkpoint.
+                if not trainer.is_global_zero or trainer.sanity_checking or trainer.current_epoch <= self.last_epoch:
                     return
+                self.last_epoch = trainer.current_epoch
                 m = trainer.callback_metrics
 
                 def val(key):
@@ -154,15 +161,17 @@ class MetricsCSV:
         return _MetricsCSV(*args, **kwargs)
 
 
-def _loggers(run: Path):
+def _loggers(run: Path, resume: bool):
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers = [CSVLogger(str(run), name="logs", version="")]
+    # A resumed run logs into a new version folder instead of replacing the first part's logs.
+    version = time.strftime("resumed-%Y%m%d-%H%M%S") if resume else ""
+    loggers = [CSVLogger(str(run), name="logs", version=version)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(str(run), name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(str(run), name="tensorboard", version=version))
     except ImportError:
         pass
     return loggers
@@ -230,13 +239,15 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
                                 dice_weight=t.dice_weight, scheduler_patience=t.scheduler_patience,
                                 scheduler_factor=t.scheduler_factor)
         ckpt = ModelCheckpoint(dirpath=str(run / "checkpoints"), filename="best", monitor="val_dice",
-                               mode="max", save_last=True, enable_version_counter=False)
+                               mode="max", save_last=True, enable_version_counter=False,
+                               # saved after the epoch, so a resumed run starts at the next epoch
+                               save_on_train_epoch_end=True)
         callbacks = [ckpt, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
                      LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run / "metrics.csv")]
         trainer = L.Trainer(
             default_root_dir=str(run), accelerator=accelerator, devices=t.devices, precision=precision,
             max_epochs=t.epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
-            gradient_clip_val=t.grad_clip or None, callbacks=callbacks, logger=_loggers(run),
+            gradient_clip_val=t.grad_clip or None, callbacks=callbacks, logger=_loggers(run, resume),
             log_every_n_steps=max(1, min(50, len(train_loader))), enable_progress_bar=t.progress_bar,
             enable_model_summary=False, deterministic=False,
             limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,

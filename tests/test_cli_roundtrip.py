@@ -1,0 +1,110 @@
+"""train -> evaluate -> predict through the CLI on generated data, plus resume and refusals."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlsm.cli import main
+from vlsm.data.synthetic import make_synthetic_dataset
+
+TRAIN = ["train", "--model", "unet-d", "--preset", "tiny", "--img-size", "32", "--batch-size", "4",
+         "--num-workers", "0", "--no-progress", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "synthetic_polyp", n_train=8, n_val=4,
+                                  n_test=5, image_size=48, seed=3)
+
+
+@pytest.fixture(scope="module")
+def run_dir(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "unetd"
+    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2"]) == 0
+    return out
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_folder_is_self_describing(run_dir):
+    for name in ("config.yaml", "log.txt", "metrics.csv", "summary.json", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt", "model/vlsm_config.json", "model/model.safetensors"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["model"]["name"] == "unet-d" and summary["train"]["epochs_run"] == 2
+    [result] = summary["results"]
+    assert result["dataset"] == "synthetic_polyp" and result["split"] == "test" and result["n"] == 5
+    rows = read_csv(run_dir / result["per_case"])
+    assert len(rows) == 5
+    dice = np.array([float(r["dice"]) for r in rows])
+    assert result["dice_mean"] == pytest.approx(dice.mean()) and result["dice_std"] == pytest.approx(dice.std())
+    # evaluated at the original size, not the 32 px training size
+    assert {(int(r["height"]), int(r["width"])) for r in rows} == {(48, 48)}
+    assert len(read_csv(run_dir / "metrics.csv")) == 2
+
+
+def test_evaluate_matches_run_summary(run_dir, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run_dir), "--split", "test", "-o", str(out)]) == 0
+    mine = json.loads((out / "summary.json").read_text())["results"][0]
+    theirs = json.loads((run_dir / "summary.json").read_text())["results"][0]
+    assert mine["dice_mean"] == pytest.approx(theirs["dice_mean"])
+    assert mine["iou_mean"] == pytest.approx(theirs["iou_mean"])
+    # a .ckpt evaluates the same as the saved model folder
+    out2 = tmp_path / "eval_ckpt"
+    assert main(["evaluate", str(run_dir / "checkpoints" / "best.ckpt"), "--data",
+                 theirs and json.loads((run_dir / "summary.json").read_text()) and
+                 str(read_config_data(run_dir)), "-o", str(out2)]) == 0
+    assert json.loads((out2 / "summary.json").read_text())["results"][0]["dice_mean"] == pytest.approx(
+        theirs["dice_mean"])
+
+
+def read_config_data(run_dir):
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["paths"][0]
+
+
+def test_predict_writes_masks_and_never_overwrites(run_dir, data, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["predict", "-i", str(data / "images"), "-o", str(out), "--checkpoint", str(run_dir),
+                 "--probabilities", "--overlays"]) == 0
+    images = sorted((data / "images").iterdir())
+    masks = sorted(p for p in out.iterdir() if not p.stem.endswith(("_prob", "_overlay")))
+    assert [p.stem for p in masks] == [p.stem for p in images]
+    m = np.asarray(Image.open(masks[0]))
+    assert m.shape == (48, 48) and set(np.unique(m)) <= {0, 255}
+    assert (out / f"{images[0].stem}_prob.png").is_file() and (out / f"{images[0].stem}_overlay.png").is_file()
+    before = masks[0].stat().st_mtime_ns
+    assert main(["predict", "-i", str(data / "images"), "-o", str(out), "--checkpoint", str(run_dir)]) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert masks[0].stat().st_mtime_ns == before
+    assert main(["predict", "-i", str(images[0]), "-o", str(out), "--checkpoint", str(run_dir),
+                 "--overwrite"]) == 0
+
+
+def test_refuses_existing_run_and_resumes(run_dir, data, capsys):
+    assert main(TRAIN + ["--data", str(data), "--out", str(run_dir), "--epochs", "3"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(TRAIN + ["--data", str(data), "--out", str(run_dir), "--epochs", "3", "--resume"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train"]["epochs_run"] == 3
+    epochs = [int(r["epoch"]) for r in read_csv(run_dir / "metrics.csv")]
+    assert epochs == [0, 1, 2]
+
+
+def test_unknown_model_lists_valid_names(data, tmp_path, capsys):
+    assert main(["train", "--model", "unet-x", "--data", str(data), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'unet-x'" in err and "unet-d" in err and "clipseg" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_without_checkpoint_is_refused(data, tmp_path, capsys):
+    assert main(TRAIN + ["--data", str(data), "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
