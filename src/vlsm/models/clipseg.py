@@ -113,8 +113,14 @@ def load_clipseg_module(folder: str | Path, config: VLSMConfig):
     """transformers' ``from_pretrained`` on a resolved local folder (no hub access)."""
     from transformers import CLIPSegForImageSegmentation
 
-    return CLIPSegForImageSegmentation.from_pretrained(str(folder), config=config.clipseg_hf_config(),
-                                                       local_files_only=True)
+    module = CLIPSegForImageSegmentation.from_pretrained(str(folder), config=config.clipseg_hf_config(),
+                                                         local_files_only=True)
+    # from_pretrained may leave tensors in the memory-mapped weight file; fresh, aligned copies make the
+    # numerics identical to a model built and then loaded with load_state_dict (as load_pretrained does)
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            tensor.data = tensor.data.clone()
+    return module.float() if module.dtype != torch.float32 else module
 
 
 def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str]):
