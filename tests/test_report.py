@@ -362,3 +362,13 @@ def test_prompt_sweep_gets_one_row_per_prompt(tmp_path):
     assert [r.label for r in table.rows] == ["CLIPSeg (p0)", "CLIPSeg (p1)", "CLIPSeg (p2)"]
     assert table.cell("CLIPSeg (p2)", "kvasir_polyp").mean == pytest.approx(70.0)
     assert table.cell("CLIPSeg (p2)", "kvasir_polyp").best
+
+
+@pytest.mark.parametrize("n", ["12", None, 12.5, float("nan")])
+def test_summary_n_must_be_a_whole_number(tmp_path, n):
+    run = make_run(tmp_path, "unet-d", "UNet-D", {"busi": np.full(12, 0.5)})
+    s = json.loads((run / "summary.json").read_text())
+    s["results"][0]["n"] = n
+    (run / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(ValueError, match="not a whole number"):
+        report.build_table([run], ci=False)

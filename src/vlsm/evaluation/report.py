@@ -251,7 +251,10 @@ def read_per_case(path: Path) -> tuple[list, np.ndarray, np.ndarray]:
 
 def _check_agreement(scores: CaseScores, r: dict) -> None:
     problems = []
-    if int(r["n"]) != scores.n:
+    n = r["n"]
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not float(n).is_integer():
+        problems.append(f"n is {n!r} in the summary, not a whole number")
+    elif int(n) != scores.n:
         problems.append(f"n is {r['n']} in the summary but per_case.csv has {scores.n} images")
     else:
         for metric in METRICS:
@@ -259,7 +262,7 @@ def _check_agreement(scores: CaseScores, r: dict) -> None:
             for what, mine in (("mean", mean), ("std", std)):
                 key = f"{metric}_{what}"
                 theirs = r[key]
-                if theirs is None or not isinstance(theirs, (int, float)) \
+                if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) \
                         or not abs(float(theirs) - mine) <= AGREEMENT_TOL:
                     problems.append(f"{key} is {theirs} in the summary but {mine:.6f} from the per-case "
                                     f"values")
