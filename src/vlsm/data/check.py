@@ -156,12 +156,15 @@ def _check_image(path: Path) -> tuple[Optional[tuple], list]:
     try:
         return load_image(path).size, []
     except (ImageReadError, OSError) as err:
-        return None, [_issue("unreadable-image", path, _short(err))]
+        return None, [_issue("unreadable-image", path, _short(err, path))]
 
 
-def _short(err: BaseException) -> str:
+def _short(err: BaseException, path: Path) -> str:
+    """The reader's complaint without the file name (the report shows it) and without the advice."""
     text = str(err)
-    return text.split(". The file")[0].split(". Re-export")[0]
+    for what in ("image", "mask"):
+        text = text.replace(f"cannot read {what} {path}: ", "")
+    return "cannot be decoded: " + text.split(". The file")[0].split(". Re-export")[0]
 
 
 def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[bool], list]:
@@ -171,7 +174,7 @@ def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[bool]
     try:
         intensity = read_mask_intensity(path)
     except (ImageReadError, OSError, ValueError) as err:
-        return None, [_issue("unreadable-mask", path, _short(err))]
+        return None, [_issue("unreadable-mask", path, _short(err, path))]
     v = intensity.values
     issues = []
     h, w = v.shape
