@@ -20,7 +20,7 @@ def seeded_state_dict(model: torch.nn.Module, seed: int = 0, scale: float = 0.2)
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for name, t in sorted(model.state_dict().items()):
-        if not t.is_floating_point():
+        if not t.is_floating_point() or t.ndim == 0:  # integer buffers, scalars such as logit_scale
             state[name] = t.clone()
             continue
         r = torch.randn(t.shape, generator=gen, dtype=torch.float64)
