@@ -354,7 +354,8 @@ def test_prompt_sweep_gets_one_row_per_prompt(tmp_path):
     run = tmp_path / "run"
     results = []
     for i, prompt in enumerate(("p0", "p1", "p2")):
-        res = write_result(run, "kvasir_polyp", "test", np.full(12, 0.5 + i / 10), sub=f"eval/kvasir_polyp-test-{prompt}")
+        res = write_result(run, "kvasir_polyp", "test", np.full(12, 0.5 + i / 10),
+                           sub=f"eval/kvasir_polyp-test-{prompt}")
         results.append({**res, "prompt": prompt})
     (run / "summary.json").write_text(json.dumps({"model": {"name": "clipseg", "label": "CLIPSeg"},
                                                   "results": results}))

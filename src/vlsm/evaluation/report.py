@@ -365,7 +365,7 @@ class Table:
             lines.append(_md_row(cells))
         out = "\n".join(lines) + "\n"
         if self.notes:
-            out += "\n" + "\n".join(f"- {_md_notes(n)}" for n in self.notes) + "\n"
+            out += "\n" + "\n".join(f"- {_md_escape(n)}" for n in self.notes) + "\n"
         if self.comparisons:
             out += "\n" + self._comparisons_markdown()
         return out
@@ -378,10 +378,7 @@ class Table:
             out.append(_md_row(["Dataset", "n", _md_escape(a), _md_escape(b), "Difference", "W", "p"]))
             out.append("|---|---:|---:|---:|---:|---:|---:|")
             for c in comps:
-                out.append(_md_row([Column(c.dataset, c.split, metric).dataset_title, str(c.n),
-                                    stats._fmt(c.mean_a, self.digits), stats._fmt(c.mean_b, self.digits),
-                                    stats.format_gain(c.mean_diff, self.digits), f"{c.statistic:g}",
-                                    stats.format_pvalue(c.pvalue)]))
+                out.append(_md_row(self._comparison_cells(c)))
             out.append("")
         return "\n".join(out)
 
@@ -420,11 +417,8 @@ class Table:
                       f"Dataset & $n$ & {_tex_escape(a)} & {_tex_escape(b)} & Difference & $W$ & $p$ \\\\",
                       "\\midrule"]
             for c in comps:
-                lines.append(" & ".join([
-                    _tex_escape(Column(c.dataset, c.split, metric).dataset_title), str(c.n),
-                    stats._fmt(c.mean_a, self.digits), stats._fmt(c.mean_b, self.digits),
-                    stats.format_gain(c.mean_diff, self.digits), f"{c.statistic:g}",
-                    stats.format_pvalue(c.pvalue)]) + " \\\\")
+                cells = self._comparison_cells(c)
+                lines.append(" & ".join([_tex_escape(cells[0])] + cells[1:]) + " \\\\")
             lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
         return "\n".join(lines) + "\n"
 
@@ -456,6 +450,12 @@ class Table:
         return buf.getvalue()
 
     # -- shared --------------------------------------------------------------------------------
+    def _comparison_cells(self, c: Comparison) -> list:
+        d = self.digits
+        return [Column(c.dataset, c.split, c.metric).dataset_title, str(c.n), stats.format_number(c.mean_a, d),
+                stats.format_number(c.mean_b, d), stats.format_gain(c.mean_diff, d), f"{c.statistic:g}",
+                stats.format_pvalue(c.pvalue)]
+
     def _cell_text(self, cell: Cell, fmt: str) -> str:
         d = self.digits
         core = stats.format_mean_std(cell.mean, cell.std, d, " $\\pm$ " if fmt == "tex" else " ± ")
@@ -477,10 +477,6 @@ def _num(v: float, digits: int = 6) -> str:
 
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
-
-
-def _md_notes(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def _md_row(cells: Sequence[str]) -> str:

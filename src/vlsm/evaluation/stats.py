@@ -206,12 +206,12 @@ def mean_std(values, scale: float = 1.0) -> tuple[float, float]:
 
 def format_mean_std(mean: float, std: float, digits: int = 2, pm: str = " ± ") -> str:
     """``"85.31 ± 12.04"``; use ``pm=" $\\pm$ "`` for LaTeX."""
-    return f"{_fmt(mean, digits)}{pm}{_fmt(std, digits)}"
+    return f"{format_number(mean, digits)}{pm}{format_number(std, digits)}"
 
 
 def format_ci(low: float, high: float, digits: int = 2) -> str:
     """``"[83.10, 87.42]"``."""
-    return f"[{_fmt(low, digits)}, {_fmt(high, digits)}]"
+    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
 
 
 def format_gain(gain: float, digits: int = 2) -> str:
@@ -231,7 +231,8 @@ def format_pvalue(p: float) -> str:
     return f"{p:.4f}"
 
 
-def _fmt(v: float, digits: int) -> str:
+def format_number(v: float, digits: int = 2) -> str:
+    """Fixed decimals without a negative zero: ``format_number(-0.001) == "0.00"``."""
     text = f"{v:.{digits}f}"
     if text.startswith("-") and float(text) == 0.0:
         text = text[1:]
@@ -239,5 +240,5 @@ def _fmt(v: float, digits: int) -> str:
 
 
 __all__ = ["STD_DDOF", "WilcoxonResult", "bootstrap_ci", "bootstrap_distribution", "default_batch",
-           "format_ci", "format_gain", "format_mean_std", "format_pvalue", "match_cases", "mean_std",
+           "format_ci", "format_gain", "format_mean_std", "format_number", "format_pvalue", "match_cases", "mean_std",
            "paired_wilcoxon", "scipy_rng_kwargs"]
