@@ -119,6 +119,8 @@ def config_from_dict(d: dict, where: str = "config") -> ExperimentConfig:
         cfg.data.paths = [cfg.data.paths]
     cfg.data.paths = [expand_path(p, where) for p in cfg.data.paths]
     cfg.data.test_paths = [expand_path(p, where) for p in cfg.data.test_paths]
+    if cfg.model.pretrained and "$" in cfg.model.pretrained:
+        cfg.model.pretrained = expand_path(cfg.model.pretrained, where)
     return cfg
 
 

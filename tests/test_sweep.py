@@ -1,0 +1,58 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlsm.cli import main
+from vlsm.commands.sweep import plan
+from vlsm.data.synthetic import make_synthetic_dataset
+from vlsm.models import list_models
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+
+
+def test_paper_grid_is_complete_and_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("VLSM_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("VLSM_WEIGHTS", str(tmp_path / "weights"))
+    items = plan(EXPERIMENTS, str(tmp_path / "runs"))
+    grid = {(cfg.model.name, Path(cfg.data.paths[0]).name) for _, cfg, _, _ in items}
+    models = {"unet-d", "clipseg", "biomedclipseg", "cris", "biomedclipseg-a", "clipseg-b", "ensemble-c"}
+    datasets = {"kvasir_polyp", "clinicdb_polyp", "bkai_polyp", "busi", "chexlocalize"}
+    assert grid == {(m, d) for m in models for d in datasets}
+    registered = set(list_models())
+    assert all(cfg.model.name in registered for _, cfg, _, _ in items if cfg.model.name != "cris") 
+    assert all(status == "new" for *_, status in items)
+
+
+@pytest.fixture()
+def two_experiments(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "syn", n_train=6, n_val=3, n_test=3, image_size=32, seed=1)
+    files = []
+    for name in ("a", "b"):
+        exp = {"name": f"exp-{name}", "model": {"name": "unet-d", "preset": "tiny", "overrides": {"image_size": 32}},
+               "data": {"paths": [str(data)]},
+               "train": {"epochs": 1, "batch_size": 3, "num_workers": 0, "progress_bar": False, "seed": 1}}
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(yaml.safe_dump(exp))
+        files.append(f)
+    return files
+
+
+def test_sweep_runs_skips_finished_and_dry_run(two_experiments, tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert main(["sweep", *map(str, two_experiments), "--out-root", str(root), "--dry-run"]) == 0
+    assert "new" in capsys.readouterr().out and not root.exists()
+    assert main(["sweep", *map(str, two_experiments), "--out-root", str(root)]) == 0
+    for name in ("exp-a", "exp-b"):
+        assert json.loads((root / name / "summary.json").read_text())["results"][0]["n"] == 3
+    stamp = (root / "exp-a" / "summary.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["sweep", *map(str, two_experiments), "--out-root", str(root)]) == 0
+    assert capsys.readouterr().out.count("done") == 2
+    assert (root / "exp-a" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_sweep_set_override_validation(two_experiments, tmp_path, capsys):
+    assert main(["sweep", str(two_experiments[0]), "--dry-run", "--set", "train.nope=1"]) == 2
+    assert "SECTION.KEY" in capsys.readouterr().err
