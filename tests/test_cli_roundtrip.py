@@ -108,3 +108,15 @@ def test_unknown_model_lists_valid_names(data, tmp_path, capsys):
 def test_resume_without_checkpoint_is_refused(data, tmp_path, capsys):
     assert main(TRAIN + ["--data", str(data), "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_pooled_training_evaluates_each_dataset_and_cross_test(tmp_path):
+    a = make_synthetic_dataset(tmp_path / "a" / "pool_a", n_train=4, n_val=2, n_test=2, image_size=32, seed=4)
+    b = make_synthetic_dataset(tmp_path / "b" / "pool_b", n_train=4, n_val=2, n_test=3, image_size=32, seed=5)
+    c = make_synthetic_dataset(tmp_path / "c" / "held_out", n_train=1, n_val=1, n_test=4, image_size=32, seed=6)
+    out = tmp_path / "pooled"
+    assert main(TRAIN + ["--data", str(a), str(b), "--test-data", str(c), "--out", str(out), "--epochs", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    got = {(r["dataset"], r["split"]): r["n"] for r in summary["results"]}
+    assert got == {("pool_a", "test"): 2, ("pool_b", "test"): 3, ("held_out", "test"): 4}
+    assert "pool_a: 4 train / 2 val, pool_b: 4 train / 2 val" in (out / "log.txt").read_text()
