@@ -83,9 +83,9 @@ class SMPBaseline(SegmentationModel):
             model=f"{self.arch} encoder",
             hint="Or pass pretrained=None to train the baseline from random initialisation.")
         state = load_file(str(resolved.path("model.safetensors")), device="cpu")
-        missing, unexpected = self.net.encoder.load_state_dict(state, strict=False)
-        # smp drops the classifier (fc) of ImageNet ResNets and, for shallow encoders, the unused stages
-        unexpected = [k for k in unexpected if not k.startswith("fc.") and not k.startswith(("layer3.", "layer4."))]
+        # ImageNet ResNets carry a classifier (fc) the encoder has no use for
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = torch.nn.Module.load_state_dict(self.net.encoder, state, strict=False)
         if missing or unexpected:
             raise ValueError(f"{resolved.folder}: encoder weights do not fit {self.arch}'s encoder "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
