@@ -4,6 +4,13 @@ Each ``find_<dataset>(raw_dir)`` returns the cases of a raw download as :class:`
 whose ``key`` is the file stem medvlsm uses for the image (``cju0qkwl35piu0993l0dewei2``,
 ``12`` for CVC-ClinicDB/ColonDB, ``12_benign`` for BUSI, ``ISIC_0000001``), so they can be matched
 with medvlsm's split files.
+
+The datasets belong to their creators; cite them and respect their terms:
+Kvasir-SEG (Jha et al., MMM 2020; research use), CVC-ClinicDB (Bernal et al., Comput. Med. Imaging
+Graph. 2015; research and education only), CVC-ColonDB (Bernal et al., Pattern Recognition 2012),
+BKAI-IGH NeoPolyp (Kaggle competition data; cite the organisers), BUSI (Al-Dhabyani et al., Data in
+Brief 2020), ISIC (Codella et al., ISBI 2018; Gutman et al., 2016). medvlsm's split/prompt files
+are MIT-licensed (Poudel et al., MIDL 2024).
 """
 from __future__ import annotations
 
