@@ -1,0 +1,558 @@
+"""CRIS (Wang et al., CVPR 2022): CLIP-driven referring image segmentation, with CLIP RN50.
+
+Layout (parameter names follow the CRIS code, so its checkpoints and OpenAI's ``RN50.pt`` load directly):
+
+* ``backbone``: CLIP RN50 (``visual`` = modified ResNet whose attention pool keeps the spatial map and
+  adds a residual ``connect`` branch; text transformer, ``token_embedding``, ``positional_embedding``,
+  ``ln_final``, ``text_projection``). Returns C3/C4/C5 maps (strides 8/16/32), word features and the
+  sentence embedding.
+* ``neck``: text-conditioned FPN fusing C3..C5 into one stride-16 map with coordinate channels.
+* ``decoder``: transformer decoder (self-attention over pixels, cross-attention to words) with fixed
+  sine position codes.
+* ``proj``: upsamples to stride 4 and applies a per-sample 3x3 convolution whose weights come from the
+  sentence embedding; the output is resized (bicubic) to the input size.
+
+Weights: ``pretrained=<folder>`` holding ``cris.pt`` (a whole CRIS state dict, DataParallel ``module.``
+prefixes and ``{"state_dict": ...}`` wrappers accepted) and/or OpenAI's ``RN50.pt`` (TorchScript
+archive or plain state dict) for the encoders only.
+
+Padding: ``padding_mask="attention_mask"`` (default) hides padded words from the cross-attention;
+``"zero_ids"`` masks words whose id is 0, as the CRIS/medvlsm code does (with transformers'
+CLIPTokenizer, which pads with ``<|endoftext|>``, as medvlsm used it, that masks nothing).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlsm.models.base import Preprocess, SegmentationModel
+from vlsm.models.registry import register_model
+from vlsm.models.vlsm_base import check_overrides, load_config_json
+from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
+
+CRIS_CONFIG_FILE = "vlsm_cris_config.json"
+CRIS_FILES = (
+    FileSpec.of("cris.pt", "cris_best.pth", required=False, what="whole CRIS model"),
+    FileSpec.of("RN50.pt", required=False, what="OpenAI CLIP RN50 for the encoders"),
+)
+CRIS_OPTIONS = ("image_size", "freeze_encoder", "context_length", "padding_mask", "dropout")
+PADDING_MASKS = ("attention_mask", "zero_ids")
+RN50_URL = ("https://openaipublic.azureedge.net/clip/models/"
+            "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt")
+
+
+@dataclass
+class CRISConfig:
+    preset: str
+    image_size: int
+    mean: tuple
+    std: tuple
+    tokenizer: str
+    context_length: int
+    clip: dict
+    fpn_in: tuple
+    fpn_out: tuple
+    vis_dim: int
+    word_dim: int
+    num_layers: int
+    num_head: int
+    dim_ffn: int
+    dropout: float
+    projector_kernel: int
+    freeze_encoder: bool
+    padding_mask: str = "attention_mask"
+    model: str = field(default="cris")
+
+    def __post_init__(self):
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.fpn_in, self.fpn_out = tuple(self.fpn_in), tuple(self.fpn_out)
+        self.validate()
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(image_size=self.image_size, mean=self.mean, std=self.std, tokenizer=self.tokenizer,
+                          context_length=self.context_length)
+
+    def validate(self) -> None:
+        c = self.clip
+        width = c["vision_width"]
+        expansion = Bottleneck.expansion
+        want_in = (width * 2 * expansion, width * 4 * expansion, c["embed_dim"])
+        problems = []
+        if self.fpn_in != want_in:
+            problems.append(f"fpn_in must be the C3/C4/C5 channels {list(want_in)} of the ResNet, got {list(self.fpn_in)}")
+        if self.word_dim != c["embed_dim"]:
+            problems.append(f"word_dim {self.word_dim} must equal CLIP's embed_dim {c['embed_dim']}")
+        if self.vis_dim != self.fpn_out[1] or self.vis_dim != c["transformer_width"]:
+            problems.append(f"vis_dim {self.vis_dim} must equal fpn_out[1] {self.fpn_out[1]} and the text width "
+                            f"{c['transformer_width']}")
+        if self.image_size % 32:
+            problems.append(f"image_size {self.image_size} must be a multiple of 32 (the ResNet's stride)")
+        if not 2 <= self.context_length <= c["context_length"]:
+            problems.append(f"context_length {self.context_length} must be in 2..{c['context_length']}")
+        if self.padding_mask not in PADDING_MASKS:
+            problems.append(f"padding_mask must be one of {PADDING_MASKS}, got {self.padding_mask!r}")
+        if problems:
+            raise ValueError("cris: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for key in ("mean", "std", "fpn_in", "fpn_out"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CRISConfig":
+        return cls(**d)
+
+
+# -- CLIP RN50 -----------------------------------------------------------------------------------------
+class Bottleneck(nn.Module):
+    """CLIP's ResNet bottleneck: strided blocks average-pool before the last 1x1 convolution."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride > 1 or inplanes != out:
+            from collections import OrderedDict
+
+            self.downsample = nn.Sequential(OrderedDict([
+                ("-1", nn.AvgPool2d(stride)), ("0", nn.Conv2d(inplanes, out, 1, bias=False)),
+                ("1", nn.BatchNorm2d(out))]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(self.avgpool(y)))
+        skip = x if self.downsample is None else self.downsample(x)
+        return self.relu(y + skip)
+
+
+class SpatialAttentionPool(nn.Module):
+    """CLIP's QKV attention pool applied at every position (no pooling), plus a 1x1 conv residual."""
+
+    def __init__(self, spatial: int, embed_dim: int, heads: int, output_dim: int):
+        super().__init__()
+        self.spatial = spatial
+        self.num_heads = heads
+        self.positional_embedding = nn.Parameter(torch.randn(spatial ** 2 + 1, embed_dim) / embed_dim ** 0.5)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_proj = nn.Linear(embed_dim, output_dim)
+        self.connect = nn.Sequential(nn.Conv2d(embed_dim, output_dim, 1, bias=False), nn.BatchNorm2d(output_dim))
+
+    def position_codes(self, height: int, width: int) -> torch.Tensor:
+        """(C, H*W): the grid part of the learned embedding (the class slot is unused), resized bicubically."""
+        grid = self.positional_embedding[1:]
+        dim = grid.shape[-1]
+        grid = grid.reshape(1, self.spatial, self.spatial, dim).permute(0, 3, 1, 2)
+        if (height, width) != (self.spatial, self.spatial):
+            grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
+        return grid.flatten(2)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        residual = self.connect(x)
+        tokens = x.reshape(b, c, h * w) + self.position_codes(h, w).to(x.dtype)
+        tokens = tokens.permute(2, 0, 1)  # (HW, B, C)
+        out, _ = F.multi_head_attention_forward(
+            query=tokens, key=tokens, value=tokens, embed_dim_to_check=c, num_heads=self.num_heads,
+            in_proj_weight=None, in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+            out_proj_weight=self.c_proj.weight, out_proj_bias=self.c_proj.bias, training=self.training,
+            need_weights=False, use_separate_proj_weight=True, q_proj_weight=self.q_proj.weight,
+            k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight)
+        out = out.permute(1, 2, 0).reshape(b, -1, h, w)
+        return F.relu(out + residual, inplace=True)
+
+
+class CLIPResNet(nn.Module):
+    """CLIP's modified ResNet returning the stride-8, 16 and 32 maps (the last through the attention pool)."""
+
+    def __init__(self, layers, output_dim: int, heads: int, image_resolution: int, width: int):
+        super().__init__()
+        half = width // 2
+        self.conv1 = nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(half)
+        self.conv2 = nn.Conv2d(half, half, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(half)
+        self.conv3 = nn.Conv2d(half, width, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.avgpool = nn.AvgPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = width
+        stages = []
+        for i, blocks in enumerate(layers):
+            planes = width * 2 ** i
+            stride = 1 if i == 0 else 2
+            stage = [Bottleneck(inplanes, planes, stride)]
+            inplanes = planes * Bottleneck.expansion
+            stage += [Bottleneck(inplanes, planes) for _ in range(1, blocks)]
+            stages.append(nn.Sequential(*stage))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.attnpool = SpatialAttentionPool(image_resolution // 32, inplanes, heads, output_dim)
+
+    def forward(self, x: torch.Tensor):
+        x = x.to(self.conv1.weight.dtype)
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = self.relu(bn(conv(x)))
+        x = self.layer1(self.avgpool(x))
+        c3 = self.layer2(x)
+        c4 = self.layer3(c3)
+        c5 = self.attnpool(self.layer4(c4))
+        return c3, c4, c5
+
+
+class CLIPBackbone(nn.Module):
+    """CLIP RN50 image and text encoders with OpenAI's parameter names."""
+
+    def __init__(self, clip: dict):
+        super().__init__()
+        from open_clip.transformer import LayerNorm, QuickGELU, Transformer
+
+        self.visual = CLIPResNet(clip["vision_layers"], clip["embed_dim"], clip["vision_heads"],
+                                 clip["image_resolution"], clip["vision_width"])
+        width = clip["transformer_width"]
+        self.transformer = Transformer(width, clip["transformer_layers"], clip["transformer_heads"],
+                                       act_layer=QuickGELU, norm_layer=LayerNorm)
+        self.token_embedding = nn.Embedding(clip["vocab_size"], width)
+        self.positional_embedding = nn.Parameter(torch.empty(clip["context_length"], width))
+        self.ln_final = LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.empty(width, clip["embed_dim"]))
+        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        self._init_text()
+
+    def _init_text(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        width, layers = self.transformer.width, self.transformer.layers
+        for block in self.transformer.resblocks:
+            nn.init.normal_(block.attn.in_proj_weight, std=width ** -0.5)
+            nn.init.normal_(block.attn.out_proj.weight, std=width ** -0.5 * (2 * layers) ** -0.5)
+            nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
+            nn.init.normal_(block.mlp.c_proj.weight, std=width ** -0.5 * (2 * layers) ** -0.5)
+        nn.init.normal_(self.text_projection, std=width ** -0.5)
+        pool = self.visual.attnpool
+        std = pool.c_proj.in_features ** -0.5
+        for lin in (pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj):
+            nn.init.normal_(lin.weight, std=std)
+        for stage in (self.visual.layer1, self.visual.layer2, self.visual.layer3, self.visual.layer4):
+            for block in stage:
+                nn.init.zeros_(block.bn3.weight)
+
+    def encode_image(self, pixel_values: torch.Tensor):
+        return self.visual(pixel_values)
+
+    def encode_text(self, input_ids: torch.Tensor):
+        """Word features (B, L, width) and the sentence embedding (B, embed_dim) at the end token."""
+        length = input_ids.shape[1]
+        x = self.token_embedding(input_ids) + self.positional_embedding[:length]
+        causal = torch.full((length, length), float("-inf"), device=x.device).triu_(1).to(x.dtype)
+        x = self.transformer(x, attn_mask=causal)  # batch-first in, batch-first out
+        x = self.ln_final(x)
+        # the end token has the largest id; argmax finds its first occurrence
+        eot = x[torch.arange(x.shape[0], device=x.device), input_ids.argmax(dim=-1)]
+        return x, eot @ self.text_projection
+
+
+# -- neck, decoder, projector ---------------------------------------------------------------------------
+def conv_bn_relu(cin: int, cout: int, kernel: int = 1, padding: int = 0) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, 1, padding, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class CoordConv(nn.Module):
+    """A conv-BN-ReLU over the input plus two channels of normalised x/y coordinates."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv1 = conv_bn_relu(cin + 2, cout, kernel, padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype),
+                                torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype), indexing="ij")
+        coords = torch.stack([xs, ys]).expand(b, -1, -1, -1)
+        return self.conv1(torch.cat([x, coords], dim=1))
+
+
+class TextConditionedFPN(nn.Module):
+    """Fuses C3..C5 (gated by the sentence embedding at C5) into one stride-16 map."""
+
+    def __init__(self, fpn_in, fpn_out):
+        super().__init__()
+        c3, c4, c5 = fpn_in
+        o3, o4, o5 = fpn_out
+        self.txt_proj = nn.Sequential(nn.Linear(c5, o5, bias=False), nn.BatchNorm1d(o5), nn.ReLU(inplace=True))
+        self.f1_v_proj = conv_bn_relu(c5, o5)
+        self.norm_layer = nn.Sequential(nn.BatchNorm2d(o5), nn.ReLU(inplace=True))
+        self.f2_v_proj = conv_bn_relu(c4, o4, 3, 1)
+        self.f2_cat = conv_bn_relu(o5 + o4, o4)
+        self.f3_v_proj = conv_bn_relu(c3, o3, 3, 1)
+        self.f3_cat = conv_bn_relu(o3 + o4, o4)
+        self.f4_proj5 = conv_bn_relu(o5, o4, 3, 1)
+        self.f4_proj4 = conv_bn_relu(o4, o4, 3, 1)
+        self.f4_proj3 = conv_bn_relu(o4, o4, 3, 1)
+        self.aggr = conv_bn_relu(3 * o4, o4)
+        self.coordconv = nn.Sequential(CoordConv(o4, o4, 3, 1), conv_bn_relu(o4, o4, 3, 1))
+
+    def forward(self, maps, sentence: torch.Tensor) -> torch.Tensor:
+        c3, c4, c5 = maps
+        gate = self.txt_proj(sentence)[:, :, None, None]
+        f5 = self.norm_layer(self.f1_v_proj(c5) * gate)
+        f4 = self.f2_v_proj(c4)
+        f4 = self.f2_cat(torch.cat([f4, F.interpolate(f5, size=f4.shape[-2:], mode="bilinear")], dim=1))
+        f3 = F.avg_pool2d(self.f3_v_proj(c3), 2, 2)
+        f3 = self.f3_cat(torch.cat([f3, f4], dim=1))
+        q5 = F.interpolate(self.f4_proj5(f5), size=f4.shape[-2:], mode="bilinear")
+        q = self.aggr(torch.cat([self.f4_proj3(f3), self.f4_proj4(f4), q5], dim=1))
+        return self.coordconv(q)
+
+
+def sine_codes_1d(dim: int, length: int) -> torch.Tensor:
+    """(length, 1, dim) sine/cosine position codes (even channels sine, odd cosine)."""
+    if dim % 2:
+        raise ValueError(f"1-d sine position codes need an even width, got {dim}")
+    pos = torch.arange(length, dtype=torch.float)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float) * (-math.log(10000.0) / dim))
+    codes = torch.zeros(length, dim)
+    codes[:, 0::2] = torch.sin(pos * freq)
+    codes[:, 1::2] = torch.cos(pos * freq)
+    return codes[:, None]
+
+
+def sine_codes_2d(dim: int, height: int, width: int) -> torch.Tensor:
+    """(height*width, 1, dim) codes: the first half of the channels encodes x, the second half y."""
+    if dim % 4:
+        raise ValueError(f"2-d sine position codes need a width divisible by 4, got {dim}")
+    half = dim // 2
+    freq = torch.exp(torch.arange(0.0, half, 2) * (-math.log(10000.0) / half))
+    xs = torch.arange(0.0, width)[:, None] * freq  # (W, half/2)
+    ys = torch.arange(0.0, height)[:, None] * freq  # (H, half/2)
+    codes = torch.zeros(dim, height, width)
+    codes[0:half:2] = torch.sin(xs).t()[:, None, :].expand(-1, height, -1)
+    codes[1:half:2] = torch.cos(xs).t()[:, None, :].expand(-1, height, -1)
+    codes[half::2] = torch.sin(ys).t()[:, :, None].expand(-1, -1, width)
+    codes[half + 1::2] = torch.cos(ys).t()[:, :, None].expand(-1, -1, width)
+    return codes.reshape(dim, 1, height * width).permute(2, 1, 0)
+
+
+class VisionLanguageDecoderLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int, dim_ffn: int, dropout: float):
+        super().__init__()
+        self.self_attn_norm = nn.LayerNorm(d_model)
+        self.cross_attn_norm = nn.LayerNorm(d_model)
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, kdim=d_model, vdim=d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, dim_ffn), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.LayerNorm(dim_ffn), nn.Linear(dim_ffn, d_model))
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(self, vis, txt, vis_pos, txt_pos, pad_mask):
+        h = self.norm1(vis)
+        q = h + vis_pos
+        h = self.self_attn_norm(self.self_attn(q, q, value=h)[0])
+        vis = vis + self.dropout1(h)
+        h = self.norm2(vis)
+        h = self.multihead_attn(query=h + vis_pos, key=txt + txt_pos, value=txt, key_padding_mask=pad_mask)[0]
+        vis = vis + self.dropout2(self.cross_attn_norm(h))
+        return vis + self.dropout3(self.ffn(self.norm3(vis)))
+
+
+class VisionLanguageDecoder(nn.Module):
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_ffn: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList([VisionLanguageDecoderLayer(d_model, nhead, dim_ffn, dropout)
+                                     for _ in range(num_layers)])
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, vis: torch.Tensor, txt: torch.Tensor, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        b, c, h, w = vis.shape
+        vis_pos = sine_codes_2d(c, h, w).to(vis.device, vis.dtype)
+        txt_pos = sine_codes_1d(txt.shape[-1], txt.shape[1]).to(txt.device, txt.dtype)
+        out = vis.reshape(b, c, h * w).permute(2, 0, 1)
+        words = txt.permute(1, 0, 2)
+        for layer in self.layers:
+            out = layer(out, words, vis_pos, txt_pos, pad_mask)
+        return self.norm(out).permute(1, 2, 0).reshape(b, c, h, w)
+
+
+class DynamicProjector(nn.Module):
+    """Upsample x4, then a per-sample k x k convolution generated from the sentence embedding."""
+
+    def __init__(self, word_dim: int, in_dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.in_dim = in_dim
+        self.kernel_size = kernel_size
+        self.vis = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear"), conv_bn_relu(in_dim * 2, in_dim * 2, 3, 1),
+            nn.Upsample(scale_factor=2, mode="bilinear"), conv_bn_relu(in_dim * 2, in_dim, 3, 1),
+            nn.Conv2d(in_dim, in_dim, 1))
+        self.txt = nn.Linear(word_dim, in_dim * kernel_size * kernel_size + 1)
+
+    def forward(self, x: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        x = self.vis(x)
+        b, c, h, w = x.shape
+        params = self.txt(sentence)
+        weight = params[:, :-1].reshape(b, c, self.kernel_size, self.kernel_size)
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias=params[:, -1], padding=self.kernel_size // 2,
+                       groups=b)
+        return out.transpose(0, 1)
+
+
+class CRIS(SegmentationModel):
+    """CRIS with CLIP RN50: ``forward(pixel_values, input_ids, attention_mask) -> logits (B, 1, H, W)``."""
+
+    uses_text = True
+
+    def __init__(self, config: CRISConfig):
+        super().__init__()
+        self.config = config
+        self.preprocess = config.preprocess
+        self.backbone = CLIPBackbone(config.clip)
+        self.neck = TextConditionedFPN(config.fpn_in, config.fpn_out)
+        self.decoder = VisionLanguageDecoder(config.num_layers, config.vis_dim, config.num_head, config.dim_ffn,
+                                             config.dropout)
+        self.proj = DynamicProjector(config.word_dim, config.vis_dim // 2, config.projector_kernel)
+        self._tokenizer = None
+        self.apply_freezing()
+
+    def apply_freezing(self) -> None:
+        self.backbone.requires_grad_(not self.config.freeze_encoder)
+
+    def get_tokenizer(self):
+        from vlsm.text.tokenizers import ClipBPETokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = ClipBPETokenizer(context_length=self.config.context_length)
+        return self._tokenizer
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: Optional[torch.Tensor] = None,
+                attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if input_ids is None:
+            raise ValueError("cris is a text-prompted model: pass input_ids (and attention_mask) from "
+                             "model.get_tokenizer()")
+        if pixel_values.ndim != 4 or pixel_values.shape[-1] % 32 or pixel_values.shape[-2] % 32:
+            raise ValueError(f"cris needs (B, 3, H, W) images with H and W multiples of 32, got "
+                             f"{tuple(pixel_values.shape)}; resize to {self.config.image_size}")
+        if input_ids.shape[0] != pixel_values.shape[0]:
+            raise ValueError(f"got {input_ids.shape[0]} prompts for {pixel_values.shape[0]} images; pass one "
+                             f"prompt per image")
+        if self.training and pixel_values.shape[0] < 2:
+            raise ValueError("cris cannot train on a batch of one image: its text projection uses BatchNorm1d "
+                             "(as in CRIS). Use batches of 2 or more (drop_last=True), or call model.eval().")
+        if self.config.padding_mask == "attention_mask" and attention_mask is not None:
+            pad_mask = attention_mask == 0
+        else:
+            pad_mask = input_ids == 0
+        frozen = not any(p.requires_grad for p in self.backbone.parameters())
+        with torch.no_grad() if frozen else nullcontext():
+            maps = self.backbone.encode_image(pixel_values)
+            words, sentence = self.backbone.encode_text(input_ids)
+        fq = self.neck(maps, sentence)
+        fq = self.decoder(fq, words, pad_mask)
+        logits = self.proj(fq, sentence)
+        return F.interpolate(logits, size=tuple(pixel_values.shape[-2:]), mode="bicubic", align_corners=True)
+
+    # -- weights -----------------------------------------------------------------------------------------
+    def load_cris_checkpoint(self, path: Path) -> None:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"{path} does not fit this CRIS architecture: missing {missing[:6]}, unexpected "
+                               f"{unexpected[:6]}")
+
+    def load_clip_checkpoint(self, path: Path) -> None:
+        """OpenAI's RN50.pt (TorchScript archive or state dict) into the encoders; the CRIS-only
+        ``visual.attnpool.connect`` branch keeps its initialisation."""
+        try:
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except RuntimeError:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        missing, unexpected = self.backbone.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("visual.attnpool.connect.")]
+        if missing or unexpected:
+            raise RuntimeError(f"{path} is not a CLIP checkpoint of this architecture: missing {missing[:6]}, "
+                               f"unexpected {unexpected[:6]}")
+
+    # -- persistence ---------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (CRIS_CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.config.to_dict(), indent=2))
+        tmp.replace(directory / CRIS_CONFIG_FILE)
+        return super().save_pretrained(directory)
+
+
+def cris_config(preset: str, overrides: dict) -> CRISConfig:
+    table = load_config_json("cris.json")
+    if preset not in table:
+        raise ValueError(f"cris has no preset {preset!r}; valid presets: {', '.join(table)}")
+    entry = dict(table[preset])
+    entry.update(overrides)
+    return CRISConfig(preset=preset, **entry)
+
+
+@register_model("cris", description="CRIS: CLIP RN50 encoders + text-conditioned FPN, vision-language transformer "
+                "decoder and text-generated projector (416 px, CLIP BPE prompts of 77 tokens)",
+                uses_text=True, paper_name="CRIS")
+def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
+               tokenizer_dir: Optional[str] = None, **overrides) -> CRIS:
+    check_overrides("cris", overrides, CRIS_OPTIONS)
+    saved = Path(tokenizer_dir) / CRIS_CONFIG_FILE if tokenizer_dir else None
+    if pretrained is None and saved is not None and saved.is_file():
+        config = CRISConfig.from_dict({**json.loads(saved.read_text()), **overrides})
+    else:
+        config = cris_config(preset, overrides)
+    model = CRIS(config)
+    if pretrained is not None:
+        resolved = resolve_weights(pretrained, CRIS_FILES, model="cris")
+        cris_file = resolved.get(*CRIS_FILES[0].names)
+        clip_file = resolved.get(*CRIS_FILES[1].names)
+        if cris_file is None and clip_file is None:
+            raise WeightsNotFoundError(
+                f"cris weights not found in {resolved.folder}: looked for cris.pt or cris_best.pth (a whole CRIS "
+                f"model) and RN50.pt (OpenAI CLIP RN50, encoders only). Get RN50.pt from {RN50_URL}; CRIS "
+                f"checkpoints come from the CRIS.pytorch authors (see the medvlsm README).")
+        if cris_file is not None:
+            model.load_cris_checkpoint(cris_file)
+        else:
+            model.load_clip_checkpoint(clip_file)
+        model.apply_freezing()
+    if tokenizer_dir:
+        from vlsm.text.tokenizers import TOKENIZER_FILE, load_tokenizer
+
+        if (Path(tokenizer_dir) / TOKENIZER_FILE).is_file():
+            model._tokenizer = load_tokenizer(tokenizer_dir, context_length=config.context_length)
+    return model
