@@ -158,3 +158,27 @@ def test_real_kvasir_item(kvasir_root):
     item = ds[0]
     assert item["pixel_values"].shape == (3, 32, 32) and 0 < item["mask"].mean() < 1
     assert item["prompt"] in recs[0].prompts["p9"]
+
+
+def test_cache_gives_identical_items_without_rereading(tmp_path):
+    from vlsm.data import load_split
+    from vlsm.data.dataset import SegmentationDataset
+    from vlsm.data.synthetic import make_synthetic_dataset
+    from vlsm.models.base import Preprocess
+
+    root = make_synthetic_dataset(tmp_path / "syn", n_train=3, n_val=1, n_test=1, image_size=32, seed=2)
+    records = load_split(root, "train")
+    pre = Preprocess(image_size=16)
+    plain = SegmentationDataset(records, pre, augment=True, seed=3)
+    cached = SegmentationDataset(records, pre, augment=True, seed=3, cache=True)
+    expected = [plain[i] for i in range(3)]
+    for i in range(3):
+        cached[i]
+    for r in records:  # a cached dataset must not touch the files again
+        r.image_path.unlink()
+    for i in range(3):
+        a, b = expected[i], cached[i]
+        assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["mask"], b["mask"])
+        assert (a["height"], a["width"], a["prompt"]) == (b["height"], b["width"], b["prompt"])
+    cached.set_epoch(1)
+    assert cached[0]["pixel_values"].shape == (3, 16, 16)

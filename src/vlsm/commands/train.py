@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
     p.add_argument("--no-augment", action="store_true", help="no flips/colour jitter")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--cache", action="store_true", help="keep resized images in memory (fast CPU training)")
+    p.add_argument("--limit-train-batches", type=float, help="batches (or fraction) per training epoch")
     p.add_argument("--skip-bad", action="store_true", help="leave out files that fail the data check")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -62,6 +64,11 @@ def config_from_args(args):
         d.augment = False
     if getattr(args, "skip_bad", False):
         d.skip_bad = True
+    if getattr(args, "cache", False):
+        d.cache = True
+    if getattr(args, "limit_train_batches", None) is not None:
+        v = args.limit_train_batches
+        t.limit_train_batches = int(v) if float(v).is_integer() and v > 1 else v
     if getattr(args, "out", None):
         cfg.out = args.out
     for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),

@@ -37,6 +37,8 @@ class DataConfig:
     test_paths: list = field(default_factory=list)
     class_name: Optional[str] = None
     augment: bool = True
+    # Keep decoded, resized images in memory after the first epoch (fast CPU training).
+    cache: bool = False
     skip_bad: bool = False
     check: bool = True
 

@@ -220,7 +220,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
         def make(sets, *, prompt, augment):
             return ConcatDataset([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
-                                                      seed=cfg.train.seed) for _, recs in sets if recs])
+                                                      seed=cfg.train.seed, cache=cfg.data.cache)
+                                  for _, recs in sets if recs])
 
         train_ds = make(train_sets, prompt=cfg.data.prompt, augment=cfg.data.augment)
         val_ds = make(val_sets, prompt=cfg.data.resolved_eval_prompt(), augment=False)
