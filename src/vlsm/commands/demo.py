@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 # (model, preset): UNet-D, a VLSM and the ensemble of the two, all small enough for a CPU.
-DEMO_MODELS = (("unet-d", "tiny"), ("biomedclipseg", "tiny"), ("biomedclipseg-a", "tiny"))
+DEMO_MODELS = (("unet-d", "tiny"), ("clipseg", "tiny"), ("clipseg-b", "tiny"))
 
 
 def register(sub) -> None:
@@ -55,7 +55,7 @@ def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=4
         cfg.model.name, cfg.model.preset = name, preset
         cfg.model.overrides = {"image_size": img_size}
         cfg.data.paths = [str(data)]
-        cfg.data.prompt = prompt
+        cfg.data.prompt, cfg.data.cache = prompt, True
         cfg.train.epochs, cfg.train.max_minutes, cfg.train.batch_size = epochs, minutes, batch_size
         cfg.train.lr, cfg.train.num_workers, cfg.train.seed = 3e-3, 0, seed
         cfg.train.early_stopping_patience, cfg.train.progress_bar = epochs, progress
@@ -66,32 +66,22 @@ def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=4
         for r in summary["results"]:
             rows.append({**r, "label": summary["model"]["label"], "seconds": time.time() - started})
         runs.append(run_dir)
+    from vlsm.evaluation.report import build_table
+
     table = format_results(rows)
-    (out / "results.md").write_text("```\n" + table + "\n```\n")
-    figure = _figure(runs, data, out / "comparison.png", prompt)
+    (out / "results.md").write_text(build_table(runs, metric="both", ci=False).to_markdown() + "\n")
+    figure = _figure(runs, data, out / "comparison.png")
     print("\n" + table)
     print(f"\nrun folders: {out / 'runs'}\nfigure: {figure}\ntable: {out / 'results.md'}")
     return {"rows": rows, "table": out / "results.md", "figure": figure, "runs": runs}
 
 
-def _figure(runs, data, path: Path, prompt: str, n_images: int = 4) -> Path:
-    import numpy as np
+def _figure(runs, data, path: Path, n_images: int = 4) -> Path:
+    from vlsm.data import load_split
+    from vlsm.evaluation.figures import qualitative_from_runs
 
-    from vlsm.data import load_image, load_mask, load_split
-    from vlsm.evaluation.figures import draw_qualitative
-    from vlsm.evaluation.predict import predict_records
-    from vlsm.training.run import load_trained_model
-
-    records = load_split(data, "test")[:n_images]
-    images = [(r.name, np.asarray(load_image(r.image_path)), load_mask(r.mask_path)) for r in records]
-    sizes = {name: gt.shape for name, _, gt in images}
-    predictions = {}
-    for run_dir in runs:
-        model, _ = load_trained_model(run_dir)
-        label = json.loads((run_dir / "summary.json").read_text())["model"]["label"]
-        probs = predict_records(model, records, prompt=prompt, device="cpu", sizes=sizes)
-        predictions[label] = {name: p > 0.5 for name, p in probs.items()}
-    draw_qualitative(images, predictions, path)
+    names = [r.name for r in load_split(data, "test")[:n_images]]
+    qualitative_from_runs(runs, names, path, data=[data], device="cpu", overwrite=True)
     return path
 
 

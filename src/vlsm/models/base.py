@@ -100,7 +100,12 @@ class SegmentationModel(nn.Module):
         tmp = directory / (SPEC_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         save_model(self, str(directory / WEIGHTS_FILE))
-        tok = self.get_tokenizer()
+        from vlsm.text.tokenizers import TokenizerNotAvailableError
+
+        try:
+            tok = self.get_tokenizer()
+        except TokenizerNotAvailableError:
+            tok = None  # e.g. BiomedCLIPSeg built without its weights folder: nothing to write
         if hasattr(tok, "save"):
             tok.save(directory)
         tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete

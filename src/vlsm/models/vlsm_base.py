@@ -205,7 +205,6 @@ class VLSMBase(SegmentationModel):
         self.preprocess = config.preprocess
         self._tokenizer = None
         self._tokenizer_error: Optional[str] = None
-        self._saving = False
 
     # -- parts subclasses implement ------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> tuple[list, torch.Tensor]:  # pragma: no cover
@@ -287,11 +286,9 @@ class VLSMBase(SegmentationModel):
         self._tokenizer_error = error
 
     def get_tokenizer(self):
-        from vlsm.text.tokenizers import NullTokenizer, TokenizerNotAvailableError
+        from vlsm.text.tokenizers import TokenizerNotAvailableError
 
         if self._tokenizer is None:
-            if self._saving:  # save_pretrained of a model without tokenizer files: write no tokenizer
-                return NullTokenizer()
             raise TokenizerNotAvailableError(self._tokenizer_error or f"{self.config.model} has no tokenizer")
         return self._tokenizer
 
@@ -300,8 +297,4 @@ class VLSMBase(SegmentationModel):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory)  # the exact architecture, read back by the builder on reload
-        self._saving = True
-        try:
-            return super().save_pretrained(directory)
-        finally:
-            self._saving = False
+        return super().save_pretrained(directory)
