@@ -7,6 +7,12 @@ Learning rates: 2e-4 for the CLIP-based models, 2e-5 for CRIS, 1e-3 for UNet-D (
 training script; the ensembles use the VLSM's rate). Prompt p6 (class + shape, colour, size,
 number, location): the richest prompt every dataset has.
 
+CLIPSeg's encoders: transformers runs them under no_grad, so the papers' "fine-tuned" CLIPSeg
+trained only its decoder. The grid reproduces that explicitly (freeze_encoder: true) in CLIPSeg and
+in the CLIPSeg branches of the ensembles; drop it to fine-tune all of CLIP. The ensembles use the
+`fixed` variant (the architecture the paper describes); add `variant: reference` to reproduce the
+reference code's numbers exactly.
+
 Run:  python experiments/make_grid.py   (rewrites the YAML files)
 """
 from pathlib import Path
@@ -19,12 +25,13 @@ BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 MODELS = {
     # name: (pretrained weights, model overrides, lr). Ensembles name their VLSM's weights in overrides.
     "unet-d": (None, {}, 1e-3),
-    "clipseg": (CLIPSEG, {}, 2e-4),
+    "clipseg": (CLIPSEG, {"freeze_encoder": True}, 2e-4),
     "biomedclipseg": (BIOMEDCLIP, {}, 2e-4),
     "cris": ("$VLSM_WEIGHTS/cris", {}, 2e-5),
     "biomedclipseg-a": (None, {"biomedclipseg": {"pretrained": BIOMEDCLIP}}, 2e-4),
-    "clipseg-b": (None, {"clipseg": {"pretrained": CLIPSEG}}, 2e-4),
-    "ensemble-c": (None, {"biomedclipseg": {"pretrained": BIOMEDCLIP}, "clipseg": {"pretrained": CLIPSEG}}, 2e-4),
+    "clipseg-b": (None, {"clipseg": {"pretrained": CLIPSEG, "freeze_encoder": True}}, 2e-4),
+    "ensemble-c": (None, {"biomedclipseg": {"pretrained": BIOMEDCLIP},
+                          "clipseg": {"pretrained": CLIPSEG, "freeze_encoder": True}}, 2e-4),
 }
 
 
