@@ -206,15 +206,20 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     val_sets = load_records(cfg.data.paths, cfg.data.val_split, cfg.data.class_name,
                             check=cfg.data.check, skip_bad=cfg.data.skip_bad)
 
-    run = prepare_run_dir(Path(cfg.out), resume=resume, overwrite=overwrite)
+    if _launched_rank() > 0:
+        # A DDP worker that Lightning started by re-running this command: rank 0 owns the folder.
+        run = Path(cfg.out)
+    else:
+        run = prepare_run_dir(Path(cfg.out), resume=resume, overwrite=overwrite)
     handler = _attach_log_file(run / "log.txt")
     try:
-        save_config(cfg, run / "config.yaml")
+        if _launched_rank() == 0:
+            save_config(cfg, run / "config.yaml")
         total, trainable = model.parameter_counts()
         log.info("model %s (%s preset): %.2f M parameters, %.2f M trainable; precision %s on %s",
                  cfg.model.name, cfg.model.preset, total / 1e6, trainable / 1e6, precision, accelerator)
         tokenizer = model.get_tokenizer()
-        if hasattr(tokenizer, "save"):  # lets a bare .ckpt be evaluated before the run finishes
+        if hasattr(tokenizer, "save") and _launched_rank() == 0:  # lets a bare .ckpt be evaluated early
             tokenizer.save(run / "tokenizer")
         pre = model.preprocess
 
@@ -275,6 +280,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         return run
     finally:
         _detach_log_file(handler)
+
+
+def _launched_rank() -> int:
+    """Rank of this process when Lightning's DDP launcher started it (0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0)
 
 
 def _float(v) -> Optional[float]:
