@@ -341,7 +341,13 @@ def reference_c_decoder(vlsm) -> nn.Module:
                                 hidden_size=vlsm.config.hidden_size)
     cfg["use_complex_transposed_convolution"] = default.use_complex_transposed_convolution
     hf = CLIPSegConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    return CLIPSegDecoder(hf)
+    decoder = CLIPSegDecoder(hf)
+    # built inside CLIPSegForImageSegmentation, the reference's decoder gets transformers' default
+    # attention (SDPA); a standalone decoder leaves it unset
+    for layer in decoder.layers:
+        if getattr(layer.self_attn.config, "_attn_implementation", None) is None:
+            layer.self_attn.config._attn_implementation = "sdpa"
+    return decoder
 
 
 class EnsembleC(VLSMEnsemble):
@@ -604,6 +610,8 @@ def build_clipseg_b(*, preset="paper", variant="fixed", pretrained=None, tokeniz
     defaults = {"freeze_encoder": True} if variant == "reference" else {}
     vlsm = _build_vlsm("clipseg", preset, tokenizer_dir, overrides.get("image_size"), defaults,
                        overrides.get("clipseg"))
+    if variant == "reference":
+        _reference_attention(vlsm)
     cfg = EnsembleConfig("clipseg-b", variant, preset, vlsm.config.image_size,
                          _ensemble_sizes(preset, overrides), _unet_overrides(preset, overrides))
     return _finish(CLIPSegB(cfg, vlsm), "clipseg-b", pretrained)
@@ -629,9 +637,22 @@ def build_ensemble_c(*, preset="paper", variant="fixed", pretrained=None, tokeni
         defaults_c.update(context_length=length, freeze_encoder=True)
     biomed = _build_vlsm("biomedclipseg", preset, tokenizer_dir, overrides.get("image_size"), defaults_b, user_b)
     clip = _build_vlsm("clipseg", preset, tokenizer_dir, biomed.config.image_size, defaults_c, user_c)
+    if variant == "reference":
+        _reference_attention(clip)
     cfg = EnsembleConfig("ensemble-c", variant, preset, biomed.config.image_size,
                          _ensemble_sizes(preset, overrides), _unet_overrides(preset, overrides))
     return _finish(EnsembleC(cfg, biomed, clip), "ensemble-c", pretrained)
+
+
+def _reference_attention(clip) -> None:
+    """The reference loads CLIPSeg with ``output_attentions=True``, so transformers runs eager attention;
+    do the same (identical encoder numbers instead of SDPA's last-bit differences)."""
+    setter = getattr(clip.clipseg, "set_attn_implementation", None)
+    if setter is not None:
+        setter("eager")
+    # the decoder layers hold their own copy of the vision config; the reference's says eager too
+    for layer in clip.clipseg.decoder.layers:
+        layer.self_attn.config._attn_implementation = "eager"
 
 
 def _unet_overrides(preset: str, overrides: dict) -> dict:
