@@ -71,6 +71,6 @@ def test_tiny_ensembles_train_on_kvasir(model, variant, kvasir_root, tmp_path, c
     run = tmp_path / f"{model}-{variant}"
     assert main(["train", "--model", model, "--variant", variant, "--preset", "tiny",
                  "--data", str(kvasir_root), "--out", str(run), "--img-size", "64", "--batch-size", "16",
-                 "--lr", "2e-3", "--epochs", "2", "--max-minutes", "1.5", "--prompt", "p1", *COMMON]) == 0
+                 "--lr", "2e-3", "--epochs", "1", "--limit-train-batches", "25", "--prompt", "p1", *COMMON]) == 0
     r = report(run, f"{model} ({variant}) [tiny] on Kvasir-SEG, 64 px", capsys)
     assert r["n"] == 100 and 0.0 <= r["dice_mean"] <= 1.0
