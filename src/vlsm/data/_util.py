@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from vlsm.utils import preview  # noqa: F401  (re-exported for the data modules)
+
 import numpy as np
 
 #: File extensions treated as images (lower case, with the dot).
@@ -19,14 +21,6 @@ STANDARD_SPLITS = ("train", "val", "test")
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def preview(items: Iterable, limit: int = 5) -> str:
-    """``'a, b, c, ... (12 in all)'``: the first few items of a list and how many there are."""
-    items = [str(i) for i in items]
-    if len(items) <= limit:
-        return ", ".join(items)
-    return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
 
 
 def seeded_split(keys: Sequence[str], seed: int = 0,

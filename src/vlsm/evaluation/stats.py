@@ -16,6 +16,8 @@ Conventions (the same everywhere in `vlsm`):
 """
 from __future__ import annotations
 
+from vlsm.utils import preview
+
 import inspect
 import math
 from typing import Callable, Mapping, NamedTuple, Optional
@@ -162,9 +164,9 @@ def match_cases(a: Mapping[str, float], b: Mapping[str, float], name_a: str = "a
     if only_a or only_b:
         parts = []
         if only_a:
-            parts.append(f"only in {name_a} ({len(only_a)}): {_preview(only_a)}")
+            parts.append(f"only in {name_a} ({len(only_a)}): {preview(only_a, 10)}")
         if only_b:
-            parts.append(f"only in {name_b} ({len(only_b)}): {_preview(only_b)}")
+            parts.append(f"only in {name_b} ({len(only_b)}): {preview(only_b, 10)}")
         raise ValueError("a paired test needs the same cases in both results, but "
                          + "; ".join(parts) + ". Evaluate both models on the same split.")
     names = sorted(a)
@@ -173,11 +175,6 @@ def match_cases(a: Mapping[str, float], b: Mapping[str, float], name_a: str = "a
     x = _as_1d_finite([a[k] for k in names], name_a)
     y = _as_1d_finite([b[k] for k in names], name_b)
     return names, x, y
-
-
-def _preview(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def paired_wilcoxon(a: Mapping[str, float], b: Mapping[str, float], name_a: str = "a",

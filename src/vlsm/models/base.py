@@ -54,11 +54,9 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model spec keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**d)
+        from vlsm.utils import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "model spec")
 
 
 class SegmentationModel(nn.Module):

@@ -136,11 +136,9 @@ class VLSMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "VLSMConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown VLSM config keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**d)
+        from vlsm.utils import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "VLSM config")
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / MODEL_CONFIG_FILE

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import yaml
 
+from vlsm.utils import dataclass_from_dict
+
 
 @dataclass
 class ModelConfig:
@@ -95,14 +97,6 @@ class ExperimentConfig:
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def _build(cls, values: dict, where: str):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-    return cls(**values)
-
-
 def config_from_dict(d: dict, where: str = "config") -> ExperimentConfig:
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(d).__name__}")
@@ -113,10 +107,10 @@ def config_from_dict(d: dict, where: str = "config") -> ExperimentConfig:
                 value = {}
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: section '{key}' must be a mapping")
-            top[key] = _build(_SECTIONS[key], value, f"{where} [{key}]")
+            top[key] = dataclass_from_dict(_SECTIONS[key], value, f"{where} [{key}]")
         else:
             top[key] = value
-    cfg = _build(ExperimentConfig, top, where)
+    cfg = dataclass_from_dict(ExperimentConfig, top, where)
     if isinstance(cfg.data.paths, (str, Path)):
         cfg.data.paths = [cfg.data.paths]
     cfg.data.paths = [expand_path(p, where) for p in cfg.data.paths]
