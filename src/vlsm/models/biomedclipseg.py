@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry)
+from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry,
+                                    restore_decoder_init)
 from vlsm.models.weights import FileSpec, ResolvedWeights, resolve_weights
 
 BIOMEDCLIP_FILES = (
@@ -217,7 +218,7 @@ class BiomedCLIPSeg(VLSMBase):
         decoder_config = config.clipseg_hf_config()
         # as inside CLIPSegForImageSegmentation, the decoder layers use PyTorch's fused attention
         decoder_config._attn_implementation = "sdpa"
-        self.decoder = CLIPSegDecoder(decoder_config)
+        self.decoder = restore_decoder_init(CLIPSegDecoder(decoder_config))
         trunk = self.biomedclip.visual.trunk
         if trunk.embed_dim != config.hidden_size or len(trunk.blocks) != config.num_hidden_layers:
             raise ValueError(f"{config.model}: the ViT built from the open_clip config (width {trunk.embed_dim}, "

@@ -18,7 +18,8 @@ from typing import Optional
 import torch
 
 from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry)
+from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry,
+                                    restore_decoder_init)
 from vlsm.models.weights import FileSpec, resolve_weights
 
 CLIPSEG_FILES = (
@@ -80,6 +81,7 @@ class CLIPSeg(VLSMBase):
 
         if clipseg_module is None:
             clipseg_module = CLIPSegForImageSegmentation(config.clipseg_hf_config())
+            restore_decoder_init(clipseg_module.decoder)
         self.clipseg = clipseg_module
         self.apply_freezing()
 

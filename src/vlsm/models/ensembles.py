@@ -33,6 +33,7 @@ from vlsm.models.adapters import (BatchZipAdapter, FirstLayerAdapter, LayerStack
 from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE, SegmentationModel
 from vlsm.models.registry import create_model, register_model
 from vlsm.models.unet_d import UNetD, unet_d_config
+from vlsm.models.vlsm_base import restore_decoder_init
 
 VARIANTS = ("fixed", "reference")
 
@@ -341,7 +342,7 @@ def reference_c_decoder(vlsm) -> nn.Module:
                                 hidden_size=vlsm.config.hidden_size)
     cfg["use_complex_transposed_convolution"] = default.use_complex_transposed_convolution
     hf = CLIPSegConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    decoder = CLIPSegDecoder(hf)
+    decoder = restore_decoder_init(CLIPSegDecoder(hf))
     # built inside CLIPSegForImageSegmentation, the reference's decoder gets transformers' default
     # attention (SDPA); a standalone decoder leaves it unset
     for layer in decoder.layers:

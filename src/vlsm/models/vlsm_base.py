@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
 
@@ -189,6 +190,34 @@ def check_overrides(model: str, overrides: dict, allowed: tuple) -> None:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(f"{model}: unknown option(s) {unknown}; valid options: {', '.join(sorted(allowed))}")
+
+
+def restore_decoder_init(decoder: nn.Module) -> nn.Module:
+    """Give a freshly built CLIPSeg decoder the initialisation the papers' code trained from.
+
+    transformers 5 initialises every plain Linear/Conv of ``CLIPSegDecoder`` from N(0, 1) (its
+    config has no ``initializer_range``, so ``initializer_factor`` = 1 becomes the std): random-init
+    logits then have a std of ~500 and a randomly initialised decoder (BiomedCLIPSeg) barely trains.
+    transformers 4 (medvlsm, VLSM-Ensemble) kept PyTorch's default init for these layers, with zero
+    Linear biases; the attention and MLP layers keep transformers' CLIP-style init either way.
+    """
+    from transformers.models.clipseg.modeling_clipseg import CLIPSegAttention, CLIPSegMLP
+
+    keep = set()
+    for module in decoder.modules():
+        if isinstance(module, (CLIPSegAttention, CLIPSegMLP)):
+            keep.update(id(m) for m in module.modules())
+    with torch.no_grad():
+        for module in decoder.modules():
+            if id(module) in keep:
+                continue
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                module.reset_parameters()
+            elif isinstance(module, nn.Linear):
+                module.reset_parameters()
+                if module.bias is not None:
+                    module.bias.zero_()
+    return decoder
 
 
 class VLSMBase(SegmentationModel):
