@@ -37,14 +37,20 @@ def report(run, title, capsys=None):
     return r
 
 
+# UNet-D's architecture at a quarter of the paper's widths (0.74 M parameters): the paper widths
+# (11.8 M) manage only ~2 epochs of Kvasir in 12 minutes on 2 CPU cores.
+QUARTER_WIDTH = ["--set", "encoder_channels=[16,32,64,128]", "--set", "bottleneck_channels=310",
+                 "--set", "decoder_channels=[136,45,22,11]"]
+
+
 def test_unet_d_learns_kvasir(kvasir_root, tmp_path, capsys):
-    """UNet-D (paper widths) at 128 px for at most 12 minutes of training on 2 CPU cores reaches
-    test Dice >= 0.5 at the original resolution (predicting all foreground scores 0.24)."""
+    """UNet-D at 128 px, trained for at most 10 minutes on 2 CPU cores, reaches test Dice >= 0.5 at
+    the original resolution (predicting all foreground scores 0.24)."""
     run = tmp_path / "unetd"
     started = time.time()
-    assert main(["train", "--model", "unet-d", "--data", str(kvasir_root), "--out", str(run),
+    assert main(["train", "--model", "unet-d", *QUARTER_WIDTH, "--data", str(kvasir_root), "--out", str(run),
                  "--img-size", "128", "--batch-size", "8", "--lr", "1e-3", "--epochs", "60",
-                 "--max-minutes", "12", "--patience", "60", *COMMON]) == 0
+                 "--max-minutes", "10", "--patience", "60", *COMMON]) == 0
     r = report(run, "UNet-D on Kvasir-SEG, 128 px", capsys)
     assert r["n"] == 100
     assert r["dice_mean"] >= 0.5, f"UNet-D reached only Dice {r['dice_mean']:.3f} in {time.time() - started:.0f} s"

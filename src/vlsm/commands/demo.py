@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--models", nargs="+", default=[f"{m}:{s}" for m, s in DEMO_MODELS],
                    help="models as NAME[:PRESET]")
     p.add_argument("--img-size", type=int, default=64, help="training/inference size")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--minutes", type=float, default=0.75, help="training time limit per model")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--prompt", default="p1")
@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=40, minutes=0.75,
+def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=60, minutes=0.75,
              batch_size=8, prompt="p1", seed=0, progress=True) -> dict:
     """Returns {"rows": result rows, "table": path, "figure": path, "runs": [run folders]}."""
     from vlsm.evaluation.evaluate import format_results
