@@ -120,3 +120,22 @@ def test_pooled_training_evaluates_each_dataset_and_cross_test(tmp_path):
     got = {(r["dataset"], r["split"]): r["n"] for r in summary["results"]}
     assert got == {("pool_a", "test"): 2, ("pool_b", "test"): 3, ("held_out", "test"): 4}
     assert "pool_a: 4 train / 2 val, pool_b: 4 train / 2 val" in (out / "log.txt").read_text()
+
+
+def test_training_refuses_bad_data_or_skips_it(tmp_path, capsys):
+    import shutil
+
+    data = make_synthetic_dataset(tmp_path / "src" / "bad_syn", n_train=5, n_val=2, n_test=2, image_size=32,
+                                  seed=8)
+    bad = tmp_path / "bad_syn"
+    shutil.copytree(data, bad)
+    train_json = json.loads((bad / "anns" / "train.json").read_text())
+    victim = bad / "images" / train_json[0]["img_name"]
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated PNG
+    out = tmp_path / "r"
+    assert main(TRAIN + ["--data", str(bad), "--out", str(out), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "--skip-bad" in err
+    assert not out.exists()
+    assert main(TRAIN + ["--data", str(bad), "--out", str(out), "--epochs", "1", "--skip-bad"]) == 0
+    assert "leaving out 1 of 5 train images" in (out / "log.txt").read_text()

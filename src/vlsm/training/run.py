@@ -87,20 +87,25 @@ def resolve_accelerator(device: str) -> str:
     raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
 
 
-def load_records(paths, split: str, class_name=None, *, check: bool = True, skip_bad: bool = False):
-    """Records of one split from each dataset folder, validated by `vlsm data check` rules."""
+def load_records(paths, split: str, class_name=None, *, check: bool = True, skip_bad: bool = False,
+                 notes: Optional[list] = None):
+    """Records of one split from each dataset folder, validated by `vlsm data check` rules.
+
+    With ``skip_bad``, files that fail the check are left out and a sentence saying which is
+    appended to ``notes`` (the caller logs it into the run's log).
+    """
     from vlsm.data import load_split
 
     per_dataset = []
     for path in paths:
         records = load_split(path, split, class_name=class_name)
         if check:
-            records = _checked(path, split, records, skip_bad)
+            records = _checked(path, split, records, skip_bad, notes if notes is not None else [])
         per_dataset.append((dataset_name(path), records))
     return per_dataset
 
 
-def _checked(path, split, records, skip_bad):
+def _checked(path, split, records, skip_bad, notes: list):
     from vlsm.data.check import check_dataset
 
     report = check_dataset(path, splits=[split])
@@ -112,8 +117,10 @@ def _checked(path, split, records, skip_bad):
     bad = {str(Path(p).resolve()) for p in report.bad_files()}
     kept = [r for r in records if str(Path(r.image_path).resolve()) not in bad
             and (r.mask_path is None or str(Path(r.mask_path).resolve()) not in bad)]
-    log.warning("--skip-bad: leaving out %d of %d %s images of %s: %s", len(records) - len(kept),
-                len(records), split, path, sorted(r.name for r in records if r not in kept))
+    note = (f"--skip-bad: leaving out {len(records) - len(kept)} of {len(records)} {split} images of {path}: "
+            f"{sorted(r.name for r in records if r not in kept)}")
+    log.warning(note)
+    notes.append(note)
     return kept
 
 
@@ -201,10 +208,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     precision = resolve_precision(cfg.train.precision, accelerator)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
+    notes: list = []
     train_sets = load_records(cfg.data.paths, cfg.data.train_split, cfg.data.class_name,
-                              check=cfg.data.check, skip_bad=cfg.data.skip_bad)
+                              check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
     val_sets = load_records(cfg.data.paths, cfg.data.val_split, cfg.data.class_name,
-                            check=cfg.data.check, skip_bad=cfg.data.skip_bad)
+                            check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
 
     if _launched_rank() > 0:
         # A DDP worker that Lightning started by re-running this command: rank 0 owns the folder.
@@ -215,6 +223,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     try:
         if _launched_rank() == 0:
             save_config(cfg, run / "config.yaml")
+        for note in notes:  # the data check ran before the log file existed
+            log.warning(note)
         total, trainable = model.parameter_counts()
         log.info("model %s (%s preset): %.2f M parameters, %.2f M trainable; precision %s on %s",
                  cfg.model.name, cfg.model.preset, total / 1e6, trainable / 1e6, precision, accelerator)
