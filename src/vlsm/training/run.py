@@ -53,6 +53,21 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Path:
     return out
 
 
+class _DropAdverts(logging.Filter):
+    """Lightning advertises a cloud logger on every fit; keep it out of the console and run logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def _quiet_lightning() -> None:
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+        logger.addFilter(_DropAdverts())
+    # torch's pytree deprecation inside Lightning 2.6: nothing a user can act on
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
 def _attach_log_file(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
@@ -206,6 +221,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         raise ValueError("no output folder: give --out RUN_DIR (or out: in the experiment file)")
     accelerator = resolve_accelerator(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, accelerator)
+    _quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
     notes: list = []
