@@ -35,3 +35,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
     f.write_text("model: [unclosed\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(f)
+
+
+def test_cli_flags_override_experiment_file(tmp_path):
+    import argparse
+
+    from vlsm.commands.train import config_from_args, register
+
+    f = tmp_path / "exp.yaml"
+    f.write_text("model: {name: clipseg, preset: tiny, overrides: {freeze_encoder: true}}\n"
+                 "data: {paths: [a], prompt: p3}\ntrain: {epochs: 7, lr: 0.1}\n")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "-c", str(f), "--epochs", "2", "--img-size", "96",
+                              "--set", "extract_layers=[0,1]", "--data", "b", "c"])
+    cfg = config_from_args(args)
+    assert cfg.train.epochs == 2 and cfg.train.lr == 0.1          # flag wins, file value kept
+    assert cfg.model.overrides == {"freeze_encoder": True, "image_size": 96, "extract_layers": [0, 1]}
+    assert cfg.data.paths == ["b", "c"] and cfg.data.prompt == "p3"
+    # another model on the command line does not inherit the file model's options
+    args = parser.parse_args(["train", "-c", str(f), "--model", "unet-d"])
+    assert config_from_args(args).model.overrides == {}
