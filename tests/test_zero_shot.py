@@ -60,3 +60,20 @@ def test_missing_weights_fail_fast_with_the_fix(tmp_path, offline, capsys):
     err = capsys.readouterr().err
     assert "nowhere" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_ensemble_trained_from_backbone_folder_reloads_without_it(clipseg_weights, tmp_path):
+    """A run's model folder and .ckpt hold every weight: the backbone source may be gone later."""
+    import shutil
+
+    data = make_synthetic_dataset(tmp_path / "syn", n_train=2, n_val=1, n_test=2, image_size=64, seed=7)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "clipseg-b", "--preset", "tiny", "--set",
+                 f"clipseg={{pretrained: {clipseg_weights}}}", "--data", str(data), "--out", str(out),
+                 "--epochs", "1", "--batch-size", "2", "--num-workers", "0", "--no-progress"]) == 0
+    want = json.loads((out / "summary.json").read_text())["results"][0]["dice_mean"]
+    shutil.rmtree(clipseg_weights)
+    for source, dest in ((out, "ev1"), (out / "checkpoints" / "best.ckpt", "ev2")):
+        assert main(["evaluate", str(source), "--data", str(data), "-o", str(tmp_path / dest)]) == 0
+        got = json.loads((tmp_path / dest / "summary.json").read_text())["results"][0]["dice_mean"]
+        assert got == pytest.approx(want)

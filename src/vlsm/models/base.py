@@ -52,11 +52,26 @@ class ModelSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def without_weights(self) -> "ModelSpec":
+        """The same architecture with every weight source removed (top level and nested, e.g. an
+        ensemble's ``clipseg={"pretrained": ...}`` or BiomedCLIPSeg-D's ``decoder_pretrained``):
+        what a saved model or checkpoint needs, since its own file holds all the weights."""
+        return dataclasses.replace(self, pretrained=None, overrides=_drop_weight_sources(self.overrides))
+
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         from vlsm.utils import dataclass_from_dict
 
         return dataclass_from_dict(cls, d, "model spec")
+
+
+WEIGHT_SOURCE_KEYS = ("pretrained", "decoder_pretrained")
+
+
+def _drop_weight_sources(value):
+    if isinstance(value, dict):
+        return {k: _drop_weight_sources(v) for k, v in value.items() if k not in WEIGHT_SOURCE_KEYS}
+    return value
 
 
 class SegmentationModel(nn.Module):
@@ -93,8 +108,7 @@ class SegmentationModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        spec = dataclasses.replace(self.spec, pretrained=None)
-        payload = {"spec": spec.to_dict(), "preprocess": self.preprocess.to_dict()}
+        payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict()}
         tmp = directory / (SPEC_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         save_model(self, str(directory / WEIGHTS_FILE))

@@ -251,9 +251,7 @@ class VLSMEnsemble(SegmentationModel):
                 tok = None
             if tok is not None and hasattr(tok, "save"):
                 tok.save(sub)
-        overrides = _strip_pretrained(self.spec.overrides)
-        spec = dataclasses.replace(self.spec, pretrained=None, overrides=overrides)
-        payload = {"spec": spec.to_dict(), "preprocess": self.preprocess.to_dict(),
+        payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict(),
                    "ensemble": self.ensemble.to_dict()}
         tmp = directory / (SPEC_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
@@ -272,15 +270,6 @@ def _group_of(name: str) -> str:
         if p in ("adapter", "head", "unet", "fusion", "fusion_weight", "cnn"):
             return ".".join(parts[:i + 1])
     return parts[0]
-
-
-def _strip_pretrained(overrides: dict) -> dict:
-    out = {}
-    for k, v in overrides.items():
-        if isinstance(v, Mapping):
-            v = {kk: vv for kk, vv in v.items() if kk != "pretrained"}
-        out[k] = v
-    return out
 
 
 class BiomedCLIPSegA(VLSMEnsemble):

@@ -376,6 +376,11 @@ def load_trained_model(path: str | Path, map_location: str = "cpu"):
         raise ValueError(f"{path}: expected a .ckpt checkpoint, a run folder or a model folder")
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     spec = (ckpt.get("hyper_parameters") or {}).get("model_spec")
+    if spec:
+        from vlsm.models.base import ModelSpec
+
+        # the checkpoint holds every weight: rebuild the architecture only, without backbone sources
+        spec = ModelSpec.from_dict(spec).without_weights().to_dict()
     if not spec:
         raise ValueError(f"{path} is not a vlsm training checkpoint (no model_spec in hyper_parameters); "
                          f"for a reference-code checkpoint use `vlsm convert-checkpoint`")
