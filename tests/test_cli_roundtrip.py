@@ -139,3 +139,19 @@ def test_training_refuses_bad_data_or_skips_it(tmp_path, capsys):
     assert not out.exists()
     assert main(TRAIN + ["--data", str(bad), "--out", str(out), "--epochs", "1", "--skip-bad"]) == 0
     assert "leaving out 1 of 5 train images" in (out / "log.txt").read_text()
+
+
+def test_ddp_on_two_cpu_processes(data, tmp_path):
+    """`--devices 2` runs DDP (Lightning re-launches the command); rank 0 alone owns the run folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "vlsm.cli", *TRAIN, "--data", str(data), "--out", str(out), "--epochs", "2",
+           "--device", "cpu", "--devices", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train"]["devices"] == 2 and summary["results"][0]["n"] == 5
+    assert [int(r["epoch"]) for r in read_csv(out / "metrics.csv")] == [0, 1]
+    assert "Grad strides" not in proc.stderr

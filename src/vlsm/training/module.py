@@ -40,8 +40,9 @@ class SegmentationTask(L.LightningModule):
         losses = self.loss_fn(logits, batch["mask"])
         bs = batch["pixel_values"].shape[0]
         on_step = stage == "train"
+        # sync_dist: under DDP the epoch values average over all ranks' images
         self.log(f"{stage}_loss", losses["loss"], prog_bar=True, on_step=on_step, on_epoch=True,
-                 batch_size=bs, sync_dist=not on_step)
+                 batch_size=bs, sync_dist=True)
         if stage != "train":
             self.log(f"{stage}_dice", batch_dice(logits, batch["mask"]).mean(), prog_bar=True,
                      on_epoch=True, batch_size=bs, sync_dist=True)

@@ -66,6 +66,8 @@ def _quiet_lightning() -> None:
         logger.addFilter(_DropAdverts())
     # torch's pytree deprecation inside Lightning 2.6: nothing a user can act on
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # DDP: size-1 axes of ECA's Conv1d weight get other (equivalent) strides than DDP's buckets
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
