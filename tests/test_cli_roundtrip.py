@@ -155,3 +155,17 @@ def test_ddp_on_two_cpu_processes(data, tmp_path):
     assert summary["train"]["devices"] == 2 and summary["results"][0]["n"] == 5
     assert [int(r["epoch"]) for r in read_csv(out / "metrics.csv")] == [0, 1]
     assert "Grad strides" not in proc.stderr
+
+
+def test_empty_validation_split_is_refused_before_anything_is_written(tmp_path, capsys):
+    import shutil
+
+    data = make_synthetic_dataset(tmp_path / "src" / "noval", n_train=3, n_val=1, n_test=1, image_size=32, seed=2)
+    noval = tmp_path / "noval"
+    shutil.copytree(data, noval)
+    (noval / "anns" / "val.json").write_text("[]")  # like medvlsm's colondb_polyp and etis_polyp
+    out = tmp_path / "r"
+    assert main(TRAIN + ["--data", str(noval), "--out", str(out), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "'val' split has no images" in err and "--test-data" in err
+    assert not out.exists()

@@ -231,6 +231,12 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
                               check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
     val_sets = load_records(cfg.data.paths, cfg.data.val_split, cfg.data.class_name,
                             check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
+    for sets, key in ((train_sets, "train_split"), (val_sets, "val_split")):
+        if not any(recs for _, recs in sets):
+            raise ValueError(
+                f"the {getattr(cfg.data, key)!r} split has no images in {', '.join(cfg.data.paths)}. Set "
+                f"data.{key} in the experiment file to a split that has images, or add a dataset that has "
+                f"one (medvlsm's colondb_polyp and etis_polyp have empty val splits: use them with --test-data)")
 
     if _launched_rank() > 0:
         # A DDP worker that Lightning started by re-running this command: rank 0 owns the folder.
@@ -258,8 +264,6 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
         train_ds = make(train_sets, prompt=cfg.data.prompt, augment=cfg.data.augment)
         val_ds = make(val_sets, prompt=cfg.data.resolved_eval_prompt(), augment=False)
-        if len(train_ds) == 0 or len(val_ds) == 0:
-            raise ValueError(f"empty {'training' if len(train_ds) == 0 else 'validation'} split in {cfg.data.paths}")
         log.info("data: %s", ", ".join(f"{n}: {len(t)} train / {len(v)} val"
                                        for (n, t), (_, v) in zip(train_sets, val_sets)))
         nw = cfg.train.num_workers
