@@ -169,3 +169,12 @@ def test_empty_validation_split_is_refused_before_anything_is_written(tmp_path, 
     err = capsys.readouterr().err
     assert "'val' split has no images" in err and "--test-data" in err
     assert not out.exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(data, tmp_path, capsys):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("important")
+    assert main(TRAIN + ["--data", str(data), "--out", str(precious), "--epochs", "1", "--overwrite"]) == 2
+    assert "not a vlsm run folder" in capsys.readouterr().err
+    assert (precious / "chapter1.tex").read_text() == "important"

@@ -36,6 +36,11 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Path:
     """Create the run folder, refusing to clobber a previous run unless told to."""
     if out.exists() and any(out.iterdir()):
         if overwrite:
+            # --overwrite replaces a previous run, never an arbitrary folder someone pointed --out at
+            if not any((out / marker).exists() for marker in ("config.yaml", "checkpoints", "summary.json")):
+                raise RunFolderError(f"{out} is not empty and is not a vlsm run folder (no config.yaml, "
+                                     f"checkpoints/ or summary.json); --overwrite only replaces runs: "
+                                     f"choose another --out")
             shutil.rmtree(out)
         elif resume:
             if not (out / "checkpoints" / "last.ckpt").is_file():
