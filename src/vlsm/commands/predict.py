@@ -76,17 +76,16 @@ def run(args) -> int:
     if args.overlays:
         from vlsm.evaluation.figures import overlay
     n = 0
-    for record, logits, _ in iter_logits(model, records, prompt=prompt, device=args.device,
-                                         batch_size=args.batch_size):
-        image = load_image(record.image_path)
-        prob = to_original_size(logits, (image.height, image.width))
+    for record, logits, _, image_hw in iter_logits(model, records, prompt=prompt, device=args.device,
+                                                   batch_size=args.batch_size):
+        prob = to_original_size(logits, image_hw)
         mask = prob > args.threshold
         stem = Path(record.image_path).stem
         _save_png((mask * 255).astype(np.uint8), out / f"{stem}.png")
         if args.probabilities:
             _save_png(np.round(prob * 255).astype(np.uint8), out / f"{stem}_prob.png")
         if overlay is not None:
-            _save_png(overlay(np.asarray(image), mask), out / f"{stem}_overlay.png")
+            _save_png(overlay(np.asarray(load_image(record.image_path)), mask), out / f"{stem}_overlay.png")
         n += 1
     print(f"wrote {n} mask(s) to {out}")
     return 0

@@ -47,8 +47,8 @@ def evaluate_records(model: SegmentationModel, records: Sequence, *, prompt: str
         raise ValueError(f"{len(missing)} image(s) have no ground-truth mask (e.g. {missing[:3]}); "
                          f"use `vlsm predict` for images without masks")
     acc = MetricAccumulator()
-    for record, logits, used_prompt in iter_logits(model, records, prompt=prompt, device=device,
-                                                   batch_size=batch_size):
+    for record, logits, used_prompt, _ in iter_logits(model, records, prompt=prompt, device=device,
+                                                      batch_size=batch_size):
         gt = load_mask(record.mask_path)
         prob = to_original_size(logits, gt.shape)
         acc.add(score_case(record.name, prob > threshold, gt, used_prompt))

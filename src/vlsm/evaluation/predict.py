@@ -1,6 +1,7 @@
 """Run a model over records and bring its probabilities back to each image's original size."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -27,11 +28,14 @@ def to_original_size(logits: torch.Tensor, size_hw: tuple[int, int]) -> np.ndarr
 
 def iter_logits(model: SegmentationModel, records: Sequence, *, prompt: str = "p1", device="auto",
                 batch_size: int = 4, num_workers: int = 0, seed: int = 0) -> Iterator[tuple]:
-    """Yield ``(record, logits (1,S,S) on CPU, prompt_used)`` for every record, in order."""
+    """Yield ``(record, logits (1,S,S) on CPU, prompt_used, (height, width) of the image)`` for every
+    record, in order."""
     from vlsm.data import SegmentationDataset
 
     dev = resolve_device(device) if isinstance(device, str) else device
-    dataset = SegmentationDataset(records, model.preprocess, model.get_tokenizer(), prompt=prompt,
+    # Model inputs only: the masks (if any) are read by the caller at their original size.
+    inputs = [dataclasses.replace(r, mask_path=None) for r in records]
+    dataset = SegmentationDataset(inputs, model.preprocess, model.get_tokenizer(), prompt=prompt,
                                   augment=False, seed=seed, require_masks=False)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training = model.training
@@ -42,7 +46,8 @@ def iter_logits(model: SegmentationModel, records: Sequence, *, prompt: str = "p
                 logits = model(batch["pixel_values"].to(dev), batch["input_ids"].to(dev),
                                batch["attention_mask"].to(dev)).float().cpu()
                 for i, idx in enumerate(batch["index"].tolist()):
-                    yield records[idx], logits[i], batch["prompt"][i]
+                    size = (int(batch["height"][i]), int(batch["width"][i]))
+                    yield records[idx], logits[i], batch["prompt"][i], size
     finally:
         model.train(was_training)
 
@@ -51,16 +56,10 @@ def predict_records(model: SegmentationModel, records: Sequence, *, prompt: str 
                     batch_size: int = 4, sizes: Optional[dict] = None) -> dict:
     """{name: probability map (H, W) float32 at the original image size} for a few records.
 
-    ``sizes`` maps name -> (H, W); by default the image file's size is used.
+    ``sizes`` maps name -> (H, W); by default the image's own size is used.
     """
-    from vlsm.data import load_image
-
     out = {}
-    for record, logits, _ in iter_logits(model, records, prompt=prompt, device=device, batch_size=batch_size):
-        if sizes and record.name in sizes:
-            hw = sizes[record.name]
-        else:
-            w, h = load_image(record.image_path).size
-            hw = (h, w)
-        out[record.name] = to_original_size(logits, hw)
+    for record, logits, _, image_hw in iter_logits(model, records, prompt=prompt, device=device,
+                                                   batch_size=batch_size):
+        out[record.name] = to_original_size(logits, (sizes or {}).get(record.name, image_hw))
     return out
