@@ -178,3 +178,21 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(data, tmp_path, caps
     assert main(TRAIN + ["--data", str(data), "--out", str(precious), "--epochs", "1", "--overwrite"]) == 2
     assert "not a vlsm run folder" in capsys.readouterr().err
     assert (precious / "chapter1.tex").read_text() == "important"
+
+
+def test_plain_folder_with_class_name_prompt(data, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    (plain / "images").mkdir(parents=True)
+    (plain / "masks").mkdir()
+    for p in (data / "images").iterdir():
+        shutil.copy(p, plain / "images" / p.name)
+        shutil.copy(data / "masks" / p.name, plain / "masks" / f"{p.stem}_mask.png")
+    out = tmp_path / "clip"
+    assert main(["train", "--model", "clipseg", "--preset", "tiny", "--data", str(plain), "--out", str(out),
+                 "--class-name", "lesion", "--prompt", "p1", "--epochs", "1", "--img-size", "64",
+                 "--batch-size", "4", "--num-workers", "0", "--no-progress"]) == 0
+    result = json.loads((out / "summary.json").read_text())["results"][0]
+    rows = read_csv(out / result["per_case"])
+    assert {r["prompt"] for r in rows} == {"lesion"} and result["n"] == len(rows) > 0

@@ -14,6 +14,7 @@ def register(sub) -> None:
     p.add_argument("--data", nargs="+", help="dataset folder(s); several = pooled training")
     p.add_argument("--test-data", nargs="+", help="extra dataset folder(s) only evaluated (cross-dataset)")
     p.add_argument("--prompt", help="p0..p9, random, or a fixed text prompt")
+    p.add_argument("--class-name", help="class name used as prompt p1 of a plain images/+masks/ folder")
     p.add_argument("--out", "-o", help="run folder to create")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -60,6 +61,8 @@ def config_from_args(args):
         d.test_paths = [expand_path(p) for p in args.test_data]
     if getattr(args, "prompt", None):
         d.prompt = args.prompt
+    if getattr(args, "class_name", None):
+        d.class_name = args.class_name
     if getattr(args, "no_augment", False):
         d.augment = False
     if getattr(args, "skip_bad", False):
