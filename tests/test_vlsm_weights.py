@@ -89,7 +89,7 @@ def test_clipseg_missing_weights_message(tmp_path):
     with pytest.raises(WeightsNotFoundError) as err:
         vlsm.create_model("clipseg", pretrained="CIDAS/clipseg-rd64-refined")
     msg = str(err.value)
-    assert "config.json" in msg and "huggingface-cli download CIDAS/clipseg-rd64-refined" in msg
+    assert "config.json" in msg and "hf download CIDAS/clipseg-rd64-refined" in msg
 
 
 def test_clipseg_pretrained_save_load_roundtrip(clipseg_dir, tmp_path):
@@ -204,7 +204,7 @@ def test_biomedclip_missing_files_message(tmp_path):
         vlsm.create_model("biomedclipseg", pretrained=str(tmp_path), preset="tiny")
     msg = str(err.value)
     assert "open_clip_pytorch_model.bin" in msg and "open_clip_model.safetensors" in msg
-    with pytest.raises(WeightsNotFoundError, match="huggingface-cli download microsoft/BiomedCLIP"):
+    with pytest.raises(WeightsNotFoundError, match="hf download microsoft/BiomedCLIP"):
         vlsm.create_model("biomedclipseg", pretrained="hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224")
 
 

@@ -76,7 +76,7 @@ def test_hub_id_missing_offline_fails_fast_with_instructions(tmp_path):
     assert time.monotonic() - start < 5
     msg = str(err.value)
     assert "model.safetensors or pytorch_model.bin" in msg
-    assert "HF_HUB_OFFLINE" in msg and "huggingface-cli download org/name" in msg
+    assert "HF_HUB_OFFLINE" in msg and "hf download org/name" in msg
     assert "vocab.txt" not in msg.split("Missing:")[1].split("\n")[0]  # optional files are not "missing"
 
 

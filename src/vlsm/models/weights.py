@@ -121,7 +121,7 @@ def _missing_message(source: str, where: str, missing: Sequence[FileSpec], model
 
 def _how_to_get(repo: str) -> str:
     return (f"How to get them: on a machine with internet run\n"
-            f"    huggingface-cli download {repo}\n"
+            f"    hf download {repo}\n"
             f"(or `python -c \"from huggingface_hub import snapshot_download; snapshot_download('{repo}')\"`) "
             f"and copy the Hugging Face cache (~/.cache/huggingface/hub/models--{repo.replace('/', '--')}) to this "
             f"machine, or copy the downloaded files into a folder and pass that folder as the weight source.")
