@@ -1,9 +1,9 @@
 """`vlsm table` and `vlsm figure`: paper-style result tables and qualitative figures from run folders."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from vlsm.utils import write_text_atomic
 
 
 def register(sub) -> None:
@@ -58,18 +58,6 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise UserError(f"{path} already exists; choose another name or pass --overwrite")
     if not path.parent.is_dir():
         raise UserError(f"the folder {path.parent} of {path} does not exist; create it first")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_table(args) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
+import io
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from vlsm.evaluation.metrics import CaseResult, MetricAccumulator, score_case
 from vlsm.evaluation.predict import iter_logits, to_original_size
 from vlsm.models.base import SegmentationModel
+from vlsm.utils import write_text_atomic
 
 PER_CASE_FIELDS = [f.name for f in dataclasses.fields(CaseResult)]
 
@@ -23,8 +24,9 @@ def model_label(model: SegmentationModel) -> str:
     from vlsm.models.registry import get_entry
 
     spec = model.spec
-    label = get_entry(spec.name).paper_name
-    if spec.variant and spec.variant != get_entry(spec.name).default_variant:
+    entry = get_entry(spec.name)
+    label = entry.paper_name
+    if spec.variant and spec.variant != entry.default_variant:
         label += f" ({spec.variant})"
     if spec.preset != "paper":
         label += f" [{spec.preset}]"
@@ -55,29 +57,22 @@ def evaluate_records(model: SegmentationModel, records: Sequence, *, prompt: str
     return acc
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(out_dir: Path, acc: MetricAccumulator, *, model: dict, dataset: str, split: str,
                   prompt: str, threshold: float, extra: Optional[dict] = None) -> dict:
     """Write per_case.csv + summary.json into ``out_dir``; returns the result entry."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "per_case.csv.tmp"
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=PER_CASE_FIELDS)
-        writer.writeheader()
-        for case in acc.cases:
-            writer.writerow(dataclasses.asdict(case))
-    os.replace(tmp, out_dir / "per_case.csv")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_CASE_FIELDS)
+    writer.writeheader()
+    for case in acc.cases:
+        writer.writerow(dataclasses.asdict(case))
+    write_text_atomic(out_dir / "per_case.csv", buf.getvalue())
     result = {"dataset": dataset, "split": split, **acc.summary(), "threshold": threshold,
               "prompt": prompt, "per_case": "per_case.csv"}
     summary = {"model": model, "results": [result], "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                "empty_mask_policy": "empty ground truth and empty prediction score 1; one empty scores 0",
                **(extra or {})}
-    _atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     return result
 
 

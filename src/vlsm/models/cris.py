@@ -37,6 +37,7 @@ from torch import nn
 from vlsm.models.base import Preprocess, SegmentationModel
 from vlsm.models.registry import register_model
 from vlsm.models.vlsm_base import check_overrides, load_config_json
+from vlsm.utils import write_text_atomic
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
 
 CRIS_CONFIG_FILE = "vlsm_cris_config.json"
@@ -509,9 +510,7 @@ class CRIS(SegmentationModel):
     def save_pretrained(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (CRIS_CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.config.to_dict(), indent=2))
-        tmp.replace(directory / CRIS_CONFIG_FILE)
+        write_text_atomic(directory / CRIS_CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
         return super().save_pretrained(directory)
 
 

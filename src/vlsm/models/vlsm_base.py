@@ -142,10 +142,10 @@ class VLSMConfig:
         return dataclass_from_dict(cls, d, "VLSM config")
 
     def save(self, directory: str | Path) -> Path:
+        from vlsm.utils import write_text_atomic
+
         path = Path(directory) / MODEL_CONFIG_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
         return path
 
     @classmethod

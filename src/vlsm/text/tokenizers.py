@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from vlsm.utils import write_text_atomic
+
 TOKENIZER_FILE = "vlsm_tokenizer.json"
 VOCAB_FILE = "vocab.txt"
 
@@ -219,9 +221,7 @@ class WordPieceTokenizer:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (VOCAB_FILE + ".tmp")
-        tmp.write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
-        tmp.replace(directory / VOCAB_FILE)
+        write_text_atomic(directory / VOCAB_FILE, "\n".join(self.vocab) + "\n")
         _write_spec(directory, {"kind": self.kind, "context_length": self.context_length,
                                 "lowercase": self.lowercase, "vocab": VOCAB_FILE})
 
@@ -232,9 +232,7 @@ class WordPieceTokenizer:
 def _write_spec(directory: str | Path, spec: dict) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (TOKENIZER_FILE + ".tmp")
-    tmp.write_text(json.dumps(spec, indent=2))
-    tmp.replace(directory / TOKENIZER_FILE)
+    write_text_atomic(directory / TOKENIZER_FILE, json.dumps(spec, indent=2))
 
 
 def find_wordpiece_vocab(directory: str | Path) -> Optional[Path]:

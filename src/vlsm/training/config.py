@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import yaml
 
-from vlsm.utils import dataclass_from_dict
+from vlsm.utils import dataclass_from_dict, write_text_atomic
 
 
 @dataclass
@@ -145,6 +145,4 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

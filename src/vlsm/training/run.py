@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from vlsm.training.config import ExperimentConfig, save_config
+from vlsm.utils import write_text_atomic
 
 log = logging.getLogger("vlsm")
 
@@ -350,9 +351,7 @@ def evaluate_run(run: Path, model, cfg: ExperimentConfig, *, train_info: Optiona
     summary = {"model": info, "results": results, "train": train_info or {},
                "config": "config.yaml", "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                "empty_mask_policy": "empty ground truth and empty prediction score 1; one empty scores 0"}
-    tmp = run / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, run / "summary.json")
+    write_text_atomic(run / "summary.json", json.dumps(summary, indent=2))
     log.info("results:\n%s", format_results([{**r, "label": info["label"]} for r in results]))
     return summary
 
