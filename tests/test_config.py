@@ -1,6 +1,6 @@
 import pytest
 
-from vlsm.training.config import config_from_dict, load_config, save_config
+from vlsm.config import config_from_dict, load_config, save_config
 
 
 def test_round_trip(tmp_path):

@@ -12,9 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import vlsm  # noqa: E402
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict  # noqa: E402
-from vlsm.models.ensembles import (REFERENCE_CONVERTERS, ConcatTokenizer, _A_RULES, _B_RULES,  # noqa: E402
-                                   _c_rules)
-from vlsm.models.reference import ConversionError, _UNET_D_RENAMES  # noqa: E402
+from vlsm.models.ensembles import _A_RULES, _B_RULES, REFERENCE_CONVERTERS, ConcatTokenizer, _c_rules  # noqa: E402
+from vlsm.models.reference import _UNET_D_RENAMES, ConversionError  # noqa: E402
 
 NAMES = ("biomedclipseg-a", "clipseg-b", "ensemble-c")
 PROMPTS = ["a polyp", "small round polyp in the colon", "lesion", "red bump"]
@@ -187,7 +186,7 @@ def to_reference(name: str, state: dict) -> dict:
                 break
         else:
             raise AssertionError(f"no rule produces {key}")
-    for src, dst, kind in rules:
+    for src, _dst, kind in rules:
         if kind == "drop":
             out[src + "weight"] = torch.zeros(1)
     return out

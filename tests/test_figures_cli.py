@@ -37,8 +37,8 @@ def dataset(tmp_path_factory):
 def _make_run(folder, name, data, label=None, threshold=0.5, **overrides):
     import torch
 
+    from vlsm.config import ExperimentConfig, save_config
     from vlsm.models import create_model
-    from vlsm.training.config import ExperimentConfig, save_config
 
     torch.manual_seed(0)
     model = create_model(name, preset="tiny", **overrides)

@@ -5,8 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vlsm.models.reference import (ConversionError, check_keys, read_state_dict_file, supported_models,
-                                   unwrap_state_dict)
+from vlsm.models.reference import ConversionError, check_keys, read_state_dict_file, supported_models, unwrap_state_dict
 
 
 def test_supported_models():

@@ -61,7 +61,7 @@ def test_numbers_order_best_and_gains(runs):
     # Rows follow the paper's order whatever the input order.
     assert [r.label for r in table.rows] == ["UNet-D", "CLIPSeg", "BiomedCLIPSeg", "BiomedCLIPSeg-A", "Ensemble-C"]
     assert [c.dataset for c in table.columns] == ["kvasir_polyp", "clinicdb_polyp"]
-    for (name, label), per in SCORES.items():
+    for (_name, label), per in SCORES.items():
         for ds, d in per.items():
             cell = table.cell(label, ds)
             assert cell.mean == pytest.approx(d.mean() * 100)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from vlsm.cli import main
 from test_report import SCORES, make_run
+from vlsm.cli import main
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def test_paper_grid_is_complete_and_loads(monkeypatch, tmp_path):
     datasets = {"kvasir_polyp", "clinicdb_polyp", "bkai_polyp", "busi", "chexlocalize"}
     assert grid == {(m, d) for m in models for d in datasets}
     registered = set(list_models())
-    assert all(cfg.model.name in registered for _, cfg, _, _ in items if cfg.model.name != "cris") 
+    assert all(cfg.model.name in registered for _, cfg, _, _ in items if cfg.model.name != "cris")
     assert all(status == "new" for *_, status in items)
 
 

@@ -6,8 +6,14 @@ import pickle
 import pytest
 import torch
 
-from vlsm.text.tokenizers import (TOKENIZER_FILE, ClipBPETokenizer, NullTokenizer, TokenizerNotAvailableError,
-                                  WordPieceTokenizer, load_tokenizer)
+from vlsm.text.tokenizers import (
+    TOKENIZER_FILE,
+    ClipBPETokenizer,
+    NullTokenizer,
+    TokenizerNotAvailableError,
+    WordPieceTokenizer,
+    load_tokenizer,
+)
 
 SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "polyp", "in", "the", "colon", "small", "round",
                "pink", "##s", "lesion", ".", ",", "ul", "##cer"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import vlsm
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
-from vlsm.models.reference import ConversionError, _UNET_D_RENAMES
+from vlsm.models.reference import _UNET_D_RENAMES, ConversionError
 from vlsm.models.unet_d import UNetD, UNetDConfig, eca_kernel_size
 
 

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from vlsm.errors import UserError
+
 COMMAND_MODULES = (
     "vlsm.commands.demo",
     "vlsm.commands.train",
@@ -20,10 +22,6 @@ COMMAND_MODULES = (
     "vlsm.commands.sweep",
     "vlsm.commands.reports",
 )
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear message, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,9 +33,15 @@ def register(subparsers) -> None:
 def convert_file(model_name: str, input_path, output_path, *, preset: str = "paper",
                  image_size=None, force: bool = False):
     """Python twin of the command; returns the loaded model."""
-    from vlsm.cli import UserError
-    from vlsm.models.reference import (ConversionError, check_keys, convert_reference_checkpoint,
-                                       infer_unet_d_overrides, read_state_dict_file, supported_models)
+    from vlsm.errors import UserError
+    from vlsm.models.reference import (
+        ConversionError,
+        check_keys,
+        convert_reference_checkpoint,
+        infer_unet_d_overrides,
+        read_state_dict_file,
+        supported_models,
+    )
     from vlsm.models.registry import create_model
 
     if model_name not in supported_models():

@@ -68,8 +68,8 @@ def _help(parser) -> int:
 
 
 def run_convert(args) -> int:
-    from vlsm.cli import UserError
     from vlsm.data.convert import convert_dataset
+    from vlsm.errors import UserError
 
     try:
         result = convert_dataset(args.dataset, args.raw_dir, args.out_dir, anns=args.anns, seed=args.seed,
@@ -92,8 +92,8 @@ def run_check(args) -> int:
 
 
 def run_synthetic(args) -> int:
-    from vlsm.cli import UserError
     from vlsm.data.synthetic import make_synthetic_dataset
+    from vlsm.errors import UserError
 
     try:
         out = make_synthetic_dataset(args.out_dir, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,

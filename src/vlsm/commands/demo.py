@@ -34,8 +34,8 @@ def register(sub) -> None:
 def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=60, minutes=0.75,
              batch_size=8, prompt="p1", seed=0, progress=True) -> dict:
     """Returns {"rows": result rows, "table": path, "figure": path, "runs": [run folders]}."""
+    from vlsm.config import ExperimentConfig
     from vlsm.evaluation.evaluate import format_results
-    from vlsm.training.config import ExperimentConfig
     from vlsm.training.run import train
 
     out = Path(out)

@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from vlsm.cli import UserError
+    from vlsm.errors import UserError
 
     if args.zero_shot or not args.checkpoint:
         if not args.model:
@@ -52,9 +52,9 @@ def _load(args):
 
 
 def run(args) -> int:
-    from vlsm.cli import UserError
+    from vlsm.errors import UserError
     from vlsm.evaluation.evaluate import evaluate_records, format_results, model_info, write_results
-    from vlsm.training.run import dataset_name, load_records
+    from vlsm.training.run import load_records
 
     model, cfg = _load(args)
     data = args.data or (cfg.data.paths if cfg else None)

@@ -33,8 +33,8 @@ def _save_png(array, path: Path) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from vlsm.cli import UserError
     from vlsm.data import list_images, load_image
+    from vlsm.errors import UserError
     from vlsm.evaluation.predict import iter_logits, to_original_size
     from vlsm.training.run import load_trained_model
 

@@ -52,7 +52,7 @@ def register(sub) -> None:
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
-    from vlsm.cli import UserError
+    from vlsm.errors import UserError
 
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; choose another name or pass --overwrite")
@@ -61,7 +61,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def run_table(args) -> int:
-    from vlsm.cli import UserError
+    from vlsm.errors import UserError
     from vlsm.evaluation.report import build_table, format_for_path
 
     fmt = None

@@ -20,7 +20,7 @@ def plan(paths, out_root: str, overrides=()):
     """[(experiment file, config, run folder, status)] with status new | resume | done."""
     import yaml
 
-    from vlsm.training.config import load_config
+    from vlsm.config import load_config
 
     items = []
     for path in paths:
@@ -55,7 +55,7 @@ def run(args) -> int:
     if args.dry_run:
         return 0
     failed = []
-    for path, cfg, out, status in items:
+    for path, cfg, _out, status in items:
         if status == "done":
             continue
         print(f"\n=== {path} ({status}) ===", flush=True)

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def config_from_args(args):
-    from vlsm.training.config import ExperimentConfig, expand_path, load_config
+    from vlsm.config import ExperimentConfig, expand_path, load_config
 
     cfg = load_config(args.config) if args.config else ExperimentConfig()
     m, d, t = cfg.model, cfg.data, cfg.train
@@ -95,8 +95,9 @@ def run(args) -> int:
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     summary = run_dir / "summary.json"
     if summary.is_file():
-        from vlsm.evaluation.evaluate import format_results
         import json
+
+        from vlsm.evaluation.evaluate import format_results
 
         s = json.loads(summary.read_text())
         print(format_results([{**r, "label": s["model"]["label"]} for r in s["results"]]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from vlsm.data._util import IMAGE_EXTENSIONS, is_image_file, preview
+from vlsm.data._util import IMAGE_EXTENSIONS, is_image_file
 from vlsm.data.folder import is_folder_root, read_folder_split
 from vlsm.data.images import ImageReadError, load_image
 from vlsm.data.masks import binarize_mask, load_mask

@@ -6,11 +6,11 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
-
-from vlsm.utils import preview  # noqa: F401  (re-exported for the data modules)
+from typing import Iterator, Sequence
 
 import numpy as np
+
+from vlsm.utils import preview  # noqa: F401  (re-exported for the data modules)
 
 #: File extensions treated as images (lower case, with the dot).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

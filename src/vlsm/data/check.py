@@ -265,7 +265,7 @@ def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], r
         report.errors.append(_issue("layout", root, str(err)))
         return out
     by_stem = {s: (i, m) for s, i, m in pairs}
-    for s, i, m in pairs:
+    for _stem, i, m in pairs:
         if m is None:
             report.errors.append(_issue("missing-mask", i, "this image has no mask in masks/"))
     split_lists = folder_splits(root, seed=seed, stems=list(by_stem))

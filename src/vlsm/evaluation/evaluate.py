@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import io
+import json
 import time
 from pathlib import Path
 from typing import Optional, Sequence

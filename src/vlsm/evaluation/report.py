@@ -604,7 +604,7 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
     scores = collect_scores(loaded)
 
     rows: dict = {}
-    for (label, dataset, split), sc in scores.items():
+    for (label, _dataset, _split), sc in scores.items():
         if label not in rows:
             rows[label] = Row(label=label, name=sc.model.name,
                               paper_name=paper_model(sc.model.label, sc.model.name))

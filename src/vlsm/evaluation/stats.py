@@ -16,13 +16,13 @@ Conventions (the same everywhere in `vlsm`):
 """
 from __future__ import annotations
 
-from vlsm.utils import preview
-
 import inspect
 import math
 from typing import Callable, Mapping, NamedTuple, Optional
 
 import numpy as np
+
+from vlsm.utils import preview
 
 #: Delta degrees of freedom of every standard deviation ``vlsm`` reports (population std).
 STD_DDOF = 0

@@ -31,8 +31,14 @@ import torch
 from torch import nn
 
 from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry,
-                                    restore_decoder_init)
+from vlsm.models.vlsm_base import (
+    VLSMBase,
+    VLSMConfig,
+    check_overrides,
+    load_config_json,
+    preset_entry,
+    restore_decoder_init,
+)
 from vlsm.models.weights import FileSpec, ResolvedWeights, resolve_weights
 
 BIOMEDCLIP_FILES = (
@@ -291,7 +297,7 @@ def _text_config_for(model_cfg: dict, resolved: Optional[ResolvedWeights]) -> di
 
 def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str], resolved: Optional[ResolvedWeights]):
     """(tokenizer or None, error message)."""
-    from vlsm.text.tokenizers import (TOKENIZER_FILE, WordPieceTokenizer, find_wordpiece_vocab, load_tokenizer)
+    from vlsm.text.tokenizers import TOKENIZER_FILE, WordPieceTokenizer, find_wordpiece_vocab, load_tokenizer
 
     for folder in (tokenizer_dir, str(resolved.folder) if resolved is not None else None):
         if not folder:

@@ -18,8 +18,14 @@ from typing import Optional
 import torch
 
 from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import (VLSMBase, VLSMConfig, check_overrides, load_config_json, preset_entry,
-                                    restore_decoder_init)
+from vlsm.models.vlsm_base import (
+    VLSMBase,
+    VLSMConfig,
+    check_overrides,
+    load_config_json,
+    preset_entry,
+    restore_decoder_init,
+)
 from vlsm.models.weights import FileSpec, resolve_weights
 
 CLIPSEG_FILES = (

@@ -37,8 +37,8 @@ from torch import nn
 from vlsm.models.base import Preprocess, SegmentationModel
 from vlsm.models.registry import register_model
 from vlsm.models.vlsm_base import check_overrides, load_config_json
-from vlsm.utils import write_text_atomic
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
+from vlsm.utils import write_text_atomic
 
 CRIS_CONFIG_FILE = "vlsm_cris_config.json"
 CRIS_FILES = (

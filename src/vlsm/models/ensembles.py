@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlsm.models.adapters import (BatchZipAdapter, FirstLayerAdapter, LayerStackAdapter, UpsampleHead)
+from vlsm.models.adapters import BatchZipAdapter, FirstLayerAdapter, LayerStackAdapter, UpsampleHead
 from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE, SegmentationModel
 from vlsm.models.registry import create_model, register_model
 from vlsm.models.unet_d import UNetD, unet_d_config
@@ -728,7 +728,7 @@ _STALE_BUFFERS = ("embeddings.position_ids",)
 
 
 def _convert_with(name: str, rules, state: Mapping[str, torch.Tensor]) -> dict:
-    from vlsm.models.reference import ConversionError, _report_dropped, _rename_unet_d
+    from vlsm.models.reference import ConversionError, _rename_unet_d, _report_dropped
 
     rules = sorted(rules, key=lambda r: len(r[0]), reverse=True)
     out, dropped, unknown = {}, [], []

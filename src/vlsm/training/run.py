@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from vlsm.training.config import ExperimentConfig, save_config
+from vlsm.config import ExperimentConfig, save_config
 from vlsm.utils import write_text_atomic
 
 log = logging.getLogger("vlsm")
@@ -361,9 +361,9 @@ def load_trained_model(path: str | Path, map_location: str = "cpu"):
 
     Returns ``(model, cfg)`` where ``cfg`` is the run's ExperimentConfig when one is found (else None).
     """
+    from vlsm.config import load_config
     from vlsm.models.base import SPEC_FILE, load_pretrained
     from vlsm.models.registry import create_model
-    from vlsm.training.config import load_config
 
     path = Path(path)
     if not path.exists():

@@ -36,7 +36,7 @@ from typing import Optional
 import numpy as np
 
 from vlsm.data._util import atomic_directory, check_output_dir, preview, seeded_split
-from vlsm.data.convert.sources import (MASK_RED_OR_GREEN, SOURCES, RawLayoutError, SourceCase, get_source)
+from vlsm.data.convert.sources import MASK_RED_OR_GREEN, SOURCES, RawLayoutError, SourceCase, get_source
 from vlsm.data.images import ImageReadError, load_image
 from vlsm.data.masks import load_mask, save_mask
 
