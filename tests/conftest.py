@@ -9,6 +9,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Every test runs offline: weight sources resolve from local folders and the HF cache only, and a
+    missing file fails instead of downloading. Set per test, so nothing leaks between tests."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 def shared_root() -> Path:
     """The shared folder beside the checkout (or $VLSM_DATA_ROOT's parent layout)."""
     return REPO.parent / "shared"

@@ -1,14 +1,10 @@
 """smp baselines (UNet, UNet++, DeepLabv3+): tiny forward, paper sizes, offline encoder weights."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import vlsm  # noqa: E402
+import vlsm
 
 ARCHS = ("unet", "unetpp", "deeplabv3plus")
 

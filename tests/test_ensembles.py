@@ -2,18 +2,15 @@
 trainable/frozen split, persistence, reference-checkpoint conversion, paper-size parameter counts."""
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import vlsm  # noqa: E402
-from golden.golden_tools import check_golden, seeded_input, seeded_state_dict  # noqa: E402
-from vlsm.models.ensembles import _A_RULES, _B_RULES, REFERENCE_CONVERTERS, ConcatTokenizer, _c_rules  # noqa: E402
-from vlsm.models.reference import _UNET_D_RENAMES, ConversionError  # noqa: E402
+import vlsm
+from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
+from vlsm.models.ensembles import _A_RULES, _B_RULES, REFERENCE_CONVERTERS, ConcatTokenizer, _c_rules
+from vlsm.models.reference import _UNET_D_RENAMES, ConversionError
 
 NAMES = ("biomedclipseg-a", "clipseg-b", "ensemble-c")
 PROMPTS = ["a polyp", "small round polyp in the colon", "lesion", "red bump"]

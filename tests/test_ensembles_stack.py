@@ -1,19 +1,16 @@
 """vlsm.models.Stack: any VLSM with UNet-D or an image-only CNN, built directly or from a spec."""
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
 import torch
 import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import vlsm  # noqa: E402
-from golden.golden_tools import seeded_input, seeded_state_dict  # noqa: E402
-from vlsm.models import Stack  # noqa: E402
-from vlsm.models.ensembles import _with_injection  # noqa: E402
+import vlsm
+from golden.golden_tools import seeded_input, seeded_state_dict
+from vlsm.models import Stack
+from vlsm.models.ensembles import _with_injection
 
 PROMPTS = ["a polyp", "lesion", "red bump"]
 
