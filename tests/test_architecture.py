@@ -12,20 +12,24 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # What each part may import (besides itself and the standard/third-party libraries). Lower layers
 # come first; a part may import only the parts listed for it.
-BASE = {"vlsm.utils", "vlsm.errors"}
+BASE = {"vlsm.utils", "vlsm.errors", "vlsm.devices"}
 ALLOWED = {
     "vlsm.utils": set(),
     "vlsm.errors": set(),
+    "vlsm.devices": set(),
     "vlsm.text": BASE,
-    "vlsm.config": BASE,
     "vlsm.data": BASE | {"vlsm.text"},
     "vlsm.models": BASE | {"vlsm.text"},
-    "vlsm.runs": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models"},
+    # experiment files: their model section is a models.ModelSpec
+    "vlsm.config": BASE | {"vlsm.models"},
+    # model cards are written from a run's summary and config (plain dicts)
+    "vlsm.model_card": BASE | {"vlsm.models"},
+    "vlsm.runs": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.model_card"},
     "vlsm.predictor": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs"},
     "vlsm.evaluation": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs",
                                "vlsm.predictor"},
     "vlsm.training": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs",
-                             "vlsm.predictor", "vlsm.evaluation"},
+                             "vlsm.predictor", "vlsm.evaluation", "vlsm.model_card"},
 }
 # The user-facing top: the command line and the apps built on everything below.
 TOP = ("vlsm.cli", "vlsm.commands", "vlsm.serve", "vlsm.export", "vlsm.bench")
