@@ -310,7 +310,7 @@ def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Opti
     Each file is decoded completely (in a thread pool). Returns a :class:`CheckReport`; raises only
     when ``path`` is not a dataset folder or a requested split does not exist.
     """
-    from vlsm.data import detect_layout
+    from vlsm.data.layout import detect_layout
 
     started = time.perf_counter()
     root = Path(path)
