@@ -2,7 +2,9 @@
 
 Weights come from a seeded ``torch.Generator`` (not from module init), so the golden values depend
 only on the model's maths and parameter names, not on how PyTorch initialises layers.
-Regenerate after an intended change with ``VLSM_UPDATE_GOLDEN=1 pytest tests/...``.
+Regenerate after an intended change with ``VLSM_UPDATE_GOLDEN=1 pytest tests/...``: each golden test
+then rewrites its file and is skipped with a message naming it (never a silent pass); review the
+diff and rerun without the variable.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
 GOLDEN_DIR = Path(__file__).resolve().parent
@@ -54,15 +57,27 @@ def summarize(t: torch.Tensor) -> dict:
             "sample_index": idx.tolist(), "sample_values": flat[idx].tolist()}
 
 
-def check_golden(name: str, t: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> None:
-    """Compare ``t`` with ``tests/golden/<name>.json`` (written when VLSM_UPDATE_GOLDEN=1)."""
+def _load_or_update(name: str, got) -> object:
+    """The stored golden value of ``name``; under VLSM_UPDATE_GOLDEN=1 the file is rewritten from ``got``
+    and the test is skipped, saying so, so an update can never pass as a check."""
     path = GOLDEN_DIR / f"{name}.json"
-    got = summarize(t)
     if os.environ.get("VLSM_UPDATE_GOLDEN") == "1":
         path.write_text(json.dumps(got, indent=1) + "\n")
-        return
+        pytest.skip(f"VLSM_UPDATE_GOLDEN=1: rewrote {path}; review the diff, then rerun without it to check")
     assert path.is_file(), f"golden file {path} missing; create it with VLSM_UPDATE_GOLDEN=1"
-    want = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def check_golden_data(name: str, got) -> None:
+    """Compare JSON-able data (names, shapes, ...) exactly with ``tests/golden/<name>.json``."""
+    want = _load_or_update(name, got)
+    assert json.loads(json.dumps(got)) == want, f"{name}: differs from golden {GOLDEN_DIR / (name + '.json')}"
+
+
+def check_golden(name: str, t: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """Compare a summary of ``t`` with ``tests/golden/<name>.json`` (rewritten when VLSM_UPDATE_GOLDEN=1)."""
+    got = summarize(t)
+    want = _load_or_update(name, got)
     assert got["shape"] == want["shape"], f"{name}: shape {got['shape']} != golden {want['shape']}"
     for key in ("mean", "std", "abs_sum", "min", "max"):
         assert abs(got[key] - want[key]) <= atol + rtol * abs(want[key]), \

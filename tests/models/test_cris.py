@@ -15,11 +15,6 @@ from vlsm.models.weights import WeightsNotFoundError
 PROMPTS = ["a small round polyp", "a polyp"]
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def _tiny(**kw):
     torch.manual_seed(0)
     return vlsm.create_model("cris", preset="tiny", **kw)
@@ -191,3 +186,37 @@ def test_missing_cris_weights_message(tmp_path):
         vlsm.create_model("cris", pretrained=str(tmp_path), preset="tiny")
     msg = str(err.value)
     assert "cris.pt" in msg and "RN50.pt" in msg and "openaipublic" in msg
+
+
+# -- the same model as before CRIS moved onto open_clip's ResNet classes -------------------------------------
+def _keys_and_shapes(model) -> list:
+    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
+
+
+def test_state_dict_keys_are_unchanged():
+    """cris.pt / RN50.pt files load by these names: they must never drift (golden from the original code)."""
+    import hashlib
+
+    from golden.golden_tools import check_golden_data
+
+    with torch.device("meta"):
+        paper = vlsm.create_model("cris")
+    lines = "\n".join(f"{k} {tuple(s)}" for k, s in _keys_and_shapes(paper))
+    check_golden_data("cris_state_dict", {
+        "tiny": _keys_and_shapes(_tiny()),
+        "paper_count": len(paper.state_dict()),
+        "paper_sha256": hashlib.sha256(lines.encode()).hexdigest(),
+    })
+
+
+@pytest.mark.parametrize("size", [64, 96])  # 96: the attention pool resamples its position codes
+def test_seeded_forward_is_unchanged(size):
+    from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
+
+    model = _tiny(image_size=size)
+    model.load_state_dict(seeded_state_dict(model, seed=0))
+    model.eval()
+    tok = model.get_tokenizer()(PROMPTS)
+    with torch.no_grad():
+        out = model(seeded_input((2, 3, size, size)), tok["input_ids"], tok["attention_mask"])
+    check_golden(f"cris_tiny_{size}", out)
