@@ -19,4 +19,13 @@ def convert_reference_checkpoint(name: str, state_dict: dict) -> dict:
     return _convert(name, state_dict)
 
 
-__all__ = ["create_model", "list_models", "load_pretrained", "convert_reference_checkpoint", "__version__"]
+def __getattr__(name):  # vlsm.Predictor / vlsm.Prediction without importing the data stack up front
+    if name in ("Predictor", "Prediction"):
+        from vlsm import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'vlsm' has no attribute {name!r}")
+
+
+__all__ = ["create_model", "list_models", "load_pretrained", "convert_reference_checkpoint", "Predictor",
+           "Prediction", "__version__"]

@@ -163,9 +163,13 @@ class SegmentationDataset(Dataset):
             "has_mask": small is not None,
         }
 
+    def read_image(self, rec: Record) -> Image.Image:
+        """The record's image in RGB (a subclass may keep images in memory: vlsm.Predictor does)."""
+        return load_image(rec.image_path)
+
     def _load_resized(self, rec: Record) -> tuple:
         """(uint8 image (S,S,3), bool mask (S,S) or None, original height, original width)."""
-        image = load_image(rec.image_path)
+        image = self.read_image(rec)
         width, height = image.size
         small = None
         if rec.mask_path is not None:

@@ -1,0 +1,87 @@
+"""One place that turns ``--device`` and ``--precision`` into what torch and Lightning need.
+
+Devices: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` (alias ``gpu``) or
+``cuda:N``. Precision: Lightning's names (``32-true``, ``16-mixed``, ``bf16-mixed``, ...) or
+``auto``: 16-bit mixed precision on CUDA (as the paper trains), fp32 on a CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Union
+
+import torch
+
+AUTO = "auto"
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+_FP16 = ("16", "16-mixed", "16-true")
+_BF16 = ("bf16", "bf16-mixed", "bf16-true")
+_FP32 = ("32", "32-true")
+PRECISION_NAMES = ("auto",) + _FP32 + _FP16 + _BF16 + ("64", "64-true")
+
+
+def resolve_device(device: Union[str, torch.device, None] = AUTO) -> torch.device:
+    """The ``torch.device`` for a device name (``auto`` picks CUDA when it is available)."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, AUTO):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = "cuda" if device == "gpu" else str(device)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use {', '.join(DEVICE_NAMES)} or cuda:N") from None
+
+
+def accelerator(device: Union[str, None] = AUTO) -> str:
+    """Lightning's accelerator (``"gpu"`` or ``"cpu"``) for a training ``--device``."""
+    if device not in (None, AUTO, "cpu", "cuda", "gpu"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available here; use --device cpu")
+    return "gpu" if resolve_device(device).type == "cuda" else "cpu"
+
+
+def resolve_precision(precision: Optional[str], device: Union[str, torch.device, None]) -> str:
+    """Lightning's precision name: ``auto`` is ``16-mixed`` on CUDA and ``32-true`` on a CPU.
+
+    ``device`` is a device name, a ``torch.device`` or Lightning's accelerator name (``gpu``).
+    """
+    if precision not in (None, AUTO):
+        if str(precision) not in PRECISION_NAMES:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISION_NAMES)}")
+        return str(precision)
+    on_gpu = device == "gpu" or resolve_device(device).type == "cuda"
+    # The paper trains in 16-bit mixed precision on GPU; CPUs run in fp32.
+    return "16-mixed" if on_gpu else "32-true"
+
+
+def autocast_dtype(precision: str) -> Optional[torch.dtype]:
+    """The autocast dtype of a resolved precision for inference (None: plain fp32)."""
+    if precision in _FP16:
+        return torch.float16
+    if precision in _BF16:
+        return torch.bfloat16
+    if precision in _FP32:
+        return None
+    raise ValueError(f"precision {precision!r} is not supported for inference; use auto, 32-true, "
+                     f"16-mixed or bf16-mixed")
+
+
+def inference_precision(device: torch.device, precision: Optional[str] = AUTO):
+    """A context manager running a forward pass in ``precision`` on ``device`` (autocast or nothing)."""
+    dtype = autocast_dtype(resolve_precision(precision, device))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a wall-clock time measures the model, not the queue."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+__all__ = ["resolve_device", "accelerator", "resolve_precision", "autocast_dtype", "inference_precision",
+           "synchronize", "DEVICE_NAMES", "PRECISION_NAMES"]

@@ -1,0 +1,448 @@
+"""Run folders: the one place that knows their layout and file formats.
+
+A run folder (written by ``vlsm train``)::
+
+    RUN/config.yaml              the resolved experiment
+    RUN/log.txt                  the log, one learning-curve line per epoch
+    RUN/metrics.csv              epoch, step, train_loss, val_loss, val_dice, lr, seconds
+    RUN/checkpoints/{best,last}.ckpt
+    RUN/model/                   the best weights as a model folder (vlsm.load_pretrained)
+    RUN/tokenizer/               the tokenizer files of a vision-language model
+    RUN/eval/<dataset>-<split>/  per_case.csv + summary.json
+    RUN/summary.json             model, training facts and every evaluation result
+    RUN/logs/                    Lightning's CSV (and TensorBoard) logs
+
+An evaluation folder (``RUN/eval/...`` or ``vlsm evaluate -o OUT``) holds ``per_case.csv`` (one
+row per image, :data:`PER_CASE_FIELDS`) and ``summary.json`` (``{"model": {...}, "results":
+[...]}``). Reports read exactly these files; nothing else in the package spells their names.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+from vlsm.utils import write_text_atomic
+
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "log.txt"
+METRICS_FILE = "metrics.csv"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_CHECKPOINT = "best"  # Lightning's ModelCheckpoint file names, without ".ckpt"
+LAST_CHECKPOINT = "last"
+CHECKPOINT_SUFFIX = ".ckpt"
+MODEL_DIR = "model"
+TOKENIZER_DIR = "tokenizer"
+EVAL_DIR = "eval"
+LOGS_DIR = "logs"
+SUMMARY_FILE = "summary.json"
+PER_CASE_FILE = "per_case.csv"
+
+#: learning-curve columns of RUN/metrics.csv
+METRICS_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+
+EMPTY_MASK_POLICY = "empty ground truth and empty prediction score 1; one empty scores 0"
+
+PathLike = Union[str, Path]
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (exists, unfinished, not a run...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-case results: one row per image of per_case.csv
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class CaseResult:
+    """The scores of one image (a row of ``per_case.csv``)."""
+
+    name: str
+    dice: float
+    iou: float
+    gt_area: int
+    pred_area: int
+    height: int
+    width: int
+    prompt: str = ""
+
+
+PER_CASE_FIELDS = tuple(f.name for f in dataclasses.fields(CaseResult))
+#: the columns a report needs; the others are informative
+PER_CASE_REQUIRED = ("name", "dice", "iou")
+
+
+def write_per_case(path: PathLike, cases: Iterable[CaseResult]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_CASE_FIELDS)
+    writer.writeheader()
+    for case in cases:
+        writer.writerow(dataclasses.asdict(case))
+    write_text_atomic(path, buf.getvalue())
+
+
+@dataclass
+class PerCaseScores:
+    """What a report reads from ``per_case.csv``: image names with their Dice and IoU."""
+
+    names: list
+    dice: list
+    iou: list
+
+
+def read_per_case(path: PathLike) -> PerCaseScores:
+    """The names, Dice and IoU of a ``per_case.csv``; any malformed line is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (named by the {SUMMARY_FILE} beside it); "
+                                f"re-run the evaluation or keep the eval folder with its summary")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in PER_CASE_REQUIRED if c not in header]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; expected columns "
+                             f"{','.join(PER_CASE_FIELDS)}")
+        names, dice, iou, seen = [], [], [], {}
+        for line_no, row in enumerate(reader, start=2):
+            name = (row.get("name") or "").strip()
+            if not name:
+                raise ValueError(f"{path} line {line_no}: empty image name")
+            if name in seen:
+                raise ValueError(f"{path}: image {name!r} appears twice (lines {seen[name]} and {line_no})")
+            seen[name] = line_no
+            try:
+                d, j = float(row["dice"]), float(row["iou"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path} line {line_no}: dice/iou of {name!r} are not numbers "
+                                 f"({row.get('dice')!r}, {row.get('iou')!r})") from None
+            if not (math.isfinite(d) and math.isfinite(j)) or not (0 <= d <= 1 and 0 <= j <= 1):
+                raise ValueError(f"{path} line {line_no}: dice/iou of {name!r} must be in [0, 1], "
+                                 f"got {d}, {j}")
+            names.append(name)
+            dice.append(d)
+            iou.append(j)
+    if not names:
+        raise ValueError(f"{path} has no images: re-run the evaluation")
+    return PerCaseScores(names, dice, iou)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.json
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """One entry of a summary's ``results``: a model's scores on one dataset split."""
+
+    dataset: str
+    split: str
+    n: int
+    dice_mean: float
+    dice_std: float
+    iou_mean: float
+    iou_std: float
+    empty_gt: int
+    threshold: float
+    prompt: str
+    per_case: str = PER_CASE_FILE  # relative to the summary.json that lists it
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def model_label(model) -> str:
+    """The paper-style name of a model: "CLIPSeg-B", "UNet-D [tiny]", "CRIS (reference)"..."""
+    from vlsm.models import get_entry
+
+    spec = model.spec
+    entry = get_entry(spec.name)
+    label = entry.paper_name
+    if spec.variant and spec.variant != entry.default_variant:
+        label += f" ({spec.variant})"
+    if spec.preset != "paper":
+        label += f" [{spec.preset}]"
+    return label
+
+
+def model_info(model) -> dict:
+    """The ``model`` object of a summary.json."""
+    spec = model.spec
+    return {"name": spec.name, "preset": spec.preset, "variant": spec.variant,
+            "pretrained": spec.pretrained, "label": model_label(model)}
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_summary(folder: PathLike, summary: dict) -> Path:
+    path = Path(folder) / SUMMARY_FILE
+    write_text_atomic(path, json.dumps(summary, indent=2))
+    return path
+
+
+def read_summary(path: PathLike) -> dict:
+    """The JSON object of a ``summary.json`` (or of the one in folder ``path``), checked for its shape."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-run the evaluation to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) \
+            or not isinstance(data.get("results"), list):
+        raise ValueError(f"{path} is not a vlsm summary: it needs a \"model\" object and a \"results\" "
+                         f"list (written by `vlsm train` or `vlsm evaluate`)")
+    return data
+
+
+def summary_label(folder: PathLike) -> Optional[str]:
+    """``model.label`` of the summary.json in ``folder`` (None when there is none or it is unreadable)."""
+    try:
+        label = read_summary(folder)["model"].get("label")
+    except (OSError, ValueError):
+        return None
+    return str(label) if label else None
+
+
+def write_evaluation(folder: PathLike, cases: Sequence[CaseResult], result: EvalResult, *, model: dict,
+                     extra: Optional[dict] = None) -> EvalResult:
+    """An evaluation folder: ``per_case.csv`` and a ``summary.json`` listing ``result``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_per_case(folder / PER_CASE_FILE, cases)
+    result = dataclasses.replace(result, per_case=PER_CASE_FILE)
+    write_summary(folder, {"model": model, "results": [result.to_dict()], "created": now(),
+                           "empty_mask_policy": EMPTY_MASK_POLICY, **(extra or {})})
+    return result
+
+
+def summary_files(path: PathLike) -> list[Path]:
+    """The summary.json files a path stands for: the file, a folder's own, or a run's eval/*/ ones."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: pass run folders written by `vlsm train`, "
+                                f"evaluation folders written by `vlsm evaluate`, or their {SUMMARY_FILE}")
+    if (path / SUMMARY_FILE).is_file():
+        return [path / SUMMARY_FILE]
+    found = sorted((path / EVAL_DIR).glob(f"*/{SUMMARY_FILE}"))
+    if found:
+        return found
+    raise FileNotFoundError(f"{path} has no {SUMMARY_FILE} (nor {EVAL_DIR}/*/{SUMMARY_FILE}): pass a run folder "
+                            f"written by `vlsm train` or an evaluation folder written by `vlsm evaluate`, "
+                            f"or evaluate the run first with `vlsm evaluate`")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder
+# ---------------------------------------------------------------------------------------------
+NEW, RESUME, DONE = "new", "resume", "done"
+
+
+class RunFolder:
+    """Paths and state of one run folder (see the module docstring)."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints_dir / (BEST_CHECKPOINT + CHECKPOINT_SUFFIX)
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints_dir / (LAST_CHECKPOINT + CHECKPOINT_SUFFIX)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / TOKENIZER_DIR
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / LOGS_DIR
+
+    def eval_dir(self, dataset: str, split: str, prompt: Optional[str] = None) -> Path:
+        """``RUN/eval/<dataset>-<split>[-<prompt>]``."""
+        return self.path / EVAL_DIR / eval_name(dataset, split, prompt)
+
+    def relative(self, path: PathLike) -> str:
+        """``path`` relative to the run folder, as summary.json refers to files."""
+        return Path(path).relative_to(self.path).as_posix()
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def is_run(self) -> bool:
+        """Whether the folder was written by ``vlsm train`` (has config.yaml, checkpoints/ or summary.json)."""
+        return any(p.exists() for p in (self.config_file, self.checkpoints_dir, self.summary_file))
+
+    @property
+    def status(self) -> str:
+        """``done`` (summary.json written), ``resume`` (a last checkpoint, no summary) or ``new``."""
+        if self.summary_file.is_file():
+            return DONE
+        if self.last_checkpoint.is_file():
+            return RESUME
+        return NEW
+
+    def prepare(self, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
+        """Create the folder for training, refusing to clobber a previous run unless told to."""
+        out = self.path
+        if out.exists() and any(out.iterdir()):
+            if overwrite:
+                # --overwrite replaces a previous run, never an arbitrary folder someone pointed --out at
+                if not self.is_run:
+                    raise RunFolderError(f"{out} is not empty and is not a vlsm run folder (no {CONFIG_FILE}, "
+                                         f"{CHECKPOINTS_DIR}/ or {SUMMARY_FILE}); --overwrite only replaces "
+                                         f"runs: choose another --out")
+                shutil.rmtree(out)
+            elif resume:
+                if not self.last_checkpoint.is_file():
+                    raise RunFolderError(f"cannot resume: {self.last_checkpoint} does not exist "
+                                         f"(start a new run with another --out, or --overwrite)")
+            elif self.summary_file.is_file():
+                raise RunFolderError(f"{out} already holds a finished run ({SUMMARY_FILE}); choose another "
+                                     f"--out or pass --overwrite to replace it")
+            else:
+                raise RunFolderError(f"{out} already exists and is not empty; pass --resume to continue the "
+                                     f"run from {CHECKPOINTS_DIR}/{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}, or "
+                                     f"--overwrite to start again")
+        elif resume:
+            raise RunFolderError(f"cannot resume: {out} does not exist")
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- files --------------------------------------------------------------------------------
+    def read_config(self):
+        """The run's ExperimentConfig, or None when it has no config.yaml."""
+        from vlsm.config import load_config
+
+        return load_config(self.config_file) if self.config_file.is_file() else None
+
+    def write_config(self, cfg) -> None:
+        from vlsm.config import save_config
+
+        save_config(cfg, self.config_file)
+
+    def read_summary(self) -> dict:
+        return read_summary(self.summary_file)
+
+    def write_summary(self, summary: dict) -> Path:
+        return write_summary(self.path, summary)
+
+    @classmethod
+    def containing(cls, path: PathLike) -> Optional["RunFolder"]:
+        """The run folder ``path`` is or lies in (a run, its model/ folder or one of its checkpoints)."""
+        path = Path(path)
+        candidates = [path] if path.is_dir() else []
+        candidates += [path.parent, path.parent.parent]
+        for folder in candidates:
+            run = cls(folder)
+            if run.config_file.is_file():
+                return run
+        return None
+
+
+def eval_name(dataset: str, split: str, prompt: Optional[str] = None) -> str:
+    return f"{dataset}-{split}" + (f"-{prompt}" if prompt else "")
+
+
+def prepare_run_dir(out: PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Create a run folder for training (see :meth:`RunFolder.prepare`); returns its path."""
+    return RunFolder(out).prepare(resume=resume, overwrite=overwrite).path
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a trained model
+# ---------------------------------------------------------------------------------------------
+def load_trained_model(path: PathLike, map_location: str = "cpu"):
+    """Load a model from a run folder, its ``model/`` folder, or a Lightning ``.ckpt``.
+
+    Returns ``(model, cfg)`` where ``cfg`` is the run's ExperimentConfig when one is found (else None).
+    """
+    import torch
+
+    from vlsm.models import ModelSpec, create_model, load_pretrained
+    from vlsm.models.base import SPEC_FILE
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a run folder, a run's {MODEL_DIR}/ folder or a "
+                                f"{CHECKPOINT_SUFFIX} file")
+    if path.is_dir():
+        if (path / SPEC_FILE).is_file():
+            return load_pretrained(path, map_location), RunFolder(path.parent).read_config()
+        run = RunFolder(path)
+        if (run.model_dir / SPEC_FILE).is_file():
+            return load_pretrained(run.model_dir, map_location), run.read_config()
+        if run.last_checkpoint.is_file():
+            raise FileNotFoundError(f"{path} is an unfinished run (no {MODEL_DIR}/ folder yet): resume it with "
+                                    f"`vlsm train -c {run.config_file} --resume`, or pass "
+                                    f"{run.last_checkpoint} explicitly")
+        raise FileNotFoundError(f"{path} holds no trained model: expected {SPEC_FILE}, {MODEL_DIR}/{SPEC_FILE} "
+                                f"or {CHECKPOINTS_DIR}/*{CHECKPOINT_SUFFIX}")
+    if path.suffix != CHECKPOINT_SUFFIX:
+        raise ValueError(f"{path}: expected a {CHECKPOINT_SUFFIX} checkpoint, a run folder or a model folder")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    spec = (ckpt.get("hyper_parameters") or {}).get("model_spec")
+    if not spec:
+        raise ValueError(f"{path} is not a vlsm training checkpoint (no model_spec in hyper_parameters); "
+                         f"for a reference-code checkpoint use `vlsm convert-checkpoint`")
+    # the checkpoint holds every weight: rebuild the architecture only, without backbone sources
+    spec = ModelSpec.from_dict(spec).without_weights()
+    run = RunFolder(path.parent.parent)
+    tok_dir = next((d for d in (run.model_dir, run.tokenizer_dir) if d.is_dir()), None)
+    model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
+                         tokenizer_dir=str(tok_dir) if tok_dir else None, **spec.overrides)
+    prefix = "model."  # SegmentationTask keeps the model as its `model` attribute
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state, strict=True)
+    return model, run.read_config()
+
+
+__all__ = ["RunFolder", "RunFolderError", "CaseResult", "EvalResult", "PerCaseScores", "PER_CASE_FIELDS",
+           "PER_CASE_REQUIRED", "METRICS_FIELDS", "load_trained_model", "model_info", "model_label",
+           "prepare_run_dir", "read_per_case", "read_summary", "summary_files", "summary_label",
+           "write_evaluation", "write_per_case", "write_summary", "eval_name"]
