@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_report import SCORES, make_run
+from evaluation.test_report import SCORES, make_run
 from vlsm.cli import main
 
 
