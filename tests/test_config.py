@@ -15,7 +15,7 @@ def test_round_trip(tmp_path):
 def test_unknown_key_names_file_and_valid_keys(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("train:\n  epoch: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml \[train\]: unknown key\(s\) \['epoch'\].*epochs"):
+    with pytest.raises(ValueError, match=r"bad.yaml: train: unknown key\(s\) \['epoch'\].*epochs"):
         load_config(f)
 
 
@@ -56,3 +56,129 @@ def test_cli_flags_override_experiment_file(tmp_path):
     # another model on the command line does not inherit the file model's options
     args = parser.parse_args(["train", "-c", str(f), "--model", "unet-d"])
     assert config_from_args(args).model.overrides == {}
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("train:\n  epochs: '5'\n", "train.epochs: expected an integer, got '5' (str)"),
+    ("train:\n  epochs: true\n", "train.epochs: expected an integer, got True (bool)"),
+    ("train:\n  lr: fast\n", "train.lr: expected a number, got 'fast' (str)"),
+    ("train:\n  seed: null\n", "train.seed: expected an integer, got None (NoneType)"),
+    ("train:\n  max_minutes: soon\n", "train.max_minutes: expected a number or null, got 'soon' (str)"),
+    ("data:\n  augment: 'no'\n", "data.augment: expected true or false, got 'no' (str)"),
+    ("data:\n  paths: 3\n", "data.paths: expected a list, got 3 (int)"),
+    ("data:\n  prompt: null\n", "data.prompt: expected a string, got None (NoneType)"),
+    ("eval:\n  splits: test\n", "eval.splits: expected a list, got 'test' (str)"),
+    ("eval:\n  threshold: [0.5]\n", "eval.threshold: expected a number, got [0.5] (list)"),
+    ("model:\n  name: null\n", "model.name: expected a string, got None (NoneType)"),
+    ("model:\n  overrides: [image_size]\n", "model.overrides: expected a mapping, got ['image_size'] (list)"),
+    ("model: clipseg\n", "model: expected a mapping, got 'clipseg' (str)"),
+    ("name: 7\n", "name: expected a string or null, got 7 (int)"),
+    ("model:\n  nme: clipseg\n", "model: unknown key(s) ['nme']; valid keys: ['name', 'overrides', 'preset', "
+                                 "'pretrained', 'variant']"),
+    ("trian:\n  epochs: 3\n", "unknown key(s) ['trian']; valid keys: ['data', 'eval', 'model', 'name', 'out', "
+                              "'train']"),
+])
+def test_wrong_types_and_keys_name_file_key_and_expected_type(tmp_path, yaml_text, message):
+    f = tmp_path / "exp.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(ValueError) as err:
+        load_config(f)
+    assert str(err.value) == f"{f}: {message}"
+
+
+def test_typed_values_that_fit_are_kept():
+    cfg = config_from_dict({"train": {"lr": 1, "max_minutes": None, "devices": "auto", "limit_train_batches": 0.5},
+                            "model": {"variant": None}, "data": {"class_name": None}, "name": None})
+    assert cfg.train.lr == 1 and cfg.train.devices == "auto" and cfg.train.limit_train_batches == 0.5
+    assert config_from_dict({"train": {"devices": 2}}).train.devices == 2
+
+
+def test_model_section_is_a_model_spec_with_the_default_name():
+    from vlsm.config import DEFAULT_MODEL
+    from vlsm.models import ModelSpec
+
+    assert config_from_dict({}).model == ModelSpec(name=DEFAULT_MODEL) == ModelSpec(name="unet-d")
+    assert config_from_dict({"model": None}).model.name == "unet-d"
+    spec = config_from_dict({"model": {"preset": "tiny", "overrides": {"image_size": 64}}}).model
+    assert spec == ModelSpec(name="unet-d", preset="tiny", overrides={"image_size": 64})
+
+
+def test_every_experiment_file_loads(monkeypatch):
+    from conftest import REPO
+
+    monkeypatch.setenv("VLSM_DATA_ROOT", "/data")
+    monkeypatch.setenv("VLSM_WEIGHTS", "/weights")
+    files = sorted((REPO / "experiments").glob("*.yaml"))
+    assert len(files) >= 35
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.name == f.stem and cfg.data.paths[0].startswith("/data/")
+
+
+@pytest.mark.parametrize("text, pair", [
+    ("train.epochs=5", ("train.epochs", 5)),
+    ("lr=1e-3", ("lr", 0.001)),
+    ("freeze_encoder=true", ("freeze_encoder", True)),
+    (" data.paths =[a, b]", ("data.paths", ["a", "b"])),
+    ("clipseg={pretrained: CIDAS/x}", ("clipseg", {"pretrained": "CIDAS/x"})),
+    ("model.variant=", ("model.variant", None)),
+    ("name=a=b", ("name", "a=b")),
+])
+def test_parse_override_reads_the_value_as_yaml(text, pair):
+    from vlsm.config import parse_override
+
+    assert parse_override(text) == pair
+
+
+@pytest.mark.parametrize("text", ["epochs", "=5", "x=[unclosed"])
+def test_parse_override_refuses_malformed_text(text):
+    from vlsm.config import parse_override
+
+    with pytest.raises(ValueError, match="KEY=VALUE|not valid YAML"):
+        parse_override(text)
+
+
+def test_apply_overrides_sets_dotted_keys_on_a_copy(monkeypatch):
+    from vlsm.config import ExperimentConfig, apply_overrides
+
+    monkeypatch.setenv("VLSM_DATA_ROOT", "/data")
+    base = ExperimentConfig()
+    cfg = apply_overrides(base, [("train.epochs", 5), ("train.lr", 2e-4), ("data.paths", "$VLSM_DATA_ROOT/busi"),
+                                 ("model.name", "clipseg"), ("model.overrides.freeze_encoder", True),
+                                 ("model.overrides.clipseg.pretrained", "CIDAS/x"), ("eval.splits", ["val"]),
+                                 ("out", "runs/x")])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.data.paths, cfg.eval.splits, cfg.out) == \
+        (5, 2e-4, ["/data/busi"], ["val"], "runs/x")
+    assert cfg.model.name == "clipseg"
+    assert cfg.model.overrides == {"freeze_encoder": True, "clipseg": {"pretrained": "CIDAS/x"}}
+    assert base == ExperimentConfig()  # the input is left alone
+    assert apply_overrides(cfg, [("model.overrides", {})]).model.overrides == {}
+
+
+@pytest.mark.parametrize("pair, message", [
+    (("train.epochs", "5"), "--set: train.epochs: expected an integer, got '5' (str)"),
+    (("train.epochs", 2.5), "--set: train.epochs: expected an integer, got 2.5 (float)"),
+    (("data.augment", 1), "--set: data.augment: expected true or false, got 1 (int)"),
+    (("model.overrides", [1]), "--set: model.overrides: expected a mapping, got [1] (list)"),
+    (("model.name", None), "--set: model.name: expected a string, got None (NoneType)"),
+    (("train.epoch", 5), "--set: train: unknown key(s) ['epoch']; valid keys: ['batch_size',"),
+    (("training.epochs", 5), "--set: 'training.epochs': expected SECTION.KEY with SECTION one of"),
+    (("train", {"epochs": 5}), "--set: 'train': expected SECTION.KEY"),
+    (("train.epochs.max", 5), "--set: train.epochs.max: train.epochs has no sub-keys"),
+])
+def test_apply_overrides_refuses_wrong_keys_and_types(pair, message):
+    from vlsm.config import ExperimentConfig, apply_overrides
+
+    with pytest.raises(ValueError) as err:
+        apply_overrides(ExperimentConfig(), [pair], where="--set")
+    assert str(err.value).startswith(message)
+
+
+def test_exponent_floats_are_numbers(tmp_path):
+    from vlsm.config import parse_override
+
+    f = tmp_path / "exp.yaml"
+    f.write_text("train: {lr: 1e-3, weight_decay: 5E-5}\n")
+    cfg = load_config(f)
+    assert (cfg.train.lr, cfg.train.weight_decay) == (1e-3, 5e-5)
+    assert parse_override("train.lr=2e-4") == ("train.lr", 2e-4)

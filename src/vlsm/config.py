@@ -2,26 +2,40 @@
 and written back resolved into every run folder (``config.yaml``)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Iterable, Optional, Union
 
 import yaml
 
-from vlsm.utils import dataclass_from_dict, write_text_atomic
+from vlsm.models import ModelSpec
+from vlsm.utils import check_fields, typed_dataclass_from_dict, write_text_atomic
+
+# The model an experiment trains when its file has no model section (or no model name).
+DEFAULT_MODEL = "unet-d"
 
 
-@dataclass
-class ModelConfig:
-    name: str = "unet-d"
-    preset: str = "paper"
-    variant: Optional[str] = None
-    pretrained: Optional[str] = None
-    # Model-specific fields passed to create_model, e.g. image_size, freeze_encoder.
-    overrides: dict = field(default_factory=dict)
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-3`` is a number as in YAML 1.2 and JSON (YAML 1.1, which
+    PyYAML follows, reads a float without a dot as text, so ``lr: 1e-3`` would be refused)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def read_yaml(text: str):
+    """Parse YAML text the way experiment files and ``--set`` values are read."""
+    return yaml.load(text, Loader=_YamlLoader)  # safe: a SafeLoader subclass
+
+
+def default_model() -> ModelSpec:
+    return ModelSpec(name=DEFAULT_MODEL)
 
 
 @dataclass
@@ -65,7 +79,7 @@ class TrainConfig:
     # "auto": 16-bit mixed precision on CUDA (bf16 where supported), fp32 on CPU.
     precision: str = "auto"
     device: str = "auto"          # auto | cpu | cuda
-    devices: Any = 1              # number of GPUs (or "auto"); >1 uses DDP
+    devices: Union[int, str] = 1  # number of GPUs (or "auto"); >1 uses DDP
     num_workers: int = 2
     seed: int = 42
     max_minutes: Optional[float] = None
@@ -85,7 +99,9 @@ class EvalConfig:
 class ExperimentConfig:
     name: Optional[str] = None
     out: Optional[str] = None
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # name, preset, variant, pretrained and overrides (model-specific create_model options such as
+    # image_size or freeze_encoder), exactly what vlsm.create_model takes
+    model: ModelSpec = field(default_factory=default_model)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -94,30 +110,101 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS = {"model": ModelSpec, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+# Fields naming files or folders: ~ and $VARS are expanded (model.pretrained only when it has a $).
+_PATH_LISTS = {("data", "paths"), ("data", "test_paths")}
+
+
+def _normalised(section: str, key: str, value, where: str):
+    """A single dataset path becomes a one-item list; ``~`` and ``$VARS`` in paths are expanded."""
+    if (section, key) in _PATH_LISTS:
+        if isinstance(value, (str, Path)):
+            value = [value]
+        if isinstance(value, list):
+            value = [expand_path(p, where) for p in value]
+    elif (section, key) == ("model", "pretrained") and isinstance(value, str) and "$" in value:
+        value = expand_path(value, where)
+    return value
+
+
+def _section_from_dict(section: str, values, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: {section}: expected a mapping, got {values!r} ({type(values).__name__})")
+    if section == "model":
+        values = {"name": DEFAULT_MODEL, **values}
+    values = {k: _normalised(section, k, v, where) for k, v in values.items()}
+    return typed_dataclass_from_dict(SECTIONS[section], values, where, section)
 
 
 def config_from_dict(d: dict, where: str = "config") -> ExperimentConfig:
+    """An experiment from its YAML/dict form; every key and value type is checked against the
+    dataclasses above and errors name ``where``, the key and the expected type."""
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(d).__name__}")
-    top = {}
-    for key, value in d.items():
-        if key in _SECTIONS:
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}: section '{key}' must be a mapping")
-            top[key] = dataclass_from_dict(_SECTIONS[key], value, f"{where} [{key}]")
-        else:
-            top[key] = value
-    cfg = dataclass_from_dict(ExperimentConfig, top, where)
-    if isinstance(cfg.data.paths, (str, Path)):
-        cfg.data.paths = [cfg.data.paths]
-    cfg.data.paths = [expand_path(p, where) for p in cfg.data.paths]
-    cfg.data.test_paths = [expand_path(p, where) for p in cfg.data.test_paths]
-    if cfg.model.pretrained and "$" in cfg.model.pretrained:
-        cfg.model.pretrained = expand_path(cfg.model.pretrained, where)
+    top = {key: _section_from_dict(key, value, where) if key in SECTIONS else value for key, value in d.items()}
+    return typed_dataclass_from_dict(ExperimentConfig, top, where)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE)`` with VALUE read as YAML (numbers, booleans, null, lists,
+    mappings): ``"train.epochs=5"`` -> ``("train.epochs", 5)``."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, read_yaml(value)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{text!r}: the value is not valid YAML ({err})") from err
+
+
+def apply_overrides(cfg: ExperimentConfig, pairs: Iterable[tuple[str, object]], *,
+                    where: str = "override") -> ExperimentConfig:
+    """A copy of ``cfg`` with each ``(dotted key, value)`` of ``pairs`` set, in order.
+
+    Keys are ``SECTION.FIELD`` (``train.epochs``, ``data.paths``, ``model.name``), a top-level field
+    (``name``, ``out``), or ``model.overrides.OPTION`` for a model option (``model.overrides.image_size``;
+    a deeper key sets a nested option: ``model.overrides.clipseg.pretrained``). Values are checked
+    against the field's type exactly as in an experiment file; errors name ``where`` (e.g. ``--set``),
+    the key, the expected type and the valid keys. ``cfg`` itself is never changed.
+    """
+    cfg = copy.deepcopy(cfg)
+    for key, value in pairs:
+        _apply_override(cfg, key, value, where)
     return cfg
+
+
+def _apply_override(cfg: ExperimentConfig, key: str, value, where: str) -> None:
+    head, *rest = key.split(".")
+    if head in SECTIONS and rest:
+        target = getattr(cfg, head)
+        name = rest[0]
+        if (head, name) == ("model", "overrides") and len(rest) > 1:
+            _set_option(target.overrides, rest[1:], value, where, key)
+            return
+        if len(rest) > 1 and name in {f.name for f in dataclasses.fields(target)}:
+            raise ValueError(f"{where}: {key}: {head}.{name} has no sub-keys; set {head}.{name} itself")
+        value = _normalised(head, name, value, where)
+        check_fields(type(target), {".".join(rest): value}, where, head)
+        setattr(target, name, value)
+    elif not rest and head not in SECTIONS:
+        check_fields(ExperimentConfig, {head: value}, where)
+        setattr(cfg, head, value)
+    else:
+        tops = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in SECTIONS]
+        raise ValueError(f"{where}: {key!r}: expected SECTION.KEY with SECTION one of {sorted(SECTIONS)} "
+                         f"(e.g. train.epochs), or one of {tops}")
+
+
+def _set_option(options: dict, path: list, value, where: str, key: str) -> None:
+    for i, part in enumerate(path[:-1]):
+        options = options.setdefault(part, {})
+        if not isinstance(options, dict):
+            raise ValueError(f"{where}: {key}: model.overrides.{'.'.join(path[:i + 1])} is "
+                             f"{options!r}, not a mapping of options")
+    options[path[-1]] = value
 
 
 def expand_path(p, where: str = "config") -> str:
@@ -135,7 +222,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"experiment file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
     cfg = config_from_dict(raw, where=str(path))

@@ -5,14 +5,15 @@ import argparse
 import json
 
 
-def parse_override(text: str):
-    """KEY=VALUE -> (key, value) with the value read as YAML (numbers, booleans, lists)."""
-    import yaml
+def override_arg(text: str) -> tuple[str, object]:
+    """argparse type for KEY=VALUE options: :func:`vlsm.config.parse_override`, its error shown as
+    argparse's usage error."""
+    from vlsm.config import parse_override
 
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return parse_override(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -22,7 +23,7 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
     g.add_argument("--variant", help="ensembles: fixed (default) or reference")
     g.add_argument("--pretrained", help="weights: hub id (hf-hub:ORG/NAME), local folder; default random init")
     g.add_argument("--img-size", type=int, help="input image size (overrides the model's default)")
-    g.add_argument("--set", dest="model_set", action="append", default=[], type=parse_override,
+    g.add_argument("--set", dest="model_set", action="append", default=[], type=override_arg,
                    metavar="KEY=VALUE", help="model config override, e.g. --set freeze_encoder=false (repeatable)")
 
 

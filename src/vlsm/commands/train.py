@@ -39,53 +39,56 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+# flag -> dotted config key, for the flags whose value is set as given
+_FLAG_KEYS = {
+    "preset": "model.preset", "variant": "model.variant", "pretrained": "model.pretrained",
+    "img_size": "model.overrides.image_size",
+    "data": "data.paths", "test_data": "data.test_paths", "prompt": "data.prompt", "class_name": "data.class_name",
+    "out": "out",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "weight_decay": "train.weight_decay", "bce_weight": "train.bce_weight", "dice_weight": "train.dice_weight",
+    "patience": "train.early_stopping_patience", "precision": "train.precision", "device": "train.device",
+    "num_workers": "train.num_workers", "seed": "train.seed", "max_minutes": "train.max_minutes",
+}
+# flags ignored when empty (``--prompt ""`` keeps the file's prompt; ``--img-size 0`` the model's size)
+_SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out"}
+# switches that set a config field to a fixed value when given
+_SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_bad", True),
+                "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False)}
+
+
+def override_pairs(args, cfg) -> list[tuple[str, object]]:
+    """The (dotted key, value) overrides that ``vlsm train``'s flags ask for, in the order applied."""
+    pairs = []
+    model = getattr(args, "model", None)
+    if model:
+        if model != cfg.model.name:
+            pairs.append(("model.overrides", {}))  # a file's model options belong to the file's model
+        pairs.append(("model.name", model))
+    for flag, key in _FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None and (value or flag not in _SKIP_EMPTY):
+            pairs.append((key, value))
+    for flag, (key, value) in _SWITCH_KEYS.items():
+        if getattr(args, flag, False):
+            pairs.append((key, value))
+    for key, value in getattr(args, "model_set", []):
+        pairs.append((f"model.overrides.{key}", value))
+    v = getattr(args, "limit_train_batches", None)
+    if v is not None:  # a whole number above 1 is a batch count, otherwise a fraction of the epoch
+        pairs.append(("train.limit_train_batches", int(v) if float(v).is_integer() and v > 1 else v))
+    devices = getattr(args, "devices", None)
+    if devices is not None:
+        pairs.append(("train.devices", int(devices) if str(devices).isdigit() else devices))
+    return pairs
+
+
 def config_from_args(args):
-    from vlsm.config import ExperimentConfig, expand_path, load_config
+    """The experiment file (or the defaults) with the command line's flags applied on top."""
+    from vlsm.config import ExperimentConfig, apply_overrides, load_config
 
     cfg = load_config(args.config) if args.config else ExperimentConfig()
-    m, d, t = cfg.model, cfg.data, cfg.train
-    if getattr(args, "model", None):
-        if args.model != m.name:
-            m.overrides = {}  # a file's overrides belong to the file's model
-        m.name = args.model
-    for attr in ("preset", "variant", "pretrained"):
-        if getattr(args, attr, None) is not None:
-            setattr(m, attr, getattr(args, attr))
-    if getattr(args, "img_size", None):
-        m.overrides["image_size"] = args.img_size
-    for key, value in getattr(args, "model_set", []):
-        m.overrides[key] = value
-    if getattr(args, "data", None):
-        d.paths = [expand_path(p) for p in args.data]
-    if getattr(args, "test_data", None):
-        d.test_paths = [expand_path(p) for p in args.test_data]
-    if getattr(args, "prompt", None):
-        d.prompt = args.prompt
-    if getattr(args, "class_name", None):
-        d.class_name = args.class_name
-    if getattr(args, "no_augment", False):
-        d.augment = False
-    if getattr(args, "skip_bad", False):
-        d.skip_bad = True
-    if getattr(args, "cache", False):
-        d.cache = True
-    if getattr(args, "limit_train_batches", None) is not None:
-        v = args.limit_train_batches
-        t.limit_train_batches = int(v) if float(v).is_integer() and v > 1 else v
-    if getattr(args, "out", None):
-        cfg.out = args.out
-    for flag, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                       ("weight_decay", "weight_decay"), ("bce_weight", "bce_weight"),
-                       ("dice_weight", "dice_weight"), ("patience", "early_stopping_patience"),
-                       ("precision", "precision"), ("device", "device"), ("num_workers", "num_workers"),
-                       ("seed", "seed"), ("max_minutes", "max_minutes")):
-        if getattr(args, flag, None) is not None:
-            setattr(t, attr, getattr(args, flag))
-    if getattr(args, "devices", None) is not None:
-        t.devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    if getattr(args, "no_progress", False):
-        t.progress_bar = False
-    return cfg
+    return apply_overrides(cfg, override_pairs(args, cfg), where="vlsm train")
 
 
 def run(args) -> int:
