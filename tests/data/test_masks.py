@@ -231,11 +231,14 @@ def test_truncated_and_garbage_files_name_the_file(tmp_path):
     Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8), "L").save(buf, format="PNG")
     (tmp_path / "cut.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) - 200])
     (tmp_path / "text.png").write_text("not an image")
-    for name in ("cut.jpg", "cut.png", "text.png"):
-        with pytest.raises(ImageReadError, match=name):
+    (tmp_path / "text.tif").write_text("not a TIFF either")
+    for name in ("cut.jpg", "cut.png", "text.png", "text.tif"):
+        with pytest.raises(ImageReadError, match=f"cannot read image .*{name}.*Re-copy or re-export it"):
             load_image(tmp_path / name)
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(ImageReadError, match=f"cannot read mask .*{name}.*Re-export the mask"):
             load_mask(tmp_path / name)
+    with pytest.raises(ImageReadError, match="tifffile: "):  # both readers' complaints
+        load_mask(tmp_path / "text.tif")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         load_image(tmp_path / "nope.png")
     with pytest.raises(FileNotFoundError, match="nope.png"):

@@ -32,4 +32,5 @@ def __getattr__(name):  # torch is imported only when a dataset is needed
 
 
 __all__ = ["Record", "load_split", "load_records", "dataset_name", "list_images", "load_mask", "load_image",
-           "binarize_mask", "SegmentationDataset", "detect_layout", "ImageReadError", "DatasetLayoutError", "LAYOUT_HELP"]
+           "binarize_mask", "SegmentationDataset", "detect_layout", "ImageReadError", "DatasetLayoutError",
+           "LAYOUT_HELP"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,10 +24,17 @@ class ImageReadError(ValueError):
     """An image or mask file that cannot be read or is truncated."""
 
 
-def _read_error(path: Path, err: BaseException, what: str = "image") -> ImageReadError:
+# What to do about an unreadable file, by what it was read as.
+_REREAD_ADVICE = {
+    "image": "Re-copy or re-export it, or remove it from the dataset",
+    "mask": "Re-export the mask (PNG, 0 = background, 255 = foreground) or remove the case from the dataset",
+}
+
+
+def _read_error(path: Path, err, what: str) -> ImageReadError:
     return ImageReadError(
         f"cannot read {what} {path}: {err}. The file is unreadable, truncated or not an image "
-        f"(an interrupted copy or download?). Re-copy or re-export it, or remove it from the dataset "
+        f"(an interrupted copy or download?). {_REREAD_ADVICE[what]} "
         f"(`vlsm data check` lists every such file).")
 
 
@@ -62,26 +70,24 @@ def array_to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.round(arr), 0, 255).astype(np.uint8)
 
 
-def _open_pil(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` with Pillow, falling back to tifffile for TIFFs."""
+def decode_file(path, what: str = "image") -> Union[Image.Image, np.ndarray]:
+    """Fully decode an image or mask file (``what`` says which, for the error): a ``PIL.Image``, or
+    tifffile's array for a TIFF Pillow cannot decode (e.g. CVC-ClinicDB's). A truncated, corrupt or
+    non-image file raises :class:`ImageReadError` naming the file and the fix."""
+    path = Path(path)
     data = path.read_bytes()  # no file handle stays open, whatever the format
     try:
         img = Image.open(io.BytesIO(data))
         img.load()  # force a full decode: truncated files fail here
         return img
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+        problem = err
         if path.suffix.lower() in TIFF_SUFFIXES:
             try:
-                arr = read_tiff_array(path)
+                return read_tiff_array(path)
             except Exception as terr:  # noqa: BLE001 - report both readers' complaints
-                raise _read_error(path, f"{err}; tifffile: {terr}") from terr
-            arr = array_to_uint8(arr)
-            if arr.ndim == 3 and arr.shape[-1] == 2:
-                arr = arr[..., 0]
-            return Image.fromarray(arr)
-        raise _read_error(path, err) from err
+                problem = f"{err}; tifffile: {terr}"
+        raise _read_error(path, problem, what) from None
 
 
 def load_image(path) -> Image.Image:
@@ -94,7 +100,10 @@ def load_image(path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    img = _open_pil(path)
+    img = decode_file(path, "image")
+    if isinstance(img, np.ndarray):  # a TIFF read by tifffile: scale by its dtype's range
+        arr = array_to_uint8(img)
+        img = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         img = Image.fromarray(array_to_uint8(np.asarray(img)))
     if img.mode != "RGB":
@@ -115,4 +124,4 @@ def image_size(path) -> tuple[int, int]:
         raise
 
 
-__all__ = ["load_image", "ImageReadError", "image_size"]
+__all__ = ["load_image", "decode_file", "ImageReadError", "image_size"]

@@ -30,14 +30,13 @@ are; (H, W) / (H, W, 3|4) integer arrays as the matching modes; float arrays wit
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import NamedTuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from vlsm.data.images import TIFF_SUFFIXES, ImageReadError, read_tiff_array
+from vlsm.data.images import decode_file
 
 #: Foreground threshold on the 8-bit intensity (foreground is strictly greater).
 THRESHOLD = 127
@@ -50,24 +49,6 @@ class MaskIntensity(NamedTuple):
 
     values: np.ndarray  # uint8 (H, W)
     source: str         # "bool", "grey", "colour", "alpha", "float"
-
-
-def _read_mask_image(path: Path) -> Union[Image.Image, np.ndarray]:
-    data = path.read_bytes()
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-        return img
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            try:
-                return read_tiff_array(path)
-            except Exception as terr:  # noqa: BLE001
-                err = f"{err}; tifffile: {terr}"
-        raise ImageReadError(
-            f"cannot read mask {path}: {err}. The file is unreadable, truncated or not an image. "
-            f"Re-export the mask (PNG, 0 = background, 255 = foreground) or remove the case from the "
-            f"dataset (`vlsm data check` lists every such file).") from None
 
 
 def _rgb_intensity(rgb: np.ndarray) -> MaskIntensity:
@@ -158,7 +139,7 @@ def read_mask_intensity(path) -> MaskIntensity:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
-    return mask_intensity(_read_mask_image(path))
+    return mask_intensity(decode_file(path, "mask"))
 
 
 def load_mask(path) -> np.ndarray:
