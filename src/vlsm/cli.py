@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vlsm.commands.data",
     "vlsm.commands.sweep",
     "vlsm.commands.reports",
+    "vlsm.commands.bench",
 )
 
 
