@@ -220,9 +220,8 @@ _ERROR_KINDS = {"missing-image", "missing-mask", "unreadable-image", "unreadable
 def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], report: CheckReport,
                      class_name, seed) -> dict:
     """split -> records, adding layout errors and split overlap warnings to ``report``."""
-    from vlsm.data.folder import folder_pairs, folder_splits, read_split_file
+    from vlsm.data.folder import folder_pairs, folder_record, folder_splits, read_split_file
     from vlsm.data.medvlsm import available_splits, check_split_overlaps, read_anns, read_medvlsm_split
-    from vlsm.data.records import Record
 
     out = {}
     if layout == "medvlsm":
@@ -275,7 +274,6 @@ def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], r
     if unknown:
         raise FileNotFoundError(f"split(s) {', '.join(unknown)} not found for {root}; available: "
                                 f"{', '.join(split_lists)}")
-    cls = class_name or "object"
     seen: dict[str, str] = {}
     for s in split_lists:
         counts: dict[str, int] = {}
@@ -298,7 +296,7 @@ def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], r
             img, mask = by_stem[n]
             if mask is None:
                 continue  # already reported
-            recs.append(Record(n, img, mask, {"p0": "", "p1": cls}, root.resolve().name))
+            recs.append(folder_record(root, n, img, mask, class_name=class_name))
         out[s] = recs
     return out
 

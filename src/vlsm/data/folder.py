@@ -137,11 +137,16 @@ def read_folder_split(root, split: str, *, class_name: Optional[str] = None, see
         source = SPLITS_FILE if (root / SPLITS_FILE).is_file() else f"{split}.txt"
         raise FileNotFoundError(f"{root / source} lists {len(unknown)} case(s) of split {split!r} that are not in "
                                 f"{root / IMAGES_DIR}: {preview(unknown)}. Fix the split file or add the images.")
-    cls = class_name or DEFAULT_CLASS_NAME
-    dataset = root.resolve().name
-    return [Record(name=n, image_path=by_stem[n][0], mask_path=by_stem[n][1],
-                   prompts={"p0": "", "p1": cls}, dataset=dataset) for n in names]
+    return [folder_record(root, n, *by_stem[n], class_name=class_name) for n in names]
 
 
-__all__ = ["read_folder_split", "folder_pairs", "folder_splits", "read_split_file", "is_folder_root",
+def folder_record(root, name: str, image: Path, mask: Optional[Path], *,
+                  class_name: Optional[str] = None) -> Record:
+    """One case of a plain folder: its files, and the only prompts it has, ``p0 = ""`` and
+    ``p1 = class_name`` (default :data:`DEFAULT_CLASS_NAME`)."""
+    return Record(name=name, image_path=image, mask_path=mask,
+                  prompts={"p0": "", "p1": class_name or DEFAULT_CLASS_NAME}, dataset=Path(root).resolve().name)
+
+
+__all__ = ["read_folder_split", "folder_record", "folder_pairs", "folder_splits", "read_split_file", "is_folder_root",
            "MASK_SUFFIXES", "DEFAULT_CLASS_NAME"]
