@@ -11,7 +11,7 @@ from PIL import Image
 
 from vlsm.data import load_image, load_mask, load_split
 from vlsm.data import medvlsm as medvlsm_mod
-from vlsm.data.convert import ConversionError, convert_dataset
+from vlsm.data.convert import DatasetConversionError, convert_dataset
 from vlsm.data.masks import save_mask
 
 SPLITS = ("train", "val", "test")
@@ -202,7 +202,7 @@ def test_bad_raw_files_write_nothing(raw_samples_root, tmp_path):
     mask = sorted((raw / "Kvasir-SEG" / "masks").iterdir())[1]
     mask.unlink()
     out = tmp_path / "out"
-    with pytest.raises(ConversionError) as info:
+    with pytest.raises(DatasetConversionError) as info:
         convert_dataset("kvasir", raw, out)
     msg = str(info.value)
     assert "2 case(s)" in msg and img.name in msg and "no mask found" in msg and "nothing was written" in msg

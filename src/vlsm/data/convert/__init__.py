@@ -44,7 +44,7 @@ COPY_SUFFIXES = (".png", ".jpg", ".jpeg")
 SUMMARY_FILE = "vlsm_convert.json"
 
 
-class ConversionError(ValueError):
+class DatasetConversionError(ValueError):
     """Raw files that cannot be converted (listed in the message); nothing was written."""
 
 
@@ -164,7 +164,7 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
                 image_name = key + _image_suffix(case, Path(e["img_name"]).suffix)
                 mask_name = str(Path(e["mask_name"]).with_suffix(".png"))
                 if key in jobs and jobs[key][1:] != (image_name, mask_name):
-                    raise ConversionError(f"{anns}: case {key} appears with different mask names")
+                    raise DatasetConversionError(f"{anns}: case {key} appears with different mask names")
                 jobs[key] = (case, image_name, mask_name)
                 entry = copy.deepcopy(e)
                 entry["img_name"], entry["mask_name"] = image_name, mask_name
@@ -219,7 +219,7 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
             outcomes = list(pool.map(work, sorted(jobs.items())))
         problems = [err for _k, _info, err in outcomes if err]
         if problems:
-            raise ConversionError(f"{len(problems)} case(s) of {raw_dir} cannot be converted; nothing was "
+            raise DatasetConversionError(f"{len(problems)} case(s) of {raw_dir} cannot be converted; nothing was "
                                   f"written:\n  " + "\n  ".join(problems[:10])
                                   + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
                                   + "\nRe-download the damaged files or remove those cases from the raw folder.")
@@ -242,4 +242,4 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
 
 DATASETS = tuple(SOURCES)
 
-__all__ = ["convert_dataset", "ConvertResult", "ConversionError", "DATASETS"]
+__all__ = ["convert_dataset", "ConvertResult", "DatasetConversionError", "DATASETS"]
