@@ -119,3 +119,12 @@ def test_vocabulary_matches_real_prompts(kvasir_root):
     for word in ("small", "medium", "large", "one", "two", "three", "round", "oval", "located in",
                  "top left", "bottom right", "center", "of the image"):
         assert word in text
+
+
+def test_is_prompt_key_for_every_number_and_nothing_else():
+    from vlsm.data.prompts import is_prompt_key
+
+    assert all(is_prompt_key(k) for k in ("p0", "p1", "p9", "p10", "p12", "p123"))
+    assert not any(is_prompt_key(k) for k in ("p", "P1", "p1a", "p1\n", " p1", "polyp", "random", "", "p-1", 1))
+    assert select_prompt({"p10": "tenth", "p1": "first"}, "p10") == "tenth"
+    assert prompt_keys({"p1": 1, "p1\n": 1, 3: 1}) == ["p1"]

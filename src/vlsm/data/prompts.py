@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-_KEY = re.compile(r"^p\d+$")
+_KEY = re.compile(r"p[0-9]+")  # whole-string match only (a trailing newline is no key)
 RANDOM = "random"
 
 
@@ -31,13 +31,14 @@ class PromptError(ValueError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def is_prompt_key(choice: str) -> bool:
-    return bool(_KEY.match(choice))
+def is_prompt_key(choice) -> bool:
+    """Whether ``choice`` names a prompt key (``p0``, ``p9``, ``p10``, ...) rather than a prompt text."""
+    return isinstance(choice, str) and _KEY.fullmatch(choice) is not None
 
 
 def prompt_keys(prompts: dict) -> list[str]:
     """The ``p<digits>`` keys of a prompt dict, in numeric order."""
-    return sorted((k for k in prompts if _KEY.match(str(k))), key=lambda k: int(k[1:]))
+    return sorted((k for k in prompts if is_prompt_key(k)), key=lambda k: int(k[1:]))
 
 
 def _pick(value, rng: Optional[np.random.Generator], key: str, name: Optional[str]) -> str:
