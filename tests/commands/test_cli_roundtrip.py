@@ -48,26 +48,23 @@ def test_run_folder_is_self_describing(run_dir):
     assert len(read_csv(run_dir / "metrics.csv")) == 2
 
 
-def test_evaluate_matches_run_summary(run_dir, tmp_path):
-    out = tmp_path / "eval"
-    assert main(["evaluate", str(run_dir), "--split", "test", "-o", str(out)]) == 0
-    mine = json.loads((out / "summary.json").read_text())["results"][0]
+def test_evaluate_matches_run_summary(run_dir, data, tmp_path):
+    """Re-evaluating the run folder, its best checkpoint or its model folder reproduces the run's own
+    test scores, image for image."""
     theirs = json.loads((run_dir / "summary.json").read_text())["results"][0]
-    assert mine["dice_mean"] == pytest.approx(theirs["dice_mean"])
-    assert mine["iou_mean"] == pytest.approx(theirs["iou_mean"])
-    # a .ckpt evaluates the same as the saved model folder
-    out2 = tmp_path / "eval_ckpt"
-    assert main(["evaluate", str(run_dir / "checkpoints" / "best.ckpt"), "--data",
-                 theirs and json.loads((run_dir / "summary.json").read_text()) and
-                 str(read_config_data(run_dir)), "-o", str(out2)]) == 0
-    assert json.loads((out2 / "summary.json").read_text())["results"][0]["dice_mean"] == pytest.approx(
-        theirs["dice_mean"])
-
-
-def read_config_data(run_dir):
-    import yaml
-
-    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["paths"][0]
+    expected = {r["name"]: float(r["dice"]) for r in read_csv(run_dir / theirs["per_case"])}
+    sources = {"run": [str(run_dir)],
+               "ckpt": [str(run_dir / "checkpoints" / "best.ckpt"), "--data", str(data)],
+               "model": [str(run_dir / "model"), "--data", str(data)]}
+    for label, source in sources.items():
+        out = tmp_path / f"eval-{label}"
+        assert main(["evaluate", *source, "--split", "test", "-o", str(out)]) == 0, label
+        [mine] = json.loads((out / "summary.json").read_text())["results"]
+        assert (mine["dataset"], mine["split"], mine["n"]) == ("synthetic_polyp", "test", 5), label
+        assert mine["dice_mean"] == pytest.approx(theirs["dice_mean"]), label
+        assert mine["iou_mean"] == pytest.approx(theirs["iou_mean"]), label
+        got = {r["name"]: float(r["dice"]) for r in read_csv(out / "per_case.csv")}
+        assert got == pytest.approx(expected), label
 
 
 def test_predict_writes_masks_and_never_overwrites(run_dir, data, tmp_path, capsys):
