@@ -193,3 +193,19 @@ def test_plain_folder_with_class_name_prompt(data, tmp_path):
     result = json.loads((out / "summary.json").read_text())["results"][0]
     rows = read_csv(out / result["per_case"])
     assert {r["prompt"] for r in rows} == {"lesion"} and result["n"] == len(rows) > 0
+
+
+def test_wrongly_typed_experiment_file_is_one_line_error(data, tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"model: {{name: unet-d, preset: tiny}}\ndata: {{paths: [{data}]}}\ntrain: {{epochs: '5'}}\n")
+    assert main(["train", "-c", str(exp), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"vlsm train: error: {exp}: train.epochs: expected an integer, got '5' (str)"
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_set_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--set", "freeze_encoder"])
+    assert info.value.code == 2
+    assert "expected KEY=VALUE, got 'freeze_encoder'" in capsys.readouterr().err
