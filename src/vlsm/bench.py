@@ -249,7 +249,8 @@ def format_table(results: Sequence[BenchResult]) -> str:
     """A fixed-width table; empty cells where a figure was not measured."""
 
     def num(v, fmt):
-        return format(v, fmt) if v is not None and v == v else "-"
+        width = int(fmt.split(".")[0])
+        return format(v, fmt) if v is not None and v == v else "-".rjust(width)
 
     head = (f"{'model':<16} {'variant':<9} {'precision':<10} {'px':>4} {'batch':>5} {'tokens':>6} "
             f"{'train img/s':>11} {'infer img/s':>11} {'load 1st':>9} {'load 2nd+':>9} {'epoch s':>8} "
