@@ -34,7 +34,7 @@ def resolve_device(device: Union[str, torch.device, None] = AUTO) -> torch.devic
         raise ValueError(f"unknown device {device!r}; use {', '.join(DEVICE_NAMES)} or cuda:N") from None
 
 
-def accelerator(device: Union[str, None] = AUTO) -> str:
+def resolve_accelerator(device: Union[str, None] = AUTO) -> str:
     """Lightning's accelerator (``"gpu"`` or ``"cpu"``) for a training ``--device``."""
     if device not in (None, AUTO, "cpu", "cuda", "gpu"):
         raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
@@ -83,5 +83,5 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-__all__ = ["resolve_device", "accelerator", "resolve_precision", "autocast_dtype", "inference_precision",
+__all__ = ["resolve_device", "resolve_accelerator", "resolve_precision", "autocast_dtype", "inference_precision",
            "synchronize", "DEVICE_NAMES", "PRECISION_NAMES"]

@@ -114,19 +114,23 @@ class Predictor:
                 raise ValueError("pretrained= and model options build a model from its name; "
                                  "a model object is used as it is")
             model = source
-        elif isinstance(source, (str, Path)) and Path(source).exists():
-            if pretrained or model_options:
-                raise ValueError(f"{source} is a trained model: it already knows its weights and options; "
-                                 f"pretrained= and model options are for registered model names")
-            model, self.config = load_trained_model(source)
-            run = RunFolder.containing(source)
-        elif isinstance(source, str):
+        elif isinstance(source, (str, Path)):
             from vlsm.models import create_model, list_models
 
-            if source not in list_models():
-                raise ValueError(f"{source!r} is neither an existing run folder, model folder or .ckpt file nor "
-                                 f"a registered model name ({', '.join(list_models())})")
-            model = create_model(source, pretrained=pretrained, **model_options)
+            text, names = str(source), list_models()
+            registered = isinstance(source, str) and text in names
+            # a run folder named like a model is the run, unless weights or options ask for the model
+            if registered and (pretrained or model_options or not Path(text).exists()):
+                model = create_model(text, pretrained=pretrained, **model_options)
+            elif pretrained or model_options:
+                raise ValueError(f"{text!r} is not a registered model name ({', '.join(names)}); pretrained= and "
+                                 f"model options are for those, a trained model knows its own")
+            elif Path(text).exists() or isinstance(source, Path) or "/" in text or text.endswith(".ckpt"):
+                model, self.config = load_trained_model(source)  # a missing path fails here, naming it
+                run = RunFolder.containing(source)
+            else:
+                raise ValueError(f"{text!r} is neither an existing run folder, model folder or .ckpt file nor "
+                                 f"a registered model name ({', '.join(names)})")
         else:
             raise TypeError(f"source must be a path, a model name or a SegmentationModel, "
                             f"got {type(source).__name__}")

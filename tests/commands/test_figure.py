@@ -73,7 +73,7 @@ def _printed_dice(out: str) -> dict:
 def test_figure_from_runs_matches_evaluation(runs, dataset, tmp_path, capsys):
     from vlsm.data import load_split
     from vlsm.evaluation.evaluate import evaluate_records
-    from vlsm.training.run import load_trained_model
+    from vlsm.runs import load_trained_model
 
     out = tmp_path / "fig.png"
     # c3 is in the test split, c1 only in train (found after test); "c1.png" is its file name.

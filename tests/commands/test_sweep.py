@@ -55,4 +55,9 @@ def test_sweep_runs_skips_finished_and_dry_run(two_experiments, tmp_path, capsys
 
 def test_sweep_set_override_validation(two_experiments, tmp_path, capsys):
     assert main(["sweep", str(two_experiments[0]), "--dry-run", "--set", "train.nope=1"]) == 2
-    assert "SECTION.KEY" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--set: train: unknown key(s) ['nope']" in err and "'epochs'" in err
+    assert main(["sweep", str(two_experiments[0]), "--dry-run", "--set", "train.epochs=many"]) == 2
+    assert "train.epochs: expected an integer" in capsys.readouterr().err
+    assert main(["sweep", str(two_experiments[0]), "--dry-run", "--set", "epochs"]) == 2
+    assert "--set: expected KEY=VALUE" in capsys.readouterr().err

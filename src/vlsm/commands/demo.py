@@ -7,7 +7,6 @@ comparison table and draws a qualitative figure.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=6
     """Returns {"rows": result rows, "table": path, "figure": path, "runs": [run folders]}."""
     from vlsm.config import ExperimentConfig
     from vlsm.evaluation.evaluate import format_results
+    from vlsm.runs import RunFolder
     from vlsm.training.run import train
 
     out = Path(out)
@@ -62,7 +62,7 @@ def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=6
         print(f"\n=== training {name} ({preset}) for up to {minutes:g} min ===", flush=True)
         started = time.time()
         run_dir = train(cfg, overwrite=True)
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = RunFolder(run_dir).read_summary()
         for r in summary["results"]:
             rows.append({**r, "label": summary["model"]["label"], "seconds": time.time() - started})
         runs.append(run_dir)

@@ -29,34 +29,35 @@ def register(sub) -> None:
 
 
 def _load(args):
+    """A Predictor of the checkpoint, or of --model/--pretrained for --zero-shot."""
     from vlsm.errors import UserError
+    from vlsm.evaluation.evaluate import EVAL_PRECISION
+    from vlsm.predictor import Predictor
 
+    options = dict(device=args.device, precision=EVAL_PRECISION, batch_size=args.batch_size)
     if args.zero_shot or not args.checkpoint:
         if not args.model:
             raise UserError("give a checkpoint/run folder, or --model NAME [--pretrained SRC] --zero-shot")
         if args.checkpoint:
             raise UserError("--zero-shot evaluates --model/--pretrained; do not also give a checkpoint")
-        from vlsm.models import create_model
-
         overrides = dict(args.model_set)
         if args.img_size:
             overrides["image_size"] = args.img_size
-        model = create_model(args.model, pretrained=args.pretrained, preset=args.preset or "paper",
-                             variant=args.variant, **overrides)
-        return model, None
+        return Predictor(args.model, pretrained=args.pretrained, preset=args.preset or "paper",
+                         variant=args.variant, **options, **overrides)
     if args.model:
         raise UserError("--model is for --zero-shot; a checkpoint already knows its model")
-    from vlsm.training.run import load_trained_model
-
-    return load_trained_model(args.checkpoint)
+    return Predictor(args.checkpoint, **options)
 
 
 def run(args) -> int:
+    from vlsm.data import load_records
     from vlsm.errors import UserError
-    from vlsm.evaluation.evaluate import evaluate_records, format_results, model_info, write_results
-    from vlsm.training.run import load_records
+    from vlsm.evaluation.evaluate import evaluate_split, format_results
+    from vlsm.runs import RunFolder, eval_name
 
-    model, cfg = _load(args)
+    predictor = _load(args)
+    model, cfg = predictor.model, predictor.config
     data = args.data or (cfg.data.paths if cfg else None)
     if not data:
         raise UserError("no dataset: give --data PATH")
@@ -65,28 +66,26 @@ def run(args) -> int:
         prompts = PROMPT_TYPES
     if not model.uses_text and len(prompts) > 1:
         raise UserError(f"{model.spec.name} is image-only: a prompt sweep would give {len(prompts)} equal rows")
-    run_dir = Path(args.checkpoint) if args.checkpoint and Path(args.checkpoint).is_dir() else None
-    if run_dir is not None and not (run_dir / "config.yaml").is_file():
-        run_dir = run_dir.parent if (run_dir.parent / "config.yaml").is_file() else None
+    run_dir = RunFolder.containing(args.checkpoint) if args.checkpoint and Path(args.checkpoint).is_dir() else None
     if not args.out and run_dir is None:
         raise UserError("give -o OUT_DIR for the results")
-    info = model_info(model)
     rows = []
     for path in data:
         [(name, records)] = load_records([path], args.split, check=False)
         for prompt in prompts:
-            suffix = f"{name}-{args.split}" + (f"-{prompt}" if len(prompts) > 1 or args.prompt else "")
+            tagged = prompt if len(prompts) > 1 or args.prompt else None
             if args.out:
-                out = Path(args.out) / suffix if (len(prompts) > 1 or len(data) > 1) else Path(args.out)
+                out = Path(args.out) / eval_name(name, args.split, tagged) \
+                    if (len(prompts) > 1 or len(data) > 1) else Path(args.out)
             else:
-                out = run_dir / "eval" / suffix
-            if (out / "summary.json").exists() and not args.overwrite:
-                raise UserError(f"{out}/summary.json exists; pass --overwrite or another -o")
-            acc = evaluate_records(model, records, prompt=prompt, threshold=args.threshold, device=args.device,
-                                   batch_size=args.batch_size)
-            result = write_results(out, acc, model=info, dataset=name, split=args.split, prompt=prompt,
-                                   threshold=args.threshold, extra={"zero_shot": bool(args.zero_shot)})
-            rows.append({**result, "label": f"{info['label']} {prompt}" if len(prompts) > 1 else info["label"]})
-            print(f"wrote {out}/per_case.csv and summary.json")
+                out = run_dir.eval_dir(name, args.split, tagged)
+            done = RunFolder(out).summary_file
+            if done.exists() and not args.overwrite:
+                raise UserError(f"{done} exists; pass --overwrite or another -o")
+            result = evaluate_split(predictor, records, out, dataset=name, split=args.split, prompt=prompt,
+                                    threshold=args.threshold, extra={"zero_shot": bool(args.zero_shot)})
+            label = f"{predictor.label} {prompt}" if len(prompts) > 1 else predictor.label
+            rows.append({**result.to_dict(), "label": label})
+            print(f"wrote {out}/{result.per_case} and {done.name}")
     print(format_results(rows))
     return 0

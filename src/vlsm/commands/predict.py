@@ -35,17 +35,17 @@ def run(args) -> int:
 
     from vlsm.data import list_images, load_image
     from vlsm.errors import UserError
-    from vlsm.evaluation.predict import iter_logits, to_original_size
-    from vlsm.training.run import load_trained_model
+    from vlsm.evaluation.evaluate import EVAL_PRECISION
+    from vlsm.predictor import Predictor
 
-    model, cfg = load_trained_model(args.checkpoint)
+    # fp32 as `vlsm evaluate`: the written masks do not depend on the GPU's mixed precision
+    predictor = Predictor(args.checkpoint, device=args.device, precision=EVAL_PRECISION, batch_size=args.batch_size)
+    model = predictor.model
     records = list_images(args.input)
     prompt = args.prompt
     if model.uses_text and not prompt:
-        run_prompt = cfg.data.prompt if cfg else None
-        if run_prompt and run_prompt != "random" and not (len(run_prompt) == 2 and run_prompt[0] == "p"):
-            prompt = run_prompt
-        else:
+        prompt = predictor.default_prompt
+        if not prompt:
             raise UserError(f"{model.spec.name} needs a text prompt for images without annotations: "
                             f"give --prompt, e.g. --prompt \"polyp\"")
     prompt = prompt or ""
@@ -76,16 +76,13 @@ def run(args) -> int:
     if args.overlays:
         from vlsm.evaluation.figures import overlay
     n = 0
-    for record, logits, _, image_hw in iter_logits(model, records, prompt=prompt, device=args.device,
-                                                   batch_size=args.batch_size):
-        prob = to_original_size(logits, image_hw)
-        mask = prob > args.threshold
+    for record, pred in zip(records, predictor.predict_records(records, prompt=prompt, threshold=args.threshold)):
         stem = Path(record.image_path).stem
-        _save_png((mask * 255).astype(np.uint8), out / f"{stem}.png")
+        _save_png((pred.mask * 255).astype(np.uint8), out / f"{stem}.png")
         if args.probabilities:
-            _save_png(np.round(prob * 255).astype(np.uint8), out / f"{stem}_prob.png")
+            _save_png(np.round(pred.probabilities * 255).astype(np.uint8), out / f"{stem}_prob.png")
         if overlay is not None:
-            _save_png(overlay(np.asarray(load_image(record.image_path)), mask), out / f"{stem}_overlay.png")
+            _save_png(overlay(np.asarray(load_image(record.image_path)), pred.mask), out / f"{stem}_overlay.png")
         n += 1
     print(f"wrote {n} mask(s) to {out}")
     return 0

@@ -17,35 +17,26 @@ def register(sub) -> None:
 
 
 def plan(paths, out_root: str, overrides=()):
-    """[(experiment file, config, run folder, status)] with status new | resume | done."""
-    import yaml
+    """[(experiment file, config, run folder, status)] with status new | resume | done (see vlsm.runs)."""
+    from vlsm.config import apply_overrides, load_config, parse_override
+    from vlsm.runs import RunFolder
 
-    from vlsm.config import load_config
-
+    try:
+        pairs = [parse_override(text) for text in overrides]
+    except ValueError as err:
+        raise ValueError(f"--set: {err} (e.g. --set train.epochs=5)") from None
     items = []
     for path in paths:
-        cfg = load_config(path)
-        for text in overrides:
-            key, _, value = text.partition("=")
-            section, _, field = key.partition(".")
-            target = getattr(cfg, section, None)
-            if not field or target is None or not hasattr(target, field):
-                raise ValueError(f"--set {text!r}: expected SECTION.KEY=VALUE with SECTION in model/data/train/eval")
-            setattr(target, field, yaml.safe_load(value))
+        cfg = apply_overrides(load_config(path), pairs, where="--set")
         name = cfg.name or Path(path).stem
         out = Path(cfg.out) if cfg.out else Path(out_root) / name
         cfg.out = str(out)
-        if (out / "summary.json").is_file():
-            status = "done"
-        elif (out / "checkpoints" / "last.ckpt").is_file():
-            status = "resume"
-        else:
-            status = "new"
-        items.append((Path(path), cfg, out, status))
+        items.append((Path(path), cfg, out, RunFolder(out).status))
     return items
 
 
 def run(args) -> int:
+    from vlsm.runs import DONE, RESUME
     from vlsm.training.run import train
 
     items = plan(args.experiments, args.out_root, args.train_set)
@@ -56,11 +47,11 @@ def run(args) -> int:
         return 0
     failed = []
     for path, cfg, _out, status in items:
-        if status == "done":
+        if status == DONE:
             continue
         print(f"\n=== {path} ({status}) ===", flush=True)
         try:
-            train(cfg, resume=status == "resume")
+            train(cfg, resume=status == RESUME)
         except Exception as err:  # one broken experiment must not hide the others' results
             failed.append((path, err))
             traceback.print_exc()

@@ -1,87 +1,77 @@
 """Evaluate a model on a dataset split at each image's original resolution.
 
-Writes ``per_case.csv`` and ``summary.json`` (the format every report reads) into a folder.
+:func:`evaluate_split` is the one evaluation loop (``vlsm evaluate`` and the end of ``vlsm train``):
+predict with :class:`vlsm.Predictor`, score each image against its mask, write the evaluation
+folder (``per_case.csv`` + ``summary.json``, see :mod:`vlsm.runs`).
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
-import json
-import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
-from vlsm.evaluation.metrics import CaseResult, MetricAccumulator, score_case
-from vlsm.evaluation.predict import iter_logits, to_original_size
-from vlsm.models.base import SegmentationModel
-from vlsm.utils import write_text_atomic
+from vlsm.data import load_mask
+from vlsm.evaluation.metrics import MetricAccumulator, score_case
+from vlsm.models import SegmentationModel
+from vlsm.predictor import Predictor
+from vlsm.runs import PER_CASE_FIELDS, EvalResult, model_info, model_label, write_evaluation
 
-PER_CASE_FIELDS = [f.name for f in dataclasses.fields(CaseResult)]
-
-
-def model_label(model: SegmentationModel) -> str:
-    from vlsm.models.registry import get_entry
-
-    spec = model.spec
-    entry = get_entry(spec.name)
-    label = entry.paper_name
-    if spec.variant and spec.variant != entry.default_variant:
-        label += f" ({spec.variant})"
-    if spec.preset != "paper":
-        label += f" [{spec.preset}]"
-    return label
+#: Scores are computed in fp32 whatever the device, so they do not depend on mixed precision.
+EVAL_PRECISION = "32-true"
 
 
-def model_info(model: SegmentationModel) -> dict:
-    spec = model.spec
-    return {"name": spec.name, "preset": spec.preset, "variant": spec.variant,
-            "pretrained": spec.pretrained, "label": model_label(model)}
+def _predictor(model: Union[SegmentationModel, Predictor], device, batch_size: int) -> Predictor:
+    if isinstance(model, Predictor):
+        return model
+    return Predictor(model, device=device, precision=EVAL_PRECISION, batch_size=batch_size)
 
 
-def evaluate_records(model: SegmentationModel, records: Sequence, *, prompt: str = "p1",
+def evaluate_records(model: Union[SegmentationModel, Predictor], records: Sequence, *, prompt: str = "p1",
                      threshold: float = 0.5, device="auto", batch_size: int = 4) -> MetricAccumulator:
     """Score every record (its mask is required) at the mask's original size."""
-    from vlsm.data import load_mask
-
     missing = [r.name for r in records if r.mask_path is None]
     if missing:
         raise ValueError(f"{len(missing)} image(s) have no ground-truth mask (e.g. {missing[:3]}); "
                          f"use `vlsm predict` for images without masks")
+    predictor = _predictor(model, device, batch_size)
     acc = MetricAccumulator()
-    for record, logits, used_prompt, _ in iter_logits(model, records, prompt=prompt, device=device,
-                                                      batch_size=batch_size):
+    for record, prediction in zip(records, predictor.predict_records(records, prompt=prompt, threshold=threshold)):
         gt = load_mask(record.mask_path)
-        prob = to_original_size(logits, gt.shape)
-        acc.add(score_case(record.name, prob > threshold, gt, used_prompt))
+        if gt.shape != prediction.mask.shape:
+            raise ValueError(f"image and mask sizes differ for {record.name!r}: {record.image_path} is "
+                             f"{prediction.mask.shape[1]}x{prediction.mask.shape[0]}, {record.mask_path} is "
+                             f"{gt.shape[1]}x{gt.shape[0]}. Fix the pair (`vlsm data check` lists all such cases)")
+        acc.add(score_case(record.name, prediction.mask, gt, prediction.prompt))
     return acc
 
 
 def write_results(out_dir: Path, acc: MetricAccumulator, *, model: dict, dataset: str, split: str,
-                  prompt: str, threshold: float, extra: Optional[dict] = None) -> dict:
+                  prompt: str, threshold: float, extra: Optional[dict] = None) -> EvalResult:
     """Write per_case.csv + summary.json into ``out_dir``; returns the result entry."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=PER_CASE_FIELDS)
-    writer.writeheader()
-    for case in acc.cases:
-        writer.writerow(dataclasses.asdict(case))
-    write_text_atomic(out_dir / "per_case.csv", buf.getvalue())
-    result = {"dataset": dataset, "split": split, **acc.summary(), "threshold": threshold,
-              "prompt": prompt, "per_case": "per_case.csv"}
-    summary = {"model": model, "results": [result], "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "empty_mask_policy": "empty ground truth and empty prediction score 1; one empty scores 0",
-               **(extra or {})}
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
-    return result
+    result = acc.result(dataset=dataset, split=split, threshold=threshold, prompt=prompt)
+    return write_evaluation(out_dir, acc.cases, result, model=model, extra=extra)
 
 
-def format_results(rows: Sequence[dict], label: str = "") -> str:
+def evaluate_split(model: Union[SegmentationModel, Predictor], records: Sequence, out_dir: Path, *, dataset: str,
+                   split: str, prompt: str = "p1", threshold: float = 0.5, device="auto", batch_size: int = 4,
+                   extra: Optional[dict] = None) -> EvalResult:
+    """Evaluate ``records`` (one dataset split) and write the evaluation folder ``out_dir``."""
+    acc = evaluate_records(model, records, prompt=prompt, threshold=threshold, device=device, batch_size=batch_size)
+    net = model.model if isinstance(model, Predictor) else model
+    return write_results(out_dir, acc, model=model_info(net), dataset=dataset, split=split, prompt=prompt,
+                         threshold=threshold, extra=extra)
+
+
+def format_results(rows: Sequence[Union[dict, EvalResult]], label: str = "") -> str:
     """A small fixed-width table: dataset/split, n, Dice and IoU as mean ± std (in %)."""
     head = f"{'model':<28} {'dataset':<24} {'split':<6} {'n':>5}  {'Dice (%)':>16}  {'IoU (%)':>16}"
     lines = [head, "-" * len(head)]
     for r in rows:
+        r = r.to_dict() if isinstance(r, EvalResult) else r
         lines.append(f"{r.get('label', label):<28} {r['dataset']:<24} {r['split']:<6} {r['n']:>5}  "
                      f"{100 * r['dice_mean']:>7.2f} ± {100 * r['dice_std']:<6.2f}  "
                      f"{100 * r['iou_mean']:>7.2f} ± {100 * r['iou_std']:<6.2f}")
     return "\n".join(lines)
+
+
+__all__ = ["EVAL_PRECISION", "PER_CASE_FIELDS", "evaluate_records", "evaluate_split", "format_results", "model_info",
+           "model_label", "write_results"]

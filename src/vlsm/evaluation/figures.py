@@ -65,22 +65,13 @@ def _as_mask(mask, shape: tuple, what: str) -> np.ndarray:
     return m.astype(bool)
 
 
-def _erode(mask: np.ndarray) -> np.ndarray:
-    out = mask.copy()
-    out[1:, :] &= mask[:-1, :]
-    out[:-1, :] &= mask[1:, :]
-    out[:, 1:] &= mask[:, :-1]
-    out[:, :-1] &= mask[:, 1:]
-    out[0, :] = out[-1, :] = False
-    out[:, 0] = out[:, -1] = False
-    return out
-
-
 def boundary(mask: np.ndarray, width: int = 1) -> np.ndarray:
-    """Pixels of ``mask`` within ``width`` pixels of its edge (4-connectivity)."""
-    inner = mask
-    for _ in range(max(1, int(width))):
-        inner = _erode(inner)
+    """Pixels of ``mask`` within ``width`` pixels of its edge (4-connectivity; outside the image
+    counts as background, so a mask touching the border is outlined there)."""
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1),
+                                   iterations=max(1, int(width)), border_value=0)
     return mask & ~inner
 
 
@@ -282,24 +273,6 @@ def _save_atomic(fig, out_path: Path, fmt: str, dpi: int) -> None:
 SEARCH_SPLITS = ("test", "val", "train")
 
 
-def _run_label(run: Path, model) -> str:
-    """The label a run's tables use: RUN/summary.json ``model.label``, else the model's own label."""
-    import json
-
-    for folder in (run, run.parent):
-        summary = folder / "summary.json"
-        if summary.is_file():
-            try:
-                label = (json.loads(summary.read_text()).get("model") or {}).get("label")
-            except (ValueError, AttributeError):
-                label = None
-            if label:
-                return str(label)
-    from vlsm.evaluation.evaluate import model_label
-
-    return model_label(model)
-
-
 def _splits_of(path: Path) -> list:
     """The dataset's splits, test first, then val, train and any others."""
     from vlsm.data import detect_layout
@@ -362,8 +335,8 @@ def qualitative_from_runs(run_dirs: Sequence[Union[str, Path]], image_names: Seq
     datasets (see :func:`find_records`).
     """
     from vlsm.data import load_image, load_mask
-    from vlsm.evaluation.predict import predict_records
-    from vlsm.training.run import load_trained_model
+    from vlsm.evaluation.evaluate import EVAL_PRECISION
+    from vlsm.predictor import Predictor
 
     out_path = Path(out_path)
     figure_format(out_path)
@@ -375,15 +348,16 @@ def qualitative_from_runs(run_dirs: Sequence[Union[str, Path]], image_names: Seq
         raise ValueError("no images given: pass --images NAME ...")
     models = []
     for run in map(Path, run_dirs):
-        model, cfg = load_trained_model(run)
-        label = _run_label(run, model)
+        # the label its tables use (its summary.json's), scored exactly as `vlsm evaluate` scores
+        predictor = Predictor(run, device=device, precision=EVAL_PRECISION, batch_size=batch_size)
+        label, cfg = predictor.label, predictor.config
         if any(label == m[0] for m in models):
             other = next(m[3] for m in models if m[0] == label)
             raise ValueError(f"{other} and {run} are both labelled {label!r}; pass only one of them")
         prompt = cfg.data.resolved_eval_prompt() if cfg else "p1"
         thr = threshold if threshold is not None else (cfg.eval.threshold if cfg else 0.5)
         paths = (list(cfg.data.paths) + list(cfg.data.test_paths)) if cfg else []
-        models.append((label, model, (prompt, thr, paths), run))
+        models.append((label, predictor, (prompt, thr, paths), run))
     if data:
         data_paths = list(data)
     else:
@@ -402,11 +376,9 @@ def qualitative_from_runs(run_dirs: Sequence[Union[str, Path]], image_names: Seq
             raise ValueError(f"{rec.image_path} is {rgb.shape[1]}x{rgb.shape[0]} but its mask {rec.mask_path} is "
                              f"{gt.shape[1]}x{gt.shape[0]}: fix the dataset")
         images.append((rec.name, rgb, gt))
-    sizes = {name: gt.shape for name, _, gt in images}
     predictions = {}
-    for label, model, (prompt, thr, _), _ in models:
-        probs = predict_records(model, records, prompt=prompt, device=device, batch_size=batch_size, sizes=sizes)
-        predictions[label] = {name: probs[name] > thr for name in sizes}
+    for label, predictor, (prompt, thr, _), _ in models:
+        predictions[label] = {p.name: p.mask for p in predictor.predict_records(records, prompt=prompt, threshold=thr)}
     return draw_qualitative(images, predictions, out_path, overwrite=overwrite, **draw_kwargs)
 
 

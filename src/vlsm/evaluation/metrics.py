@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vlsm.runs import CaseResult, EvalResult
+
 EMPTY_BOTH_SCORE = 1.0
+#: Delta degrees of freedom of every standard deviation ``vlsm`` reports (population std).
+STD_DDOF = 0
 
 
 def _as_bool(a) -> np.ndarray:
@@ -32,33 +36,29 @@ def _overlap(pred, gt) -> tuple[int, int, int]:
     return inter, int(pred.sum()), int(gt.sum())
 
 
+def dice_from_counts(inter, pred_area, gt_area):
+    """Dice = 2|P∩G| / (|P|+|G|) from overlap counts: numbers, or tensors of one value per image.
+    Both masks empty scores :data:`EMPTY_BOTH_SCORE` (the empty-mask policy, decided here only)."""
+    denom = pred_area + gt_area
+    if isinstance(denom, torch.Tensor):
+        return torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.full_like(denom, EMPTY_BOTH_SCORE))
+    return 2.0 * inter / denom if denom else EMPTY_BOTH_SCORE
+
+
+def iou_from_counts(inter, pred_area, gt_area) -> float:
+    """IoU = |P∩G| / |P∪G| from overlap counts; both masks empty scores :data:`EMPTY_BOTH_SCORE`."""
+    union = pred_area + gt_area - inter
+    return inter / union if union else EMPTY_BOTH_SCORE
+
+
 def dice_score(pred, gt) -> float:
     """Dice = 2|P∩G| / (|P|+|G|) on boolean masks; both empty -> 1.0."""
-    inter, p, g = _overlap(pred, gt)
-    if p + g == 0:
-        return EMPTY_BOTH_SCORE
-    return 2.0 * inter / (p + g)
+    return dice_from_counts(*_overlap(pred, gt))
 
 
 def iou_score(pred, gt) -> float:
     """IoU = |P∩G| / |P∪G| on boolean masks; both empty -> 1.0."""
-    inter, p, g = _overlap(pred, gt)
-    union = p + g - inter
-    if union == 0:
-        return EMPTY_BOTH_SCORE
-    return inter / union
-
-
-@dataclass
-class CaseResult:
-    name: str
-    dice: float
-    iou: float
-    gt_area: int
-    pred_area: int
-    height: int
-    width: int
-    prompt: str = ""
+    return iou_from_counts(*_overlap(pred, gt))
 
 
 def score_case(name: str, pred, gt, prompt: str = "") -> CaseResult:
@@ -68,12 +68,13 @@ def score_case(name: str, pred, gt, prompt: str = "") -> CaseResult:
                       int(pred_b.sum()), int(h), int(w), prompt)
 
 
-def mean_std(values) -> tuple[float, float]:
-    """Mean and population standard deviation (ddof=0), as reported per test set."""
-    arr = np.asarray(list(values), dtype=np.float64)
+def mean_std(values, scale: float = 1.0) -> tuple[float, float]:
+    """Mean and population standard deviation (``ddof=STD_DDOF``) of ``values`` times ``scale``, as
+    reported per test set; no values give NaNs."""
+    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64) * scale
     if arr.size == 0:
         return math.nan, math.nan
-    return float(arr.mean()), float(arr.std())
+    return float(arr.mean()), float(arr.std(ddof=STD_DDOF))
 
 
 @dataclass
@@ -94,3 +95,11 @@ class MetricAccumulator:
         return {"n": len(self.cases), "dice_mean": dice_mean, "dice_std": dice_std,
                 "iou_mean": iou_mean, "iou_std": iou_std,
                 "empty_gt": sum(1 for c in self.cases if c.gt_area == 0)}
+
+    def result(self, *, dataset: str, split: str, threshold: float, prompt: str) -> EvalResult:
+        """The summary.json entry of these cases."""
+        return EvalResult(dataset=dataset, split=split, **self.summary(), threshold=threshold, prompt=prompt)
+
+
+__all__ = ["CaseResult", "EMPTY_BOTH_SCORE", "MetricAccumulator", "STD_DDOF", "dice_from_counts", "dice_score",
+           "iou_from_counts", "iou_score", "mean_std", "score_case"]

@@ -6,11 +6,8 @@ Conventions (the same everywhere in `vlsm`):
   (``ddof=0``, NumPy's default), the same number ``summary.json`` stores as ``dice_std`` /
   ``iou_std``. It describes the spread of per-image scores, not the uncertainty of the mean;
   the bootstrap confidence interval does the latter. See :data:`STD_DDOF`.
-* **Bootstrap** resamples test images with replacement. :func:`bootstrap_ci` draws its resample
-  indices exactly as :func:`scipy.stats.bootstrap` does (``rng.integers(0, n, (batch, n))`` per
-  batch from ``numpy.random.default_rng(seed)``) and takes the linear-interpolation percentiles,
-  so ``method="percentile"`` gives the same interval as SciPy given the same seed, number of
-  resamples and ``batch``.
+* **Bootstrap** resamples test images with replacement: :func:`scipy.stats.bootstrap` seeded with
+  ``numpy.random.default_rng(seed)`` (percentile or BCa intervals).
 * **Paired test** is the two-sided Wilcoxon signed-rank test on per-image differences, with cases
   matched by image name; zero differences are dropped (SciPy's default ``zero_method="wilcox"``).
 """
@@ -18,14 +15,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Callable, Mapping, NamedTuple, Optional
 
 import numpy as np
 
+from vlsm.evaluation.metrics import STD_DDOF, mean_std
 from vlsm.utils import preview
-
-#: Delta degrees of freedom of every standard deviation ``vlsm`` reports (population std).
-STD_DDOF = 0
 
 #: Resample matrices larger than this many indices are drawn in batches to bound memory.
 _MAX_INDICES_PER_BATCH = 5_000_000
@@ -66,34 +62,21 @@ def default_batch(n: int, n_resamples: int) -> Optional[int]:
 
 def bootstrap_distribution(values, stat: Callable = np.mean, n_resamples: int = 10000, seed: int = 0,
                            batch: Optional[int] = None) -> np.ndarray:
-    """The statistic on ``n_resamples`` resamples (with replacement) of ``values``.
-
-    Resample indices are drawn as in :func:`scipy.stats.bootstrap`: for each batch,
-    ``rng.integers(0, n, (batch_size, n))`` with ``rng = numpy.random.default_rng(seed)``.
-    ``batch=None`` draws everything at once unless that would exceed a few million indices.
-    """
+    """The statistic on ``n_resamples`` resamples (with replacement) of ``values``, drawn by
+    :func:`scipy.stats.bootstrap` from ``numpy.random.default_rng(seed)``. ``batch=None`` draws
+    everything at once unless that would exceed a few million indices."""
     x = _as_1d_finite(values)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
-    n = x.size
-    if batch is None:
-        batch = default_batch(n, n_resamples)
-    step = batch or n_resamples
-    if step < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
-    rng = np.random.default_rng(seed)
-    parts = []
-    for start in range(0, n_resamples, step):
-        size = min(step, n_resamples - start)
-        idx = rng.integers(0, n, (size, n))
-        parts.append(_apply_stat(stat, x[idx]))
-    return np.concatenate(parts)
+    with warnings.catch_warnings():  # a constant sample is fine here: its distribution is constant
+        warnings.simplefilter("ignore")
+        return np.asarray(_scipy_bootstrap(x, stat, n_resamples, 0.95, seed, "percentile", batch)
+                          .bootstrap_distribution, dtype=np.float64)
 
 
 def bootstrap_ci(values, stat: Callable = np.mean, n_resamples: int = 10000, confidence: float = 0.95,
                  seed: int = 0, method: str = "percentile",
                  batch: Optional[int] = None) -> tuple[float, float]:
-    """Two-sided bootstrap confidence interval ``(low, high)`` of ``stat(values)``.
+    """Two-sided bootstrap confidence interval ``(low, high)`` of ``stat(values)``, by
+    :func:`scipy.stats.bootstrap`.
 
     Args:
         values: per-case scores (1-D; NaN is an error).
@@ -101,45 +84,42 @@ def bootstrap_ci(values, stat: Callable = np.mean, n_resamples: int = 10000, con
         n_resamples: number of bootstrap resamples.
         confidence: confidence level, e.g. ``0.95``.
         seed: seed of ``numpy.random.default_rng``; the same seed gives the same interval.
-        method: ``"percentile"`` (computed here, identical to SciPy's percentile method) or
-            ``"bca"`` (bias-corrected and accelerated, delegated to :func:`scipy.stats.bootstrap`).
-        batch: resamples per batch of index draws (affects the random stream like SciPy's
-            ``batch``); ``None`` = all at once for typical test-set sizes.
+        method: ``"percentile"`` or ``"bca"`` (bias-corrected and accelerated).
+        batch: resamples per batch of index draws (SciPy's ``batch``, which shapes the random
+            stream); ``None`` = all at once for typical test-set sizes.
 
     A constant sample (including a single value) gives ``(value, value)``.
     """
     x = _as_1d_finite(values)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
-    method = method.lower()
-    if method not in ("percentile", "bca"):
+    methods = {"percentile": "percentile", "bca": "BCa"}
+    if method.lower() not in methods:
         raise ValueError(f"unknown bootstrap method {method!r}; use 'percentile' or 'bca'")
     if np.all(x == x[0]):
         v = float(_apply_stat(stat, x[None, :])[0])
         return v, v
-    if method == "bca":
-        return _scipy_bootstrap_ci(x, stat, n_resamples, confidence, seed, "BCa", batch)
-    dist = bootstrap_distribution(x, stat, n_resamples, seed, batch)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.percentile(dist, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    res = _scipy_bootstrap(x, stat, n_resamples, confidence, seed, methods[method.lower()], batch)
+    low, high = res.confidence_interval
     return float(low), float(high)
 
 
-def _scipy_bootstrap_ci(x: np.ndarray, stat: Callable, n_resamples: int, confidence: float, seed: int,
-                        method: str, batch: Optional[int]) -> tuple[float, float]:
+def _scipy_bootstrap(x: np.ndarray, stat: Callable, n_resamples: int, confidence: float, seed: int,
+                     method: str, batch: Optional[int]):
     from scipy import stats as sstats
 
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
     if batch is None:
         batch = default_batch(x.size, n_resamples)
-    kwargs = dict(n_resamples=n_resamples, confidence_level=confidence, method=method, batch=batch)
-    kwargs.update(scipy_rng_kwargs(seed))
+    elif batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
 
     def statistic(sample, axis=-1):
         return _apply_stat(stat, np.moveaxis(np.asarray(sample), axis, -1))
 
-    res = sstats.bootstrap((x,), statistic, vectorized=True, **kwargs)
-    low, high = res.confidence_interval
-    return float(low), float(high)
+    return sstats.bootstrap((x,), statistic, vectorized=True, n_resamples=n_resamples,
+                            confidence_level=confidence, method=method, batch=batch, **scipy_rng_kwargs(seed))
 
 
 def scipy_rng_kwargs(seed: int) -> dict:
@@ -193,12 +173,6 @@ def paired_wilcoxon(a: Mapping[str, float], b: Mapping[str, float], name_a: str 
         return WilcoxonResult(0.0, 1.0)
     res = sstats.wilcoxon(x, y)
     return WilcoxonResult(float(res.statistic), float(res.pvalue))
-
-
-def mean_std(values, scale: float = 1.0) -> tuple[float, float]:
-    """``(mean, std)`` of ``values`` times ``scale``, std with ``ddof=STD_DDOF`` (population)."""
-    x = _as_1d_finite(values) * scale
-    return float(np.mean(x)), float(np.std(x, ddof=STD_DDOF))
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2, pm: str = " ± ") -> str:

@@ -4,19 +4,17 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from vlsm.models.base import SegmentationModel
+from vlsm.evaluation.metrics import dice_from_counts
+from vlsm.models import SegmentationModel
 from vlsm.training.losses import BCEDiceLoss
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Hard Dice per image at the model's resolution (validation signal; final numbers are
-    computed at each image's original size by vlsm.evaluation)."""
+    computed at each image's original size by vlsm.evaluation), with its empty-mask policy."""
     pred = (torch.sigmoid(logits.float()) > threshold).flatten(1).float()
     target = target.flatten(1).float()
-    inter = (pred * target).sum(1)
-    denom = pred.sum(1) + target.sum(1)
-    # Both empty counts as a perfect score, the same policy as vlsm.evaluation.metrics.
-    return torch.where(denom > 0, 2 * inter / denom.clamp_min(1), torch.ones_like(denom))
+    return dice_from_counts((pred * target).sum(1), pred.sum(1), target.sum(1))
 
 
 class SegmentationTask(L.LightningModule):

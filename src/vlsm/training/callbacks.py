@@ -1,0 +1,51 @@
+"""Lightning callbacks of `vlsm train`."""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+
+from vlsm.runs import METRICS_FIELDS
+
+log = logging.getLogger("vlsm")
+
+
+class MetricsCSV(L.Callback):
+    """One learning-curve row per epoch in RUN/metrics.csv (and in the log): epoch, step, train_loss,
+    val_loss, val_dice, lr, seconds. A resumed run continues the file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.start = time.time()
+        self.last_epoch = -1
+        if self.path.is_file():
+            with self.path.open(newline="") as fh:
+                epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")]
+            self.last_epoch = max(epochs, default=-1)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        # Lightning replays this hook when it resumes from an end-of-epoch checkpoint.
+        if not trainer.is_global_zero or trainer.sanity_checking or trainer.current_epoch <= self.last_epoch:
+            return
+        self.last_epoch = trainer.current_epoch
+        metrics = trainer.callback_metrics
+
+        def value(key):
+            v = metrics.get(key)
+            return f"{float(v):.6f}" if v is not None else ""
+
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else ""
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "train_loss": value("train_loss_epoch"), "val_loss": value("val_loss"),
+               "val_dice": value("val_dice"), "lr": f"{lr:.3g}", "seconds": f"{time.time() - self.start:.1f}"}
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRICS_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        log.info("epoch %s: train_loss %s val_loss %s val_dice %s lr %s", row["epoch"],
+                 row["train_loss"], row["val_loss"], row["val_dice"], row["lr"])
