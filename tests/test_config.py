@@ -145,14 +145,17 @@ def test_apply_overrides_sets_dotted_keys_on_a_copy(monkeypatch):
     base = ExperimentConfig()
     cfg = apply_overrides(base, [("train.epochs", 5), ("train.lr", 2e-4), ("data.paths", "$VLSM_DATA_ROOT/busi"),
                                  ("model.name", "clipseg"), ("model.overrides.freeze_encoder", True),
-                                 ("model.overrides.clipseg.pretrained", "CIDAS/x"), ("eval.splits", ["val"]),
+                                 ("model.overrides.clipseg", {"pretrained": "CIDAS/x"}), ("eval.splits", ["val"]),
                                  ("out", "runs/x")])
     assert (cfg.train.epochs, cfg.train.lr, cfg.data.paths, cfg.eval.splits, cfg.out) == \
         (5, 2e-4, ["/data/busi"], ["val"], "runs/x")
     assert cfg.model.name == "clipseg"
     assert cfg.model.overrides == {"freeze_encoder": True, "clipseg": {"pretrained": "CIDAS/x"}}
     assert base == ExperimentConfig()  # the input is left alone
-    assert apply_overrides(cfg, [("model.overrides", {})]).model.overrides == {}
+    empty = {}
+    assert apply_overrides(cfg, [("model.overrides", empty), ("model.overrides.image_size", 64)]).model.overrides \
+        == {"image_size": 64}
+    assert empty == {}  # values passed in are not changed either
 
 
 @pytest.mark.parametrize("pair, message", [

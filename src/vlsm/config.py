@@ -165,8 +165,9 @@ def apply_overrides(cfg: ExperimentConfig, pairs: Iterable[tuple[str, object]], 
     """A copy of ``cfg`` with each ``(dotted key, value)`` of ``pairs`` set, in order.
 
     Keys are ``SECTION.FIELD`` (``train.epochs``, ``data.paths``, ``model.name``), a top-level field
-    (``name``, ``out``), or ``model.overrides.OPTION`` for a model option (``model.overrides.image_size``;
-    a deeper key sets a nested option: ``model.overrides.clipseg.pretrained``). Values are checked
+    (``name``, ``out``), or ``model.overrides.OPTION`` for a create_model option
+    (``model.overrides.image_size``; nested options take a mapping value:
+    ``("model.overrides.clipseg", {"pretrained": ...})``). Values are checked
     against the field's type exactly as in an experiment file; errors name ``where`` (e.g. ``--set``),
     the key, the expected type and the valid keys. ``cfg`` itself is never changed.
     """
@@ -182,7 +183,8 @@ def _apply_override(cfg: ExperimentConfig, key: str, value, where: str) -> None:
         target = getattr(cfg, head)
         name = rest[0]
         if (head, name) == ("model", "overrides") and len(rest) > 1:
-            _set_option(target.overrides, rest[1:], value, where, key)
+            # one create_model option, named by the rest of the key (as `--set KEY=VALUE` names it)
+            target.overrides = {**target.overrides, ".".join(rest[1:]): value}
             return
         if len(rest) > 1 and name in {f.name for f in dataclasses.fields(target)}:
             raise ValueError(f"{where}: {key}: {head}.{name} has no sub-keys; set {head}.{name} itself")
@@ -196,15 +198,6 @@ def _apply_override(cfg: ExperimentConfig, key: str, value, where: str) -> None:
         tops = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in SECTIONS]
         raise ValueError(f"{where}: {key!r}: expected SECTION.KEY with SECTION one of {sorted(SECTIONS)} "
                          f"(e.g. train.epochs), or one of {tops}")
-
-
-def _set_option(options: dict, path: list, value, where: str, key: str) -> None:
-    for i, part in enumerate(path[:-1]):
-        options = options.setdefault(part, {})
-        if not isinstance(options, dict):
-            raise ValueError(f"{where}: {key}: model.overrides.{'.'.join(path[:i + 1])} is "
-                             f"{options!r}, not a mapping of options")
-    options[path[-1]] = value
 
 
 def expand_path(p, where: str = "config") -> str:
