@@ -1,5 +1,10 @@
 """Experiment configuration as data: one dataclass tree, loaded from YAML, overridden from the CLI,
-and written back resolved into every run folder (``config.yaml``)."""
+and written back resolved into every run folder (``config.yaml``).
+
+Every key and value is checked against the dataclasses' type hints when a file is read and when an
+override is applied (:func:`apply_overrides`, the one override path of ``vlsm train`` and
+``vlsm sweep --set``), so ``epochs: "5"`` is refused naming the file, the key and the expected type.
+The model section is a :class:`vlsm.models.ModelSpec`: exactly what ``vlsm.create_model`` takes."""
 from __future__ import annotations
 
 import copy

@@ -88,7 +88,7 @@ def config_from_args(args):
     from vlsm.config import ExperimentConfig, apply_overrides, load_config
 
     cfg = load_config(args.config) if args.config else ExperimentConfig()
-    return apply_overrides(cfg, override_pairs(args, cfg), where="vlsm train")
+    return apply_overrides(cfg, override_pairs(args, cfg), where="command line")
 
 
 def run(args) -> int:
