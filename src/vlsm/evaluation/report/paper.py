@@ -1,0 +1,63 @@
+"""What the paper fixes: its model order, which VLSM each ensemble's gain is measured against, the
+datasets' names and column order, and the metrics a table reports."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+#: Row order of the paper's tables.
+PAPER_MODEL_ORDER = ("UNet-D", "CLIPSeg", "BiomedCLIPSeg", "CRIS", "BiomedCLIPSeg-A", "CLIPSeg-B",
+                     "Ensemble-C")
+
+#: Which VLSM(s) each ensemble's gain is measured against (the better one when there are two).
+ENSEMBLE_REFERENCES = {
+    "BiomedCLIPSeg-A": ("BiomedCLIPSeg",),
+    "CLIPSeg-B": ("CLIPSeg",),
+    "Ensemble-C": ("BiomedCLIPSeg", "CLIPSeg"),
+}
+
+#: Dataset folder names of the medvlsm testbench -> names used in the papers, in column order.
+DATASET_NAMES = {
+    "kvasir_polyp": "Kvasir-SEG",
+    "clinicdb_polyp": "ClinicDB",
+    "bkai_polyp": "BKAI",
+    "busi": "BUSI",
+    "chexlocalize": "CheXlocalize",
+    "colondb_polyp": "ColonDB",
+    "etis_polyp": "ETIS",
+    "isic": "ISIC",
+    "dfu": "DFU",
+    "camus": "CAMUS",
+}
+
+METRICS = {"dice": "Dice", "iou": "IoU"}
+SPLIT_ORDER = ("test", "val", "train")
+
+
+def norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text).lower())
+
+
+PAPER_BY_NORM = {norm(n): n for n in PAPER_MODEL_ORDER}
+
+
+def paper_model(label: str, name: str = "") -> Optional[str]:
+    """The paper's model name for a row (matched on label, then registry name), else ``None``."""
+    for candidate in (label, name):
+        if candidate and norm(candidate) in PAPER_BY_NORM:
+            return PAPER_BY_NORM[norm(candidate)]
+    return None
+
+
+def dataset_title(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def column_title(dataset: str, split: str) -> str:
+    """A table column's dataset heading: the paper's name, with the split unless it is ``test``."""
+    title = dataset_title(dataset)
+    return title if split == "test" else f"{title} ({split})"
+
+
+__all__ = ["DATASET_NAMES", "ENSEMBLE_REFERENCES", "METRICS", "PAPER_MODEL_ORDER", "SPLIT_ORDER", "column_title", "dataset_title",
+           "norm", "paper_model"]

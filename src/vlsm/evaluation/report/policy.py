@@ -1,0 +1,127 @@
+"""The statistics policy of a table: best of a column, ensemble gains, the paired Wilcoxon test, and
+the notes that say how the numbers were computed and where the results disagree."""
+from __future__ import annotations
+
+import numpy as np
+
+from vlsm.evaluation import stats
+from vlsm.evaluation.report.paper import ENSEMBLE_REFERENCES, METRICS
+from vlsm.evaluation.report.table import Column, Comparison, find_row
+
+
+def mark_best(rows: list, col: Column, digits: int) -> None:
+    cells = [r.cells[col] for r in rows if col in r.cells]
+    if len(cells) < 2:
+        return
+    best = max(round(c.mean, digits) for c in cells)
+    for c in cells:
+        c.best = round(c.mean, digits) == best
+
+
+def add_gains(rows: list, columns: list) -> list:
+    notes = []
+    by_paper: dict = {}
+    for r in rows:
+        if r.paper_name:
+            by_paper.setdefault(r.paper_name, []).append(r)
+    for ens in rows:
+        refs = ENSEMBLE_REFERENCES.get(ens.paper_name or "")
+        if not refs:
+            continue
+        for col in columns:
+            cell = ens.cells.get(col)
+            if cell is None:
+                continue
+            candidates = []
+            ambiguous = []
+            for ref in refs:
+                ref_rows = [r for r in by_paper.get(ref, []) if col in r.cells]
+                if len(ref_rows) > 1:
+                    ambiguous.append((ref, ref_rows))
+                elif ref_rows:
+                    candidates.append(ref_rows[0])
+            if ambiguous:
+                ref, ref_rows = ambiguous[0]
+                notes.append(f"No gain for {ens.label} on {col.dataset_title}: several rows are {ref} "
+                             f"({', '.join(r.label for r in ref_rows)}); pass only one of them.")
+                continue
+            if not candidates:
+                continue
+            ref_row = max(candidates, key=lambda r: r.cells[col].mean)
+            cell.gain = cell.mean - ref_row.cells[col].mean
+            cell.gain_over = ref_row.label
+    return notes
+
+
+def consistency_notes(scores: dict, data_keys: list) -> list:
+    notes = []
+    for dataset, split in data_keys:
+        group = [(label, sc) for (label, d, s), sc in scores.items() if (d, s) == (dataset, split)]
+        title = Column(dataset, split, "dice").dataset_title
+        name_sets = {frozenset(sc.names) for _, sc in group}
+        if len(name_sets) > 1:
+            notes.append(f"Warning: on {title} the models were not evaluated on the same images ("
+                         + ", ".join(f"{label}: {sc.n}" for label, sc in group) + ").")
+        thresholds = {sc.threshold for _, sc in group}
+        if len(thresholds) > 1:
+            notes.append(f"Warning: on {title} the models used different thresholds ("
+                         + ", ".join(f"{label}: {sc.threshold}" for label, sc in group) + ").")
+        prompts = {sc.prompt for _, sc in group}
+        if len(prompts) > 1:
+            notes.append(f"Note: on {title} the models used different prompts ("
+                         + ", ".join(f"{label}: {sc.prompt}" for label, sc in group) + ").")
+    return notes
+
+
+def sizes(scores: dict, data_keys: list) -> str:
+    parts = []
+    for dataset, split in data_keys:
+        ns = sorted({sc.n for (_, d, s), sc in scores.items() if (d, s) == (dataset, split)})
+        parts.append(f"{Column(dataset, split, 'dice').dataset_title} {'/'.join(map(str, ns))}")
+    return "Images per dataset: " + ", ".join(parts) + "."
+
+
+def describe(metrics, ci, n_resamples, confidence, seed, ci_method, gains, rows) -> str:
+    what = " and ".join(METRICS[m] for m in metrics)
+    text = (f"{what} (%): mean ± std over the test images (population std, ddof=0); "
+            f"bold: best in its column.")
+    if gains and any(c.gain is not None for r in rows for c in r.cells.values()):
+        text += (" (+x): gain of an ensemble over its VLSM in points (BiomedCLIPSeg-A over BiomedCLIPSeg, "
+                 "CLIPSeg-B over CLIPSeg, Ensemble-C over the better of BiomedCLIPSeg and CLIPSeg).")
+    if ci:
+        method = "percentile" if ci_method == "percentile" else "BCa"
+        text += (f" [low, high]: {confidence * 100:g}% {method} bootstrap CI of the mean "
+                 f"({n_resamples} resamples of the images, seed {seed}).")
+    return text
+
+
+def compare(rows: list, scores: dict, data_keys: list, metrics: list, compare) -> tuple:
+    if len(compare) != 2:
+        raise ValueError(f"compare needs exactly two models, got {list(compare)}")
+    a, b = (find_row(rows, m) for m in compare)
+    if a is b:
+        raise ValueError(f"compare needs two different models, got {compare[0]!r} twice")
+    comparisons, notes = [], []
+    for dataset, split in data_keys:
+        sa, sb = scores.get((a.label, dataset, split)), scores.get((b.label, dataset, split))
+        title = Column(dataset, split, "dice").dataset_title
+        if sa is None or sb is None:
+            missing = a.label if sa is None else b.label
+            if sa is not None or sb is not None:
+                notes.append(f"No Wilcoxon test on {title}: {missing} has no result there.")
+            continue
+        for m in metrics:
+            try:
+                stat, p = stats.paired_wilcoxon(sa.by_name(m), sb.by_name(m),
+                                                f"{a.label} ({sa.per_case_path})", f"{b.label} ({sb.per_case_path})")
+            except ValueError as err:
+                raise ValueError(f"cannot compare {a.label} and {b.label} on {title}: {err}") from None
+            comparisons.append(Comparison(dataset, split, m, a.label, b.label, sa.n,
+                                          float(np.mean(sa.values(m)) * 100), float(np.mean(sb.values(m)) * 100),
+                                          stat, p))
+    if not comparisons:
+        raise ValueError(f"{a.label} and {b.label} share no dataset to compare on")
+    return comparisons, notes
+
+
+__all__ = ["add_gains", "compare", "consistency_notes", "describe", "mark_best", "sizes"]
