@@ -369,6 +369,16 @@ class RunFolder:
     def read_summary(self) -> dict:
         return read_summary(self.summary_file)
 
+    def write_run_summary(self, model: dict, results: Sequence[EvalResult], train: Optional[dict] = None) -> dict:
+        """RUN/summary.json: the model, every evaluation (``results`` written under RUN/eval/) and the
+        training facts."""
+        entries = [{**r.to_dict(), "per_case": self.relative(self.eval_dir(r.dataset, r.split) / r.per_case)}
+                   for r in results]
+        summary = {"model": model, "results": entries, "train": train or {},
+                   "config": self.relative(self.config_file), "created": now(), "empty_mask_policy": EMPTY_MASK_POLICY}
+        self.write_summary(summary)
+        return summary
+
     def write_summary(self, summary: dict) -> Path:
         return write_summary(self.path, summary)
 

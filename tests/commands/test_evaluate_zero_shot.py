@@ -51,6 +51,16 @@ def test_zero_shot_prompt_sweep_gives_one_row_per_prompt(clipseg_weights, tmp_pa
 def test_zero_shot_needs_model_and_refuses_checkpoint_mix(tmp_path, capsys):
     assert main(["evaluate", "--zero-shot", "--data", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
     assert "--model" in capsys.readouterr().err
+    # a checkpoint together with --zero-shot --model: which model to score is ambiguous
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert main(["evaluate", str(ckpt), "--zero-shot", "--model", "unet-d", "--data", str(tmp_path),
+                 "-o", str(tmp_path / "o")]) == 2
+    assert "do not also give a checkpoint" in capsys.readouterr().err
+    # a checkpoint with --model (no --zero-shot): the checkpoint already knows its model
+    assert main(["evaluate", str(ckpt), "--model", "unet-d", "--data", str(tmp_path),
+                 "-o", str(tmp_path / "o")]) == 2
+    assert "a checkpoint already knows its model" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_weights_fail_fast_with_the_fix(tmp_path, offline, capsys):

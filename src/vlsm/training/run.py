@@ -17,7 +17,7 @@ import torch
 from vlsm.config import ExperimentConfig
 from vlsm.data import load_records
 from vlsm.devices import resolve_accelerator, resolve_precision
-from vlsm.runs import EMPTY_MASK_POLICY, RunFolder, model_info, now
+from vlsm.runs import RunFolder, model_info
 from vlsm.training.logging import attach_log_file, detach_log_file, quiet_lightning
 
 log = logging.getLogger("vlsm")
@@ -176,12 +176,8 @@ def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Op
     results = []
     for path, split in targets:
         [(name, records)] = load_records([path], split, cfg.data.class_name, check=False)
-        folder = run.eval_dir(name, split)
-        result = evaluate_split(predictor, records, folder, dataset=name, split=split, prompt=prompt,
-                                threshold=cfg.eval.threshold)
-        results.append({**result.to_dict(), "per_case": run.relative(folder / result.per_case)})
-    summary = {"model": info, "results": results, "train": train_info or {},
-               "config": run.relative(run.config_file), "created": now(), "empty_mask_policy": EMPTY_MASK_POLICY}
-    run.write_summary(summary)
-    log.info("results:\n%s", format_results([{**r, "label": info["label"]} for r in results]))
+        results.append(evaluate_split(predictor, records, run.eval_dir(name, split), dataset=name, split=split,
+                                      prompt=prompt, threshold=cfg.eval.threshold))
+    summary = run.write_run_summary(info, results, train_info)
+    log.info("results:\n%s", format_results([{**r, "label": info["label"]} for r in summary["results"]]))
     return summary
