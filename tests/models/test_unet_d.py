@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 import vlsm
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
-from vlsm.models.reference import _UNET_D_RENAMES, ConversionError
-from vlsm.models.unet_d import UNetD, UNetDConfig, eca_kernel_size
+from vlsm.models.reference import CheckpointConversionError
+from vlsm.models.unet_d import REFERENCE_RENAMES, UNetD, UNetDConfig, eca_kernel_size
 
 
 def tiny(**over):
@@ -36,7 +36,7 @@ def test_paper_parameter_count_and_preprocess():
     assert vlsm.create_model("unet-d", image_size=224).preprocess.image_size == 224
 
 
-def test_tiny_forward_shape_and_speed():
+def test_tiny_forward_shapes():
     model = tiny().eval()
     assert model.preprocess.image_size == 64
     with torch.no_grad():
@@ -52,7 +52,7 @@ def test_size_not_divisible_is_clear_error():
         model(torch.randn(1, 3, 60, 64))
     with pytest.raises(ValueError, match="not divisible by 16"):
         tiny(image_size=100)
-    with pytest.raises(ValueError, match="unknown UNet-D option"):
+    with pytest.raises(ValueError, match=r"unet-d: unknown option\(s\) \['widths'\]; valid options: .*encoder_channels"):
         tiny(widths=3)
     with pytest.raises(ValueError, match="one width per encoder stage"):
         UNetDConfig(decoder_channels=(1, 2))
@@ -127,6 +127,20 @@ def test_golden_output():
     check_golden("unet_d_tiny", out)
 
 
+def test_golden_update_rewrites_and_never_passes(tmp_path, monkeypatch):
+    from golden import golden_tools
+
+    monkeypatch.setattr(golden_tools, "GOLDEN_DIR", tmp_path)
+    monkeypatch.setenv("VLSM_UPDATE_GOLDEN", "1")
+    with pytest.raises(pytest.skip.Exception, match="rewrote .*unet_d_probe.json"):
+        check_golden("unet_d_probe", torch.ones(2))
+    assert (tmp_path / "unet_d_probe.json").is_file()
+    monkeypatch.delenv("VLSM_UPDATE_GOLDEN")
+    check_golden("unet_d_probe", torch.ones(2))
+    with pytest.raises(AssertionError, match="unet_d_probe: mean"):
+        check_golden("unet_d_probe", torch.zeros(2))
+
+
 def test_every_parameter_trains():
     model = tiny().train()
     out = model(torch.randn(2, 3, 32, 32))
@@ -137,7 +151,7 @@ def test_every_parameter_trains():
 
 
 def to_reference_names(state: dict) -> dict:
-    inverse = {v: k for k, v in _UNET_D_RENAMES.items()}
+    inverse = {v: k for k, v in REFERENCE_RENAMES.items()}
     out = {}
     for key, value in state.items():
         module, _, leaf = key.rpartition(".")
@@ -156,7 +170,7 @@ def test_convert_reference_state_dict_strict_and_lists_unused():
     fresh.load_state_dict(converted, strict=True)
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
-    with pytest.raises(ConversionError, match="unknown UNet-D parameter"):
+    with pytest.raises(CheckpointConversionError, match="unknown UNet-D parameter"):
         vlsm.convert_reference_checkpoint("unet-d", {**ref, "mystery.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="no reference converter"):
         vlsm.convert_reference_checkpoint("not-a-model", ref)

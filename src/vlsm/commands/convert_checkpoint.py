@@ -34,15 +34,10 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
                  image_size=None, force: bool = False):
     """Python twin of the command; returns the loaded model."""
     from vlsm.errors import UserError
-    from vlsm.models.reference import (
-        ConversionError,
-        check_keys,
-        convert_reference_checkpoint,
-        infer_unet_d_overrides,
-        read_state_dict_file,
-        supported_models,
-    )
+    from vlsm.models.checkpoint import CheckpointError, load_state_dict_strict, read_state_dict_file
+    from vlsm.models.reference import convert_reference_checkpoint, supported_models
     from vlsm.models.registry import create_model
+    from vlsm.models.unet_d import infer_reference_overrides
 
     if model_name not in supported_models():
         raise UserError(f"--model {model_name!r} has no reference converter; choose one of "
@@ -53,7 +48,7 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
     try:
         raw = read_state_dict_file(input_path)
         state = convert_reference_checkpoint(model_name, raw)
-    except ConversionError as err:
+    except CheckpointError as err:
         raise UserError(f"{input_path}: {err}") from err
     overrides = {}
     if image_size is not None:
@@ -61,18 +56,18 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
     kwargs = {}
     if model_name == "unet-d":
         try:
-            overrides.update(infer_unet_d_overrides(raw))
-        except ConversionError as err:
+            overrides.update(infer_reference_overrides(raw))
+        except CheckpointError as err:
             raise UserError(f"{input_path}: {err}") from err
         overrides.pop("inject_channels", None)
     else:
         kwargs["variant"] = "reference"
     model = create_model(model_name, preset=preset, **kwargs, **overrides)
     try:
-        check_keys(model, state, what=f"{input_path} converted for {model_name} (preset {preset})")
-    except ConversionError as err:
+        load_state_dict_strict(model, state, source=f"{input_path} (converted)",
+                               model_name=f"{model_name} (preset {preset}{', variant reference' if kwargs else ''})")
+    except CheckpointError as err:
         raise UserError(str(err)) from err
-    model.load_state_dict(state, strict=True)
 
     parent = output_path.parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Models: registry, shared base class and the paper's architectures."""
-from vlsm.models.base import ModelSpec, Preprocess, SegmentationModel, load_pretrained
-from vlsm.models.registry import create_model, get_entry, list_models, register_model
+from vlsm.models.base import ModelSpec, Preprocess, SegmentationModel
+from vlsm.models.registry import create_model, get_entry, list_models, load_pretrained, register_model
 
 __all__ = ["ModelSpec", "Preprocess", "SegmentationModel", "create_model", "get_entry",
            "list_models", "load_pretrained", "register_model"]

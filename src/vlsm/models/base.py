@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -103,7 +103,7 @@ class SegmentationModel(nn.Module):
 
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write spec + weights (+ tokenizer files) so :func:`load_pretrained` rebuilds this model."""
+        """Write spec + weights (+ tokenizer files) so :func:`vlsm.load_pretrained` rebuilds this model."""
         from safetensors.torch import save_model
 
         directory = Path(directory)
@@ -122,23 +122,3 @@ class SegmentationModel(nn.Module):
             tok.save(directory)
         tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
         return directory
-
-
-def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
-    """Rebuild a model written by :meth:`SegmentationModel.save_pretrained`."""
-    from safetensors.torch import load_model
-
-    from vlsm.models.registry import create_model
-
-    directory = Path(directory)
-    spec_path = directory / SPEC_FILE
-    if not spec_path.is_file():
-        raise FileNotFoundError(
-            f"{directory} is not a saved vlsm model: {SPEC_FILE} is missing. Point at a folder written "
-            f"by `model.save_pretrained(dir)` or at a training run folder's `model/` subfolder.")
-    payload = json.loads(spec_path.read_text())
-    spec = ModelSpec.from_dict(payload["spec"])
-    model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
-                         tokenizer_dir=str(directory), **spec.overrides, **runtime)
-    load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=map_location)
-    return model

@@ -1,15 +1,19 @@
-"""The model registry: one name -> one builder. ``create_model`` is the only way models are built.
+"""The model registry: one name -> one builder. ``create_model`` is the only way models are built,
+and :func:`load_pretrained` rebuilds a saved one through it.
 
-Model modules register themselves with :func:`register_model`; they are imported lazily on first
-use so that ``import vlsm`` stays fast and an optional dependency only matters for its own model.
+Model modules register themselves with :func:`register_model` (with their reference-checkpoint
+converter, when the reference code has the model); they are imported lazily on first use so that
+``import vlsm`` stays fast and an optional dependency only matters for its own model.
 """
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-from vlsm.models.base import ModelSpec, SegmentationModel
+from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE, ModelSpec, SegmentationModel
 
 # Modules that define models; each registers its names at import time.
 MODEL_MODULES = (
@@ -32,6 +36,8 @@ class ModelEntry:
     default_variant: Optional[str] = None
     uses_text: bool = False
     paper_name: str = ""
+    # reference VLSM-Ensemble state dict (unwrapped) -> ours, or None when the reference has no such model
+    convert_reference: Optional[Callable[[Mapping], dict]] = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -39,17 +45,33 @@ _loaded = False
 
 
 def register_model(name: str, *, description: str, presets=("paper", "tiny"), variants=(),
-                   default_variant: Optional[str] = None, uses_text: bool = False, paper_name: str = ""):
-    """Decorator: ``builder(*, preset, variant, pretrained, tokenizer_dir, **overrides) -> model``."""
+                   default_variant: Optional[str] = None, uses_text: bool = False, paper_name: str = "",
+                   convert_reference: Optional[Callable[[Mapping], dict]] = None):
+    """Decorator: ``builder(*, preset, variant, pretrained, model_dir, **overrides) -> model``.
+
+    ``model_dir`` is a saved model folder (``save_pretrained``) the model is being rebuilt from: its
+    config and tokenizer files, never its weights (:func:`load_pretrained` loads those).
+    ``convert_reference`` maps an unwrapped state dict of the reference VLSM-Ensemble code onto
+    ``builder(variant="reference")`` (see :func:`vlsm.models.reference.convert_reference_checkpoint`).
+    """
 
     def deco(builder):
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model name {name!r} is registered twice")
         _REGISTRY[name] = ModelEntry(name, builder, description, tuple(presets), tuple(variants),
-                                     default_variant, uses_text, paper_name or name)
+                                     default_variant, uses_text, paper_name or name, convert_reference)
         return builder
 
     return deco
+
+
+def check_options(model: str, given: Iterable[str], valid: Iterable[str], hint: str = "") -> None:
+    """Every builder's check of its keyword options: unknown ones are refused with the valid ones listed."""
+    valid = sorted(set(valid))
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f"{model}: unknown option(s) {unknown}; valid options: {', '.join(valid)}"
+                         + (f" ({hint})" if hint else ""))
 
 
 def _ensure_loaded() -> None:
@@ -81,8 +103,8 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "paper",
-                 variant: Optional[str] = None, tokenizer_dir: Optional[str] = None,
-                 **overrides) -> SegmentationModel:
+                 variant: Optional[str] = None, model_dir: Optional[str] = None,
+                 tokenizer_dir: Optional[str] = None, **overrides) -> SegmentationModel:
     """Build a registered model.
 
     Args:
@@ -91,9 +113,15 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
             (``"hf-hub:ORG/NAME"`` or ``"ORG/NAME"``), or a local folder. See ``vlsm.models.weights``.
         preset: ``"paper"`` (the paper's sizes) or ``"tiny"`` (a few layers, for tests and demos).
         variant: for the ensembles, ``"fixed"`` (default) or ``"reference"``.
-        tokenizer_dir: a folder with tokenizer files (written by ``save_pretrained``).
+        model_dir: a saved model folder (written by ``save_pretrained``) whose config and tokenizer
+            files the model is rebuilt from; :func:`load_pretrained` passes it.
+        tokenizer_dir: the former name of ``model_dir``, still accepted.
         overrides: model-specific config fields, e.g. ``image_size=224``.
     """
+    if tokenizer_dir is not None:
+        if model_dir is not None and str(model_dir) != str(tokenizer_dir):
+            raise ValueError("create_model: pass model_dir= only (tokenizer_dir= is its former name)")
+        model_dir = tokenizer_dir
     entry = get_entry(name)
     if preset not in entry.presets:
         raise ValueError(f"model {name!r} has no preset {preset!r}; valid presets: {', '.join(entry.presets)}")
@@ -103,7 +131,25 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
         valid = ", ".join(entry.variants) if entry.variants else "none (leave variant unset)"
         raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
     model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
-                          tokenizer_dir=tokenizer_dir, **overrides)
+                          model_dir=None if model_dir is None else str(model_dir), **overrides)
     model.spec = ModelSpec(name=name, preset=preset, variant=variant, pretrained=pretrained,
                            overrides=dict(overrides))
+    return model
+
+
+def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
+    """Rebuild a model written by :meth:`SegmentationModel.save_pretrained`."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    spec_path = directory / SPEC_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a saved vlsm model: {SPEC_FILE} is missing. Point at a folder written "
+            f"by `model.save_pretrained(dir)` or at a training run folder's `model/` subfolder.")
+    payload = json.loads(spec_path.read_text())
+    spec = ModelSpec.from_dict(payload["spec"])
+    model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
+                         model_dir=str(directory), **spec.overrides, **runtime)
+    load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=map_location)
     return model

@@ -25,13 +25,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
-from vlsm.models.registry import register_model
+from vlsm.models.reference import CheckpointConversionError, PrefixRule, convert_by_prefix, load_weights
+from vlsm.models.registry import check_options, register_model
 
 
 @dataclass
@@ -215,30 +216,83 @@ def unet_d_config(preset: str = "paper", **overrides) -> UNetDConfig:
     """The config of a preset with field overrides (unknown fields are a clear error)."""
     if preset not in PRESETS:
         raise ValueError(f"UNet-D has no preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(UNetDConfig)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f"unknown UNet-D option(s) {sorted(unknown)}; valid: {sorted(fields)}")
+    check_options("unet-d", overrides, (f.name for f in dataclasses.fields(UNetDConfig)))
     return UNetDConfig(**{**PRESETS[preset], **overrides})
 
 
-def load_weights_into(model: nn.Module, name: str, pretrained: str) -> None:
-    """Load ``pretrained`` (a saved model folder or a state-dict file, ours or the reference's)."""
-    from vlsm.models.reference import load_any_state_dict
+# -- the reference code's UNet_D ------------------------------------------------------------------------
+# reference module name -> ours (BatchNorm buffers follow their module)
+REFERENCE_RENAMES = {
+    "conv11": "encoder.0.conv1", "conv12": "encoder.0.conv2", "bn1": "encoder.0.bn",
+    "conv22": "encoder.1.conv1", "conv222": "encoder.1.conv2", "bn2": "encoder.1.bn",
+    "conv33": "encoder.2.conv1", "conv333": "encoder.2.conv2", "bn3": "encoder.2.bn",
+    "conv44": "encoder.3.conv1", "conv444": "encoder.3.conv2", "bn4": "encoder.3.bn",
+    "upconv41": "bottleneck", "eca4.conv": "eca.conv",
+    "upconv4": "decoder.0.up", "convup4": "decoder.0.conv", "upbn4": "decoder.0.bn",
+    "upconv3": "decoder.1.up", "convup3": "decoder.1.conv", "upbn3": "decoder.1.bn",
+    "upconv2": "decoder.2.up", "convup2": "decoder.2.conv", "upbn2": "decoder.2.bn",
+    "upconv1": "decoder.3.up", "convup1": "decoder.3.conv", "upbn1": "decoder.3.bn",
+    "outconv": "head",
+}
+# built by the reference UNet-D variants but never called in their forward
+REFERENCE_UNUSED = ("gn1", "eca3")
 
-    state = load_any_state_dict(name, pretrained, model)
-    model.load_state_dict(state, strict=True)
+
+def rename_reference_key(key: str, *, fuse: bool) -> Optional[str]:
+    """Our name for a reference UNet-D key, or None when the reference forward never uses it.
+
+    ``fuse``: the reference's ``outconv2`` is the ensembles' fusion conv; standalone UNet_D never calls it.
+    """
+    module, _, leaf = key.rpartition(".")
+    if module == "outconv2":
+        return f"fuse.{leaf}" if fuse else None
+    if module.split(".")[0] in REFERENCE_UNUSED:
+        return None
+    if module in REFERENCE_RENAMES:
+        return f"{REFERENCE_RENAMES[module]}.{leaf}"
+    raise CheckpointConversionError(f"unknown UNet-D parameter {key!r} in the reference state dict")
+
+
+def reference_rule(source: str, target: str, *, fuse: bool) -> PrefixRule:
+    """A conversion rule for a reference UNet_D stored under ``source`` (an ensemble's ``decoder2.``)."""
+    return PrefixRule(source, target, lambda rest: rename_reference_key(rest, fuse=fuse))
+
+
+def convert_reference(state: Mapping[str, torch.Tensor]) -> dict:
+    """Standalone reference ``UNet_D``: its ``outconv2`` is never called, so it is dropped."""
+    return convert_by_prefix("unet-d", [reference_rule("", "", fuse=False)], state)
+
+
+def infer_reference_overrides(state: Mapping[str, torch.Tensor]) -> dict:
+    """UNet-D widths read off a reference state dict (so a tiny or custom checkpoint converts too)."""
+    enc = []
+    for first in ("conv11", "conv22", "conv33", "conv44"):
+        w = state.get(f"{first}.weight")
+        if w is None:
+            break
+        enc.append(int(w.shape[0]))
+    dec = [int(state[f"convup{k}.weight"].shape[0]) for k in (4, 3, 2, 1) if f"convup{k}.weight" in state]
+    if len(enc) != 4 or len(dec) != 4 or "upconv41.weight" not in state:
+        raise CheckpointConversionError(
+            "not a reference UNet-D state dict (conv11..conv444, upconv41, convup1..4 expected)")
+    over = dict(encoder_channels=tuple(enc), decoder_channels=tuple(dec),
+                bottleneck_channels=int(state["upconv41.weight"].shape[0]),
+                in_channels=int(state["conv11.weight"].shape[1]),
+                num_classes=int(state["outconv.weight"].shape[0]))
+    extra = int(state["upconv41.weight"].shape[1]) - enc[-1]
+    if extra:
+        over["inject_channels"] = (extra,)
+    return over
 
 
 @register_model("unet-d", description="UNet-D: ECA-bottleneck U-Net CNN from VLSM-Ensemble (image only)",
-                presets=tuple(PRESETS), uses_text=False, paper_name="UNet-D")
-def build_unet_d(*, preset: str = "paper", variant=None, pretrained=None, tokenizer_dir=None,
-                 **overrides) -> UNetD:
+                presets=tuple(PRESETS), uses_text=False, paper_name="UNet-D", convert_reference=convert_reference)
+def build_unet_d(*, preset: str = "paper", variant=None, pretrained=None, model_dir=None, **overrides) -> UNetD:
     model = UNetD(unet_d_config(preset, **overrides))
     if pretrained is not None:
         if not Path(pretrained).exists():
             raise FileNotFoundError(
                 f"UNet-D weights {pretrained!r} not found: UNet-D has no public pretrained weights; pass a "
                 f"folder written by save_pretrained or a state-dict file (.pt/.pth/.ckpt/.safetensors).")
-        load_weights_into(model, "unet-d", pretrained)
+        load_weights(model, "unet-d", pretrained)
     return model
