@@ -9,8 +9,10 @@ import torch
 
 import vlsm
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
-from vlsm.models.ensembles import _A_RULES, _B_RULES, REFERENCE_CONVERTERS, ConcatTokenizer, _c_rules
-from vlsm.models.reference import _UNET_D_RENAMES, ConversionError
+from vlsm.models.ensembles import ConcatTokenizer
+from vlsm.models.ensembles.conversion import A_RULES, B_RULES, C_RULES
+from vlsm.models.reference import CheckpointConversionError, supported_models
+from vlsm.models.unet_d import REFERENCE_RENAMES
 
 NAMES = ("biomedclipseg-a", "clipseg-b", "ensemble-c")
 PROMPTS = ["a polyp", "small round polyp in the colon", "lesion", "red bump"]
@@ -169,23 +171,23 @@ def test_save_and_load_pretrained(tmp_path, name, variant):
 # -- reference conversion -------------------------------------------------------------------------
 def to_reference(name: str, state: dict) -> dict:
     """Our state dict in the reference code's names (inverse of the converter rules) + its unused modules."""
-    rules = {"biomedclipseg-a": _A_RULES, "clipseg-b": _B_RULES, "ensemble-c": _c_rules()}[name]
-    inverse_unet = {v: k for k, v in _UNET_D_RENAMES.items()}
+    rules = {"biomedclipseg-a": A_RULES, "clipseg-b": B_RULES, "ensemble-c": C_RULES}[name]
+    inverse_unet = {v: k for k, v in REFERENCE_RENAMES.items()}
     out = {}
     for key, value in state.items():
-        for src, dst, kind in sorted(rules, key=lambda r: len(r[1] or ""), reverse=True):
-            if dst and key.startswith(dst):
-                rest = key[len(dst):]
-                if kind == "unet":
+        for rule in sorted(rules, key=lambda r: len(r.target or ""), reverse=True):
+            if rule.target and key.startswith(rule.target):
+                rest = key[len(rule.target):]
+                if rule.rename is not None:  # a reference UNet_D, renamed layer by layer
                     module, _, leaf = rest.rpartition(".")
                     rest = f"{'outconv2' if module == 'fuse' else inverse_unet[module]}.{leaf}"
-                out[src + rest] = value
+                out[rule.source + rest] = value
                 break
         else:
             raise AssertionError(f"no rule produces {key}")
-    for src, _dst, kind in rules:
-        if kind == "drop":
-            out[src + "weight"] = torch.zeros(1)
+    for rule in rules:
+        if rule.target is None:  # modules the reference builds but never calls
+            out[rule.source + "weight"] = torch.zeros(1)
     return out
 
 
@@ -201,9 +203,9 @@ def test_convert_reference_checkpoint(name):
     fresh.load_state_dict(converted, strict=True)
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
-    with pytest.raises(ConversionError, match="not part of the reference"):
+    with pytest.raises(CheckpointConversionError, match="not part of the reference"):
         vlsm.convert_reference_checkpoint(name, {**ref, "mystery.weight": torch.zeros(1)})
-    assert name in REFERENCE_CONVERTERS
+    assert name in supported_models()
 
 
 def test_cli_convert_ensemble(tmp_path):

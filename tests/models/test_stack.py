@@ -10,7 +10,7 @@ import yaml
 import vlsm
 from golden.golden_tools import seeded_input, seeded_state_dict
 from vlsm.models import Stack
-from vlsm.models.ensembles import _with_injection
+from vlsm.models.ensembles.stack import with_injection
 
 PROMPTS = ["a polyp", "lesion", "red bump"]
 
@@ -27,7 +27,7 @@ def _inputs(model, batch):
 
 def test_stack_unet_d_bottleneck_conv1x1_is_batch_independent():
     model = Stack(vlsm=_vlsm(), cnn=vlsm.create_model("unet-d", preset="tiny"), preset="tiny").eval()
-    assert model.cnn.config.inject_channels == (model.sizes["reduce_dim"],)
+    assert model.cnn.config.inject_channels == (model.sizes.reduce_dim,)
     px, ids, mask = _inputs(model, 3)
     with torch.no_grad():
         out = model(px, ids, mask)
@@ -40,7 +40,7 @@ def test_extending_unet_d_keeps_its_function():
     unet = vlsm.create_model("unet-d", preset="tiny")
     unet.load_state_dict(seeded_state_dict(unet))
     unet.eval()
-    extended = _with_injection(unet, 5).eval()
+    extended = with_injection(unet, 5).eval()
     x = seeded_input((2, 3, 64, 64))
     with torch.no_grad():
         torch.testing.assert_close(extended(x, inject=[torch.randn(2, 5, 4, 4)]), unet(x))

@@ -13,6 +13,7 @@ Pieces:
 * :class:`UpsampleHead` - conv3x3, ReLU, two transposed convs: a map ``(R, g, g)`` to one channel
   at ``g * patch_size``.
 * :class:`FirstLayerAdapter` - BiomedCLIPSeg-A's adapter: the first extracted activation only.
+* :class:`TransformerAdapter` - what CLIPSeg-B's two adapters share (construction, the layer chain).
 * :class:`LayerStackAdapter` - CLIPSeg-B's adapter as the paper describes it: one reduction and one
   transformer layer per extracted ViT layer, FiLM after the first, per image (``batch_first``).
 * :class:`BatchZipAdapter` - CLIPSeg-B's adapter as the reference code computes it (defects kept,
@@ -95,12 +96,33 @@ class FirstLayerAdapter(nn.Module):
         return self.to_grid(self.film(self.reduce(activations[0]), cond))
 
 
-def _encoder_layer(dim: int, heads: int, ffn_dim: int, dropout: float, batch_first: bool) -> nn.TransformerEncoderLayer:
-    return nn.TransformerEncoderLayer(d_model=dim, nhead=heads, dim_feedforward=ffn_dim, dropout=dropout,
-                                      batch_first=batch_first)
+class TransformerAdapter(nn.Module):
+    """What CLIPSeg-B's two adapters share: FiLM, one reduction and one transformer layer per extracted ViT
+    layer, tokens -> grid. Subclasses say how the layers are visited and set ``batch_first``."""
+
+    batch_first: bool
+
+    def __init__(self, hidden_size: int, cond_dim: int, reduce_dim: int, num_tokens: int, grid: int,
+                 depth: int, heads: int = 4, ffn_dim: int = 2048, dropout: float = 0.1):
+        super().__init__()
+        self.film = FiLM(cond_dim, reduce_dim)
+        self.reduces = nn.ModuleList(nn.Linear(hidden_size, reduce_dim) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model=reduce_dim, nhead=heads, dim_feedforward=ffn_dim, dropout=dropout,
+                                       batch_first=self.batch_first)
+            for _ in range(depth))
+        self.to_grid = TokensToGrid(num_tokens, grid)
+
+    def chain(self, steps, cond: torch.Tensor) -> torch.Tensor:
+        """``a = block_0(FiLM(reduce_0(x_0), c))``, then ``a = block_i(reduce_i(x_i) + a)``; tokens -> grid."""
+        a = None
+        for x, reduce, block in zip(steps, self.reduces, self.blocks):
+            a = self.film(reduce(x), cond) if a is None else reduce(x) + a
+            a = block(a)
+        return self.to_grid(a)
 
 
-class LayerStackAdapter(nn.Module):
+class LayerStackAdapter(TransformerAdapter):
     """One reduction + transformer layer per extracted ViT layer, per image (fixed variants).
 
     ``a = layer_0(FiLM(reduce_0(act_0), c))``, ``a = layer_i(reduce_i(act_i) + a)`` for i > 0, in the
@@ -108,25 +130,15 @@ class LayerStackAdapter(nn.Module):
     tokens of each image (``batch_first=True``), so images in a batch never interact.
     """
 
-    def __init__(self, hidden_size: int, cond_dim: int, reduce_dim: int, num_tokens: int, grid: int,
-                 depth: int, heads: int = 4, ffn_dim: int = 2048, dropout: float = 0.1):
-        super().__init__()
-        self.film = FiLM(cond_dim, reduce_dim)
-        self.reduces = nn.ModuleList(nn.Linear(hidden_size, reduce_dim) for _ in range(depth))
-        self.blocks = nn.ModuleList(_encoder_layer(reduce_dim, heads, ffn_dim, dropout, True) for _ in range(depth))
-        self.to_grid = TokensToGrid(num_tokens, grid)
+    batch_first = True
 
     def forward(self, activations: Sequence[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
         if len(activations) != len(self.blocks):
             raise ValueError(f"adapter built for {len(self.blocks)} extracted layers, got {len(activations)}")
-        a = None
-        for act, reduce, block in zip(activations, self.reduces, self.blocks):
-            a = self.film(reduce(act), cond) if a is None else reduce(act) + a
-            a = block(a)
-        return self.to_grid(a)
+        return self.chain(activations, cond)
 
 
-class BatchZipAdapter(nn.Module):
+class BatchZipAdapter(TransformerAdapter):
     """CLIPSeg-B's adapter exactly as the reference computes it (``variant="reference"`` only).
 
     Defects kept on purpose so that reference numbers and checkpoints reproduce:
@@ -141,17 +153,9 @@ class BatchZipAdapter(nn.Module):
     Consequently one image's output depends on the other images in its batch and on batch size.
     """
 
-    def __init__(self, hidden_size: int, cond_dim: int, reduce_dim: int, num_tokens: int, grid: int,
-                 depth: int, heads: int = 4, ffn_dim: int = 2048, dropout: float = 0.1):
-        super().__init__()
-        self.film = FiLM(cond_dim, reduce_dim)
-        self.reduces = nn.ModuleList(nn.Linear(hidden_size, reduce_dim) for _ in range(depth))
-        self.blocks = nn.ModuleList(_encoder_layer(reduce_dim, heads, ffn_dim, dropout, False) for _ in range(depth))
-        self.to_grid = TokensToGrid(num_tokens, grid)
+    batch_first = False
 
     def forward(self, last_hidden_state: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        a = None
-        for tokens, reduce, block in zip(last_hidden_state, self.reduces, self.blocks):  # over the batch (defect 1)
-            a = self.film(reduce(tokens), cond) if a is None else reduce(tokens) + a
-            a = block(a)  # attention across the batch (defect 2)
-        return self.to_grid(a)
+        # iterating a (B, N, D) tensor visits the images of the batch (defect 1); the blocks attend
+        # across the batch (defect 2)
+        return self.chain(last_hidden_state, cond)
