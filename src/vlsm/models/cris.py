@@ -2,8 +2,9 @@
 
 Layout (parameter names follow the CRIS code, so its checkpoints and OpenAI's ``RN50.pt`` load directly):
 
-* ``backbone``: CLIP RN50 (``visual`` = modified ResNet whose attention pool keeps the spatial map and
-  adds a residual ``connect`` branch; text transformer, ``token_embedding``, ``positional_embedding``,
+* ``backbone``: CLIP RN50 on open_clip's classes (:mod:`vlsm.models.cris_backbone`: ``visual`` = open_clip's
+  ``ModifiedResNet`` whose attention pool keeps the spatial map and adds a residual ``connect`` branch; text
+  transformer, ``token_embedding``, ``positional_embedding``,
   ``ln_final``, ``text_projection``). Returns C3/C4/C5 maps (strides 8/16/32), word features and the
   sentence embedding.
 * ``neck``: text-conditioned FPN fusing C3..C5 into one stride-16 map with coordinate channels.
@@ -35,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
-from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import check_overrides, load_config_json
+from vlsm.models.checkpoint import CheckpointError, load_state_dict_strict, read_state_dict_file, unwrap_state_dict
+from vlsm.models.registry import check_options, register_model
+from vlsm.models.vlsm_base import load_config_json
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
 from vlsm.utils import write_text_atomic
 
@@ -47,6 +49,7 @@ CRIS_FILES = (
 )
 CRIS_OPTIONS = ("image_size", "freeze_encoder", "context_length", "padding_mask", "dropout")
 PADDING_MASKS = ("attention_mask", "zero_ids")
+RESNET_EXPANSION = 4  # channels of a ResNet bottleneck's output per planes (open_clip's Bottleneck.expansion)
 RN50_URL = ("https://openaipublic.azureedge.net/clip/models/"
             "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt")
 
@@ -86,7 +89,7 @@ class CRISConfig:
     def validate(self) -> None:
         c = self.clip
         width = c["vision_width"]
-        expansion = Bottleneck.expansion
+        expansion = RESNET_EXPANSION
         want_in = (width * 2 * expansion, width * 4 * expansion, c["embed_dim"])
         problems = []
         if self.fpn_in != want_in:
@@ -114,167 +117,6 @@ class CRISConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "CRISConfig":
         return cls(**d)
-
-
-# -- CLIP RN50 -----------------------------------------------------------------------------------------
-class Bottleneck(nn.Module):
-    """CLIP's ResNet bottleneck: strided blocks average-pool before the last 1x1 convolution."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride > 1 or inplanes != out:
-            from collections import OrderedDict
-
-            self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride)), ("0", nn.Conv2d(inplanes, out, 1, bias=False)),
-                ("1", nn.BatchNorm2d(out))]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(self.avgpool(y)))
-        skip = x if self.downsample is None else self.downsample(x)
-        return self.relu(y + skip)
-
-
-class SpatialAttentionPool(nn.Module):
-    """CLIP's QKV attention pool applied at every position (no pooling), plus a 1x1 conv residual."""
-
-    def __init__(self, spatial: int, embed_dim: int, heads: int, output_dim: int):
-        super().__init__()
-        self.spatial = spatial
-        self.num_heads = heads
-        self.positional_embedding = nn.Parameter(torch.randn(spatial ** 2 + 1, embed_dim) / embed_dim ** 0.5)
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.c_proj = nn.Linear(embed_dim, output_dim)
-        self.connect = nn.Sequential(nn.Conv2d(embed_dim, output_dim, 1, bias=False), nn.BatchNorm2d(output_dim))
-
-    def position_codes(self, height: int, width: int) -> torch.Tensor:
-        """(C, H*W): the grid part of the learned embedding (the class slot is unused), resized bicubically."""
-        grid = self.positional_embedding[1:]
-        dim = grid.shape[-1]
-        grid = grid.reshape(1, self.spatial, self.spatial, dim).permute(0, 3, 1, 2)
-        if (height, width) != (self.spatial, self.spatial):
-            grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
-        return grid.flatten(2)[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        residual = self.connect(x)
-        tokens = x.reshape(b, c, h * w) + self.position_codes(h, w).to(x.dtype)
-        tokens = tokens.permute(2, 0, 1)  # (HW, B, C)
-        out, _ = F.multi_head_attention_forward(
-            query=tokens, key=tokens, value=tokens, embed_dim_to_check=c, num_heads=self.num_heads,
-            in_proj_weight=None, in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
-            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
-            out_proj_weight=self.c_proj.weight, out_proj_bias=self.c_proj.bias, training=self.training,
-            need_weights=False, use_separate_proj_weight=True, q_proj_weight=self.q_proj.weight,
-            k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight)
-        out = out.permute(1, 2, 0).reshape(b, -1, h, w)
-        return F.relu(out + residual, inplace=True)
-
-
-class CLIPResNet(nn.Module):
-    """CLIP's modified ResNet returning the stride-8, 16 and 32 maps (the last through the attention pool)."""
-
-    def __init__(self, layers, output_dim: int, heads: int, image_resolution: int, width: int):
-        super().__init__()
-        half = width // 2
-        self.conv1 = nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(half)
-        self.conv2 = nn.Conv2d(half, half, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(half)
-        self.conv3 = nn.Conv2d(half, width, 3, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(width)
-        self.avgpool = nn.AvgPool2d(2)
-        self.relu = nn.ReLU(inplace=True)
-        inplanes = width
-        stages = []
-        for i, blocks in enumerate(layers):
-            planes = width * 2 ** i
-            stride = 1 if i == 0 else 2
-            stage = [Bottleneck(inplanes, planes, stride)]
-            inplanes = planes * Bottleneck.expansion
-            stage += [Bottleneck(inplanes, planes) for _ in range(1, blocks)]
-            stages.append(nn.Sequential(*stage))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.attnpool = SpatialAttentionPool(image_resolution // 32, inplanes, heads, output_dim)
-
-    def forward(self, x: torch.Tensor):
-        x = x.to(self.conv1.weight.dtype)
-        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
-            x = self.relu(bn(conv(x)))
-        x = self.layer1(self.avgpool(x))
-        c3 = self.layer2(x)
-        c4 = self.layer3(c3)
-        c5 = self.attnpool(self.layer4(c4))
-        return c3, c4, c5
-
-
-class CLIPBackbone(nn.Module):
-    """CLIP RN50 image and text encoders with OpenAI's parameter names."""
-
-    def __init__(self, clip: dict):
-        super().__init__()
-        from open_clip.transformer import LayerNorm, QuickGELU, Transformer
-
-        self.visual = CLIPResNet(clip["vision_layers"], clip["embed_dim"], clip["vision_heads"],
-                                 clip["image_resolution"], clip["vision_width"])
-        width = clip["transformer_width"]
-        self.transformer = Transformer(width, clip["transformer_layers"], clip["transformer_heads"],
-                                       act_layer=QuickGELU, norm_layer=LayerNorm)
-        self.token_embedding = nn.Embedding(clip["vocab_size"], width)
-        self.positional_embedding = nn.Parameter(torch.empty(clip["context_length"], width))
-        self.ln_final = LayerNorm(width)
-        self.text_projection = nn.Parameter(torch.empty(width, clip["embed_dim"]))
-        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
-        self._init_text()
-
-    def _init_text(self) -> None:
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        width, layers = self.transformer.width, self.transformer.layers
-        for block in self.transformer.resblocks:
-            nn.init.normal_(block.attn.in_proj_weight, std=width ** -0.5)
-            nn.init.normal_(block.attn.out_proj.weight, std=width ** -0.5 * (2 * layers) ** -0.5)
-            nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
-            nn.init.normal_(block.mlp.c_proj.weight, std=width ** -0.5 * (2 * layers) ** -0.5)
-        nn.init.normal_(self.text_projection, std=width ** -0.5)
-        pool = self.visual.attnpool
-        std = pool.c_proj.in_features ** -0.5
-        for lin in (pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj):
-            nn.init.normal_(lin.weight, std=std)
-        for stage in (self.visual.layer1, self.visual.layer2, self.visual.layer3, self.visual.layer4):
-            for block in stage:
-                nn.init.zeros_(block.bn3.weight)
-
-    def encode_image(self, pixel_values: torch.Tensor):
-        return self.visual(pixel_values)
-
-    def encode_text(self, input_ids: torch.Tensor):
-        """Word features (B, L, width) and the sentence embedding (B, embed_dim) at the end token."""
-        length = input_ids.shape[1]
-        x = self.token_embedding(input_ids) + self.positional_embedding[:length]
-        causal = torch.full((length, length), float("-inf"), device=x.device).triu_(1).to(x.dtype)
-        x = self.transformer(x, attn_mask=causal)  # batch-first in, batch-first out
-        x = self.ln_final(x)
-        # the end token has the largest id; argmax finds its first occurrence
-        eot = x[torch.arange(x.shape[0], device=x.device), input_ids.argmax(dim=-1)]
-        return x, eot @ self.text_projection
 
 
 # -- neck, decoder, projector ---------------------------------------------------------------------------
@@ -436,6 +278,8 @@ class CRIS(SegmentationModel):
         super().__init__()
         self.config = config
         self.preprocess = config.preprocess
+        from vlsm.models.cris_backbone import CLIPBackbone  # open_clip is imported when a CRIS is built
+
         self.backbone = CLIPBackbone(config.clip)
         self.neck = TextConditionedFPN(config.fpn_in, config.fpn_out)
         self.decoder = VisionLanguageDecoder(config.num_layers, config.vis_dim, config.num_head, config.dim_ffn,
@@ -483,14 +327,8 @@ class CRIS(SegmentationModel):
 
     # -- weights -----------------------------------------------------------------------------------------
     def load_cris_checkpoint(self, path: Path) -> None:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f"{path} does not fit this CRIS architecture: missing {missing[:6]}, unexpected "
-                               f"{unexpected[:6]}")
+        """A whole CRIS state dict (DataParallel's ``module.`` and ``{"state_dict": ...}`` wrappers accepted)."""
+        load_state_dict_strict(self, read_state_dict_file(path), source=str(path), model_name="cris")
 
     def load_clip_checkpoint(self, path: Path) -> None:
         """OpenAI's RN50.pt (TorchScript archive or state dict) into the encoders; the CRIS-only
@@ -498,13 +336,14 @@ class CRIS(SegmentationModel):
         try:
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except RuntimeError:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+            state = read_state_dict_file(path)
+        state = unwrap_state_dict({k: v for k, v in state.items()
+                                   if k not in ("input_resolution", "context_length", "vocab_size")})
         missing, unexpected = self.backbone.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("visual.attnpool.connect.")]
         if missing or unexpected:
-            raise RuntimeError(f"{path} is not a CLIP checkpoint of this architecture: missing {missing[:6]}, "
-                               f"unexpected {unexpected[:6]}")
+            raise CheckpointError(f"{path} is not a CLIP checkpoint of this architecture: missing {missing[:6]}, "
+                                  f"unexpected {unexpected[:6]}")
 
     # -- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -527,9 +366,9 @@ def cris_config(preset: str, overrides: dict) -> CRISConfig:
                 "decoder and text-generated projector (416 px, CLIP BPE prompts of 77 tokens)",
                 uses_text=True, paper_name="CRIS")
 def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-               tokenizer_dir: Optional[str] = None, **overrides) -> CRIS:
-    check_overrides("cris", overrides, CRIS_OPTIONS)
-    saved = Path(tokenizer_dir) / CRIS_CONFIG_FILE if tokenizer_dir else None
+               model_dir: Optional[str] = None, **overrides) -> CRIS:
+    check_options("cris", overrides, CRIS_OPTIONS)
+    saved = Path(model_dir) / CRIS_CONFIG_FILE if model_dir else None
     if pretrained is None and saved is not None and saved.is_file():
         config = CRISConfig.from_dict({**json.loads(saved.read_text()), **overrides})
     else:
@@ -549,9 +388,9 @@ def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str]
         else:
             model.load_clip_checkpoint(clip_file)
         model.apply_freezing()
-    if tokenizer_dir:
+    if model_dir:
         from vlsm.text.tokenizers import TOKENIZER_FILE, load_tokenizer
 
-        if (Path(tokenizer_dir) / TOKENIZER_FILE).is_file():
-            model._tokenizer = load_tokenizer(tokenizer_dir, context_length=config.context_length)
+        if (Path(model_dir) / TOKENIZER_FILE).is_file():
+            model._tokenizer = load_tokenizer(model_dir, context_length=config.context_length)
     return model
