@@ -15,11 +15,6 @@ VLSMS = ("clipseg", "biomedclipseg", "biomedclipseg-d")
 PROMPTS = ["a small round polyp", "a pink polyp in the colon"]
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def _batch(model, n=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     s = model.config.image_size
@@ -274,13 +269,19 @@ def test_tokenizer_kinds_and_lengths():
         _tiny("clipseg", context_length=500)
 
 
-def test_tokenizer_dir_vocab_is_used(tmp_path):
+@pytest.mark.parametrize("argument", ["model_dir", "tokenizer_dir"])  # tokenizer_dir: model_dir's former name
+def test_model_dir_vocab_is_used(tmp_path, argument):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "polyp", "a"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab))
-    model = _tiny("biomedclipseg", tokenizer_dir=str(tmp_path))
+    model = _tiny("biomedclipseg", **{argument: str(tmp_path)})
     out = model.get_tokenizer()(["a polyp"])
     assert out["input_ids"][0, :4].tolist() == [2, 6, 5, 3]
     assert out["input_ids"].shape == (1, model.config.context_length)
+
+
+def test_model_dir_and_its_former_name_must_agree(tmp_path):
+    with pytest.raises(ValueError, match="pass model_dir= only"):
+        _tiny("clipseg", model_dir=str(tmp_path / "a"), tokenizer_dir=str(tmp_path / "b"))
 
 
 # -- persistence ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
-from vlsm.models.registry import register_model
+from vlsm.models.registry import check_options, register_model
 
 ARCHS = {"unet": "Unet", "unetpp": "UnetPlusPlus", "deeplabv3plus": "DeepLabV3Plus"}
 PAPER_NAMES = {"unet": "UNet", "unetpp": "UNet++", "deeplabv3plus": "DeepLabv3+"}
@@ -92,11 +92,9 @@ class SMPBaseline(SegmentationModel):
 
 
 def _make_builder(arch: str):
-    def build(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, tokenizer_dir=None,
+    def build(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, model_dir=None,
               **overrides) -> SMPBaseline:
-        unknown = sorted(set(overrides) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"{arch}: unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+        check_options(arch, overrides, OPTIONS)
         cfg = {**PRESETS[preset][arch], **overrides}
         image_size = int(cfg.pop("image_size"))
         cfg.setdefault("classes", 1)

@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlsm.models.registry import register_model
+from vlsm.models.registry import check_options, register_model
 from vlsm.models.vlsm_base import (
     VLSMBase,
     VLSMConfig,
-    check_overrides,
     load_config_json,
     preset_entry,
     restore_decoder_init,
@@ -62,7 +61,7 @@ KNOWN_TEXT_CONFIGS = {
 }
 VOCAB_HINT = ("The BiomedBERT WordPiece vocabulary (vocab.txt or tokenizer.json) comes with the BiomedCLIP "
               "weights: download microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 and pass its folder "
-              "as pretrained=..., or pass tokenizer_dir=<a folder holding vocab.txt>.")
+              "as pretrained=..., or pass model_dir=<a saved model folder holding vocab.txt>.")
 
 
 class TimmVisionTower(nn.Module):
@@ -295,11 +294,11 @@ def _text_config_for(model_cfg: dict, resolved: Optional[ResolvedWeights]) -> di
                      f"next to open_clip_config.json")
 
 
-def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str], resolved: Optional[ResolvedWeights]):
+def _tokenizer_for(config: VLSMConfig, model_dir: Optional[str], resolved: Optional[ResolvedWeights]):
     """(tokenizer or None, error message)."""
     from vlsm.text.tokenizers import TOKENIZER_FILE, WordPieceTokenizer, find_wordpiece_vocab, load_tokenizer
 
-    for folder in (tokenizer_dir, str(resolved.folder) if resolved is not None else None):
+    for folder in (model_dir, str(resolved.folder) if resolved is not None else None):
         if not folder:
             continue
         if (Path(folder) / TOKENIZER_FILE).is_file() or find_wordpiece_vocab(folder) is not None:
@@ -310,17 +309,17 @@ def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str], resolved: O
             return WordPieceTokenizer.from_file(vocab, context_length=config.context_length), None
     if config.preset == "tiny":
         return WordPieceTokenizer.character_level(context_length=config.context_length), None
-    looked = [p for p in (tokenizer_dir, str(resolved.folder) if resolved else None) if p]
+    looked = [p for p in (model_dir, str(resolved.folder) if resolved else None) if p]
     where = f" (looked in {', '.join(looked)})" if looked else ""
     return None, (f"{config.model}: no BiomedBERT vocabulary available{where}. " + VOCAB_HINT)
 
 
-def _build(name: str, *, preset: str, pretrained: Optional[str], tokenizer_dir: Optional[str],
+def _build(name: str, *, preset: str, pretrained: Optional[str], model_dir: Optional[str],
            decoder_pretrained: Optional[str], overrides: dict) -> BiomedCLIPSeg:
-    check_overrides(name, overrides, BIOMEDCLIPSEG_OPTIONS)
+    check_options(name, overrides, BIOMEDCLIPSEG_OPTIONS)
     entry = preset_entry("biomedclipseg", preset)
     resolved = None
-    saved = VLSMConfig.load(tokenizer_dir) if (tokenizer_dir and pretrained is None) else None
+    saved = VLSMConfig.load(model_dir) if (model_dir and pretrained is None) else None
     if saved is not None and saved.model == name:
         # reloading a model written by save_pretrained: its exact architecture, no weight sources
         decoder_pretrained = None
@@ -343,7 +342,7 @@ def _build(name: str, *, preset: str, pretrained: Optional[str], tokenizer_dir: 
         load_open_clip_state_dict(model.biomedclip, resolved.path(*BIOMEDCLIP_FILES[1].names))
     if decoder_pretrained is not None:
         model.load_decoder_weights(decoder_pretrained)
-    model.set_tokenizer(*_tokenizer_for(config, tokenizer_dir, resolved))
+    model.set_tokenizer(*_tokenizer_for(config, model_dir, resolved))
     return model
 
 
@@ -358,11 +357,11 @@ def _entry_from(saved: VLSMConfig) -> dict:
                 "randomly initialised CLIPSeg decoder (224 px, WordPiece prompts of 256 tokens)",
                 uses_text=True, paper_name="BiomedCLIPSeg")
 def build_biomedclipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                        tokenizer_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
+                        model_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
     if "decoder_pretrained" in overrides:
         raise ValueError("biomedclipseg initialises its decoder at random; use 'biomedclipseg-d' for a decoder "
                          "initialised from pretrained CLIPSeg (decoder_pretrained=...)")
-    return _build("biomedclipseg", preset=preset, pretrained=pretrained, tokenizer_dir=tokenizer_dir,
+    return _build("biomedclipseg", preset=preset, pretrained=pretrained, model_dir=model_dir,
                   decoder_pretrained=None, overrides=overrides)
 
 
@@ -370,7 +369,7 @@ def build_biomedclipseg(*, preset: str = "paper", variant=None, pretrained: Opti
                 "pretrained CLIPSeg rd64-refined decoder (decoder_pretrained=, default CIDAS/clipseg-rd64-refined)",
                 uses_text=True, paper_name="BiomedCLIPSeg-D")
 def build_biomedclipseg_d(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                          tokenizer_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
+                          model_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
     overrides = dict(overrides)
     decoder_pretrained = overrides.pop("decoder_pretrained", None)
     if pretrained is not None and decoder_pretrained is None:
@@ -378,5 +377,5 @@ def build_biomedclipseg_d(*, preset: str = "paper", variant=None, pretrained: Op
         if decoder_pretrained is None:
             raise ValueError(f"biomedclipseg-d preset {preset!r} has no default CLIPSeg decoder weights: pass "
                              f"decoder_pretrained=<CLIPSeg hub id or folder>")
-    return _build("biomedclipseg-d", preset=preset, pretrained=pretrained, tokenizer_dir=tokenizer_dir,
+    return _build("biomedclipseg-d", preset=preset, pretrained=pretrained, model_dir=model_dir,
                   decoder_pretrained=decoder_pretrained, overrides=overrides)

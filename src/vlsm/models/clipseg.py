@@ -17,11 +17,10 @@ from typing import Optional
 
 import torch
 
-from vlsm.models.registry import register_model
+from vlsm.models.registry import check_options, register_model
 from vlsm.models.vlsm_base import (
     VLSMBase,
     VLSMConfig,
-    check_overrides,
     load_config_json,
     preset_entry,
     restore_decoder_init,
@@ -131,13 +130,13 @@ def load_clipseg_module(folder: str | Path, config: VLSMConfig):
     return module.float() if module.dtype != torch.float32 else module
 
 
-def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str]):
+def _tokenizer_for(config: VLSMConfig, model_dir: Optional[str]):
     from vlsm.text.tokenizers import TOKENIZER_FILE, ClipBPETokenizer, load_tokenizer
 
-    if tokenizer_dir and (Path(tokenizer_dir) / TOKENIZER_FILE).is_file():
-        tok = load_tokenizer(tokenizer_dir)
+    if model_dir and (Path(model_dir) / TOKENIZER_FILE).is_file():
+        tok = load_tokenizer(model_dir)
         if tok.context_length != config.context_length:
-            tok = load_tokenizer(tokenizer_dir, context_length=config.context_length)
+            tok = load_tokenizer(model_dir, context_length=config.context_length)
         return tok
     # CLIP's BPE vocabulary ships with open_clip: always available offline
     return ClipBPETokenizer(context_length=config.context_length)
@@ -146,10 +145,10 @@ def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[str]):
 @register_model("clipseg", description="CLIPSeg rd64-refined: CLIP ViT-B/16 encoders + FiLM transformer decoder "
                 "(352 px, CLIP BPE prompts of 77 tokens)", uses_text=True, paper_name="CLIPSeg")
 def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                  tokenizer_dir: Optional[str] = None, **overrides) -> CLIPSeg:
-    check_overrides("clipseg", overrides, CLIPSEG_OPTIONS)
+                  model_dir: Optional[str] = None, **overrides) -> CLIPSeg:
+    check_options("clipseg", overrides, CLIPSEG_OPTIONS)
     entry = preset_entry("clipseg", preset)
-    saved = VLSMConfig.load(tokenizer_dir) if (tokenizer_dir and pretrained is None) else None
+    saved = VLSMConfig.load(model_dir) if (model_dir and pretrained is None) else None
     if saved is not None and saved.model == "clipseg":
         hf = saved.clipseg_config
         entry.update(image_size=saved.image_size, context_length=saved.context_length,
@@ -166,5 +165,5 @@ def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[s
     config = clipseg_config_from_hf(hf, entry, preset, overrides)
     module = load_clipseg_module(resolved.folder, config) if pretrained is not None else None
     model = CLIPSeg(config, clipseg_module=module)
-    model.set_tokenizer(_tokenizer_for(config, tokenizer_dir))
+    model.set_tokenizer(_tokenizer_for(config, model_dir))
     return model

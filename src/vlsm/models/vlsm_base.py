@@ -186,12 +186,6 @@ def preset_entry(model: str, preset: str) -> dict:
     return dict(table[model][preset])
 
 
-def check_overrides(model: str, overrides: dict, allowed: tuple) -> None:
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ValueError(f"{model}: unknown option(s) {unknown}; valid options: {', '.join(sorted(allowed))}")
-
-
 def restore_decoder_init(decoder: nn.Module) -> nn.Module:
     """Give a freshly built CLIPSeg decoder the initialisation the papers' code trained from.
 
