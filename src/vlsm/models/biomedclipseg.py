@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vlsm.models.checkpoint import load_state_dict_strict
 from vlsm.models.registry import check_options, register_model
 from vlsm.models.vlsm_base import (
     VLSMBase,
@@ -148,11 +149,8 @@ def load_open_clip_state_dict(model: BiomedCLIPModel, path: Path) -> None:
         old_grid = int(round((state[key].shape[1] - prefix) ** 0.5))
         state[key] = resample_abs_pos_embed(state[key], new_size=list(trunk.patch_embed.grid_size),
                                             old_size=[old_grid, old_grid], num_prefix_tokens=prefix)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"{path} does not fit the BiomedCLIP architecture of its open_clip_config.json: "
-                           f"missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected keys "
-                           f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+    load_state_dict_strict(model, state, source=str(path), model_name="BiomedCLIP (as its open_clip_config.json "
+                           "describes it)")
 
 
 def _decoder_config(clipseg_cfg: dict, hidden: int, patch: int, image: int, projection: int,
