@@ -1,0 +1,86 @@
+"""Model cards for trained model folders: front matter, facts from the run, and a snippet that runs."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from vlsm.cli import main
+from vlsm.data.synthetic import make_synthetic_dataset
+from vlsm.model_card import render_model_card, write_model_card
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("card")
+    data = make_synthetic_dataset(root / "synthetic_polyp", n_train=6, n_val=3, n_test=4, image_size=32, seed=3)
+    out = root / "runs" / "tiny-unetd"
+    assert main(["train", "--model", "unet-d", "--preset", "tiny", "--img-size", "32", "--data", str(data),
+                 "--out", str(out), "--epochs", "2", "--batch-size", "3", "--num-workers", "0",
+                 "--no-progress", "--lr", "3e-3"]) == 0
+    return out
+
+
+def _load(run):
+    return json.loads((run / "summary.json").read_text()), yaml.safe_load((run / "config.yaml").read_text())
+
+
+def test_card_of_a_trained_run(run):
+    summary, config = _load(run)
+    path = write_model_card(run / "model", summary, config)
+    text = path.read_text()
+    assert path == run / "model" / "README.md"
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["library_name"] == "vlsm"
+    assert front["datasets"] == ["synthetic_polyp"] and front["metrics"] == ["dice", "iou"]
+    assert "unet-d" in front["tags"] and "vision-language" not in front["tags"]
+    total, trainable = summary["train"]["parameters"]["total"], summary["train"]["parameters"]["trainable"]
+    assert f"| parameters, total | {total:,} " in text and f"| parameters, trainable | {trainable:,} " in text
+    assert f"| epochs run | {summary['train']['epochs_run']} (at most 2;" in text
+    assert "| batch size | 3 |" in text and "lr 0.003" in text and "1.0 × BCE-with-logits + 1.0 × soft Dice" in text
+    [result] = summary["results"]
+    row = (f"| synthetic_polyp | test | 4 | {100 * result['dice_mean']:.2f} ± {100 * result['dice_std']:.2f} | "
+           f"{100 * result['iou_mean']:.2f} ± {100 * result['iou_std']:.2f} |")
+    assert row in text
+    assert "| synthetic_polyp | `train` | `val` | `test` (4 images) |" in text
+    assert "Not a medical device" in text and "Research use only" in text
+    assert "arXiv:2509.05154" in text and "Exploring Transfer Learning in Medical Image Segmentation" in text
+    assert "Image only: this model takes no text prompt." in text
+
+
+def test_card_snippet_loads_the_model(run, monkeypatch):
+    summary, config = _load(run)
+    text = write_model_card(run / "model", summary, config).read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    image = np.random.default_rng(0).integers(0, 255, (40, 52, 3), dtype=np.uint8)
+    from PIL import Image
+
+    monkeypatch.chdir(run.parent)
+    Image.fromarray(image).save("image.png")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the card's own example
+    assert scope["prediction"].mask.shape == (40, 52)
+    assert scope["model"].spec.name == "unet-d"
+
+
+def test_text_model_card_names_prompt_and_split_sizes():
+    summary = {"model": {"name": "clipseg", "preset": "paper", "variant": None, "label": "CLIPSeg"},
+               "results": [{"dataset": "kvasir_polyp", "split": "test", "n": 100, "dice_mean": 0.81234,
+                            "dice_std": 0.2, "iou_mean": 0.7, "iou_std": 0.25, "threshold": 0.5, "prompt": "p3"}],
+               "train": {"epochs_run": 20, "parameters": {"total": 150_000_000, "trainable": 1_130_000},
+                         "data": {"kvasir_polyp": {"train": 800, "val": 100}}}}
+    config = {"model": {"name": "clipseg", "pretrained": "CIDAS/clipseg-rd64-refined",
+                        "overrides": {"freeze_encoder": True}},
+              "data": {"paths": ["/data/kvasir_polyp"], "prompt": "random", "eval_prompt": "p3"},
+              "train": {"epochs": 100, "lr": 1e-3, "batch_size": 32}}
+    text = render_model_card(summary, config, {"image_size": 352, "mean": [0.5] * 3, "std": [0.5] * 3,
+                                               "tokenizer": "clip-bpe", "context_length": 77})
+    assert "| kvasir_polyp | `train` (800 images) | `val` (100 images) | `test` (100 images) |" in text
+    assert "| kvasir_polyp | test | 100 | 81.23 ± 20.00 | 70.00 ± 25.00 | `p3` | 0.5 |" in text
+    assert "drawn per image" in text and "Evaluated with `p3`" in text
+    assert "| initial weights | `CIDAS/clipseg-rd64-refined` |" in text and "`freeze_encoder` | `true`" in text
+    assert "clip-bpe tokenizer, 77 tokens" in text and 'prompts="polyp"' in text
+    assert "vision-language" in yaml.safe_load(text.split("---\n")[1])["tags"]
