@@ -416,6 +416,7 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
 
     from vlsm.models import ModelSpec, create_model, load_pretrained
     from vlsm.models.base import SPEC_FILE
+    from vlsm.models.checkpoint import load_state_dict_strict
 
     path = Path(path)
     if not path.exists():
@@ -443,12 +444,13 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
     # the checkpoint holds every weight: rebuild the architecture only, without backbone sources
     spec = ModelSpec.from_dict(spec).without_weights()
     run = RunFolder(path.parent.parent)
-    tok_dir = next((d for d in (run.model_dir, run.tokenizer_dir) if d.is_dir()), None)
+    # the tokenizer files sit in the run's model/ folder (or tokenizer/ while training runs)
+    saved = next((d for d in (run.model_dir, run.tokenizer_dir) if d.is_dir()), None)
     model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
-                         tokenizer_dir=str(tok_dir) if tok_dir else None, **spec.overrides)
+                         model_dir=str(saved) if saved else None, **spec.overrides)
     prefix = "model."  # SegmentationTask keeps the model as its `model` attribute
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state, strict=True)
+    load_state_dict_strict(model, state, source=str(path), model_name=spec.name)
     return model, run.read_config()
 
 
