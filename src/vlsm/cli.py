@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "vlsm.commands.sweep",
     "vlsm.commands.reports",
     "vlsm.commands.bench",
+    "vlsm.commands.export",
+    "vlsm.commands.serve",
 )
 
 

@@ -1,0 +1,44 @@
+"""`vlsm export`: a trained model as a self-contained folder for another runtime (ONNX)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    from vlsm.export import FORMATS
+    from vlsm.export.onnx_export import DEFAULT_OPSET
+
+    p = sub.add_parser("export", help="export a trained model (ONNX: model.onnx + preprocess.json + tokenizer)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run folder, its model/ folder, or a .ckpt file")
+    p.add_argument("out", metavar="OUT", help="output folder (must not exist, unless --overwrite)")
+    p.add_argument("--format", default="onnx", help=f"export format: {', '.join(FORMATS)}")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {DEFAULT_OPSET})")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold written to preprocess.json (default: the run's eval threshold, 0.5)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier export")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from vlsm.errors import UserError
+    from vlsm.export import FORMATS, export_onnx, require_onnx, verify
+    from vlsm.export.onnx_export import check_destination
+    from vlsm.predictor import Predictor
+
+    if args.format not in FORMATS:
+        raise UserError(f"unknown --format {args.format!r}; valid formats: {', '.join(FORMATS)}")
+    require_onnx()
+    check_destination(Path(args.out), args.overwrite)  # before the (slow) model load
+    predictor = Predictor(args.run, device="cpu", precision="32-true")
+    threshold = args.threshold
+    if threshold is None:
+        threshold = predictor.config.eval.threshold if predictor.config is not None else 0.5
+    out = export_onnx(predictor.model, args.out, threshold=threshold, opset=args.opset,
+                      prompt=predictor.default_prompt, overwrite=args.overwrite)
+    diff = verify(predictor.model, out)
+    files = ", ".join(sorted(p.name for p in out.iterdir()))
+    print(f"exported {predictor.label} to {out}/ ({files}); onnxruntime vs torch max |logit diff| = {diff:.2e}")
+    return 0
