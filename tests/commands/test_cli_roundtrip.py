@@ -46,6 +46,9 @@ def test_run_folder_is_self_describing(run_dir):
     # evaluated at the original size, not the 32 px training size
     assert {(int(r["height"]), int(r["width"])) for r in rows} == {(48, 48)}
     assert len(read_csv(run_dir / "metrics.csv")) == 2
+    # the model folder carries a model card with the test results just computed
+    card = (run_dir / "model" / "README.md").read_text()
+    assert f"{100 * result['dice_mean']:.2f}" in card and "not a medical device" in card.lower()
 
 
 def test_evaluate_matches_run_summary(run_dir, data, tmp_path):

@@ -179,5 +179,9 @@ def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Op
         results.append(evaluate_split(predictor, records, run.eval_dir(name, split), dataset=name, split=split,
                                       prompt=prompt, threshold=cfg.eval.threshold))
     summary = run.write_run_summary(info, results, train_info)
+    if run.model_dir.is_dir():  # the model card reports the results just computed
+        from vlsm.model_card import write_model_card
+
+        write_model_card(run.model_dir, summary, cfg.to_dict())
     log.info("results:\n%s", format_results([{**r, "label": info["label"]} for r in summary["results"]]))
     return summary
