@@ -84,7 +84,7 @@ def test_interface_shapes(name):
     model = _tiny(name)
     cfg = model.config
     x, ids, mask = _batch(model)
-    acts, last = model.encode_image(x)
+    acts, last = model.encode_image(x, with_last_hidden_state=True)
     assert len(acts) == len(cfg.extract_layers)
     for a in acts:
         assert a.shape == (2, cfg.num_tokens, cfg.hidden_size)
@@ -142,7 +142,7 @@ def test_biomedclipseg_activations_are_reference_blocks(offset):
              for k, blk in enumerate(model.biomedclip.visual.trunk.blocks)]
     x, _, _ = _batch(model)
     with torch.no_grad():
-        acts, last = model.encode_image(x)
+        acts, last = model.encode_image(x, with_last_hidden_state=True)
     for h in hooks:
         h.remove()
     for layer, act in zip(model.config.extract_layers, acts):

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import vlsm
+from vlsm.models.speedups import exact_speedups
 from vlsm.models.vlsm_base import load_config_json
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, parse_source, resolve_weights
 
@@ -129,8 +130,13 @@ def test_clipseg_from_transformers_folder(clipseg_dir):
     x, ids, mask = _clip_inputs(model)
     with torch.no_grad():
         want = hf(input_ids=ids, pixel_values=x, attention_mask=mask).logits
+        with exact_speedups(False):
+            full = model(x, ids, mask)
         got = model(x, ids, mask)
-    assert torch.allclose(got[:, 0], want, atol=1e-5)
+    assert torch.allclose(full[:, 0], want, atol=1e-5)
+    # prompts cut to the batch's length: the same up to summation order (this fixture's decoder has
+    # transformers' N(0, 1) init, logits of scale ~400)
+    torch.testing.assert_close(got[:, 0], want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
     assert model.spec.pretrained == str(folder)
 
 

@@ -236,26 +236,42 @@ class BiomedCLIPSeg(VLSMBase):
     def encoder_modules(self) -> list:
         return [self.biomedclip]
 
-    def encode_image(self, pixel_values: torch.Tensor):
-        """Outputs of ViT blocks ``config.activation_blocks`` and of the last block (B, N, D), as the reference."""
+    def encode_image(self, pixel_values: torch.Tensor, with_last_hidden_state: bool = False):
+        """Outputs of ViT blocks ``config.activation_blocks`` (as the reference) and, when asked, of the last
+        block (B, N, D). The blocks after the last one needed are not run."""
         self._check_pixels(pixel_values)
         trunk = self.biomedclip.visual.trunk
+        last = self.last_needed_block(with_last_hidden_state)
         wanted = set(self.config.activation_blocks)
         with self._encoder_context():
             x = trunk.patch_embed(pixel_values)
             x = trunk._pos_embed(x)
             x = trunk.norm_pre(x)
             outputs = {}
-            for index, block in enumerate(trunk.blocks):
+            for index, block in enumerate(trunk.blocks[:last + 1]):
                 x = block(x)
                 if index in wanted:
                     outputs[index] = x
-        return [outputs[b] for b in self.config.activation_blocks], x
+        final = x if last == self.config.num_hidden_layers - 1 else None
+        return [outputs[b] for b in self.config.activation_blocks], final
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    @property
+    def text_modules(self) -> list:
+        return [self.biomedclip.text]
+
+    def run_text_encoder(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """BiomedCLIP text embedding (B, projection_dim): proj(pooler(BERT(input_ids, attention_mask)))."""
-        with self._encoder_context():
-            return self.biomedclip.encode_text(input_ids, attention_mask)
+        return self.biomedclip.encode_text(input_ids, attention_mask)
+
+    def text_lengths(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """BERT attends to the tokens the mask shows (no mask: the non-padding ids), at absolute positions
+        counted from the start, and open_clip's poolers read the class token or masked means: positions
+        after every row's last shown token change nothing."""
+        from vlsm.text.batching import needed_lengths
+
+        if attention_mask is None:
+            attention_mask = (input_ids != self.biomedclip.text.config.pad_token_id).long()
+        return needed_lengths(attention_mask)
 
     def load_decoder_weights(self, source: str) -> None:
         """Copy the decoder of a transformers CLIPSeg checkpoint (``biomedclipseg-d``)."""

@@ -98,22 +98,50 @@ class CLIPSeg(VLSMBase):
     def encoder_modules(self) -> list:
         return [self.clipseg.clip]
 
-    def encode_image(self, pixel_values: torch.Tensor):
-        """ViT activations at ``config.activation_blocks`` and the last block's output (B, N, D)."""
+    def encode_image(self, pixel_values: torch.Tensor, with_last_hidden_state: bool = False):
+        """ViT activations at ``config.activation_blocks`` and, when asked, the last block's output (B, N, D).
+
+        The blocks after the last one needed are not run (transformers' vision model, step by step)."""
         self._check_pixels(pixel_values)
+        vision = self.clipseg.clip.vision_model
+        last = self.last_needed_block(with_last_hidden_state)
+        wanted = set(self.config.activation_blocks)
         with self._encoder_context():
-            out = self.clipseg.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True,
-                                                 interpolate_pos_encoding=True)
-            # hidden_states[0] is the embedding output, hidden_states[k] the output of block k-1
-            activations = [out.hidden_states[b + 1] for b in self.config.activation_blocks]
-        return activations, out.last_hidden_state
+            hidden = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+            outputs = {}
+            for index, layer in enumerate(vision.encoder.layers[:last + 1]):
+                hidden = layer(hidden, None)
+                if index in wanted:
+                    outputs[index] = hidden
+        final = hidden if last == self.config.num_hidden_layers - 1 else None
+        return [outputs[b] for b in self.config.activation_blocks], final
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    @property
+    def text_modules(self) -> list:
+        return [self.clipseg.clip.text_model, self.clipseg.clip.text_projection]
+
+    def run_text_encoder(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Projected CLIP text embedding (B, projection_dim), the decoder's conditional embedding."""
-        with self._encoder_context():
-            out = self.clipseg.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        return out.pooler_output
+        return self.clipseg.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
 
+    def text_lengths(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Causal attention: a token sees only earlier ones, so the pooled (end) token needs the positions
+        up to itself; the mask's shown tokens are kept too. Exact for any padding id."""
+        from vlsm.text.batching import needed_lengths
+
+        pooled = pooling_positions(input_ids, self.clipseg.clip.text_model.eos_token_id)
+        if attention_mask is None:
+            return pooled + 1
+        return needed_lengths(attention_mask, keep=pooled)
+
+
+def pooling_positions(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """The token transformers' CLIP text model pools, per row: the largest id when the config's
+    ``eos_token_id`` is the legacy 2, else the first ``eos_token_id``."""
+    ids = input_ids.to(torch.int)
+    if eos_token_id == 2:
+        return ids.argmax(dim=-1)
+    return (ids == eos_token_id).int().argmax(dim=-1)
 
 
 def load_clipseg_module(folder: str | Path, config: VLSMConfig):

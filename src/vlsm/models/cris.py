@@ -313,6 +313,7 @@ class CRIS(SegmentationModel):
             raise ValueError("cris cannot train on a batch of one image: its text projection uses BatchNorm1d "
                              "(as in CRIS). Use batches of 2 or more (drop_last=True), or call model.eval().")
         if self.config.padding_mask == "attention_mask" and attention_mask is not None:
+            input_ids, attention_mask = self._trim_text(input_ids, attention_mask)
             pad_mask = attention_mask == 0
         else:
             pad_mask = input_ids == 0
@@ -324,6 +325,20 @@ class CRIS(SegmentationModel):
         fq = self.decoder(fq, words, pad_mask)
         logits = self.proj(fq, sentence)
         return F.interpolate(logits, size=tuple(pixel_values.shape[-2:]), mode="bicubic", align_corners=True)
+
+    @staticmethod
+    def _trim_text(input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The prompts cut to the batch's longest one. Exact here: the text encoder is causal (a word sees only
+        earlier ones), the sentence is read at the end token (the largest id, kept), the decoder's
+        cross-attention hides the cut words and their position codes do not depend on the length. Never
+        with ``padding_mask="zero_ids"``, where every position is attended to."""
+        from vlsm.models.speedups import speedups_enabled
+        from vlsm.text.batching import needed_lengths, trim_to_lengths
+
+        if not speedups_enabled():
+            return input_ids, attention_mask
+        lengths = needed_lengths(attention_mask, keep=input_ids.argmax(dim=-1))
+        return trim_to_lengths(input_ids, attention_mask, lengths)
 
     # -- weights -----------------------------------------------------------------------------------------
     def load_cris_checkpoint(self, path: Path) -> None:

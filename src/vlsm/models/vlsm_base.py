@@ -8,6 +8,10 @@ Both models follow one pipeline, exposed step by step so that ensembles can reus
 
 ``model.forward_features(...)`` returns all of them as a :class:`VLSMOutput`; ``model(...)`` the logits.
 ``model.config`` is a :class:`VLSMConfig`.
+
+The ViT stops after the last block the decoder reads, so ``last_hidden_state`` is ``None`` unless asked
+for (``with_last_hidden_state=True``); the text encoder sees the batch cut to its longest prompt and, when
+frozen and deterministic, computes each distinct prompt once (:mod:`vlsm.models.speedups`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
+from vlsm.models.speedups import TextEmbeddingCache, speedups_enabled
 
 MODEL_CONFIG_FILE = "vlsm_model_config.json"
 
@@ -36,13 +41,14 @@ class VLSMOutput:
         activations: ViT token sequences (B, N, hidden_size) fed to the decoder, one per extract layer,
             in ``config.extract_layers`` order (N = grid*grid + 1, the class token first).
         conditional_embeddings: (B, projection_dim) text embeddings that drive the decoder's FiLM.
-        last_hidden_state: (B, N, hidden_size) output of the last ViT block, before the final norm.
+        last_hidden_state: (B, N, hidden_size) output of the last ViT block, before the final norm; ``None``
+            unless ``with_last_hidden_state=True`` (the blocks after the last extracted one are skipped).
     """
 
     logits: torch.Tensor
     activations: list
     conditional_embeddings: torch.Tensor
-    last_hidden_state: torch.Tensor
+    last_hidden_state: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -226,14 +232,50 @@ class VLSMBase(SegmentationModel):
         self.preprocess = config.preprocess
         self._tokenizer = None
         self._tokenizer_error: Optional[str] = None
+        self.text_cache = TextEmbeddingCache()
 
     # -- parts subclasses implement ------------------------------------------------------------
-    def encode_image(self, pixel_values: torch.Tensor) -> tuple[list, torch.Tensor]:  # pragma: no cover
+    def encode_image(self, pixel_values: torch.Tensor,
+                     with_last_hidden_state: bool = False) -> tuple[list, Optional[torch.Tensor]]:  # pragma: no cover
+        """(activations at ``config.activation_blocks``, last block's output or ``None``)."""
         raise NotImplementedError
 
-    def encode_text(self, input_ids: torch.Tensor,
-                    attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # pragma: no cover
+    @property
+    def text_modules(self) -> list:  # pragma: no cover
+        """The modules the text embedding is computed with (what the text cache watches)."""
         raise NotImplementedError
+
+    def run_text_encoder(self, input_ids: torch.Tensor,
+                         attention_mask: Optional[torch.Tensor]) -> torch.Tensor:  # pragma: no cover
+        """The text embedding (B, projection_dim) of exactly these inputs."""
+        raise NotImplementedError
+
+    def text_lengths(self, input_ids: torch.Tensor,
+                     attention_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:  # pragma: no cover
+        """Per prompt, the leading positions its embedding depends on; ``None`` where cutting is not exact."""
+        raise NotImplementedError
+
+    def last_needed_block(self, with_last_hidden_state: bool) -> int:
+        """0-based index of the last ViT block to run."""
+        if with_last_hidden_state or not speedups_enabled():
+            return self.config.num_hidden_layers - 1
+        return max(self.config.activation_blocks)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The decoder's conditional embedding (B, projection_dim), from the prompts cut to the batch's
+        longest one; a frozen, deterministic text encoder reuses the embeddings of prompts seen before."""
+        with self._encoder_context():
+            if not speedups_enabled():
+                return self.run_text_encoder(input_ids, attention_mask)
+            lengths = self.text_lengths(input_ids, attention_mask)
+            if lengths is None:
+                return self.run_text_encoder(input_ids, attention_mask)
+            if self.text_cache.usable(self.text_modules):
+                return self.text_cache.encode(self.text_modules, self.run_text_encoder, input_ids, attention_mask,
+                                              lengths)
+            from vlsm.text.batching import trim_to_lengths
+
+            return self.run_text_encoder(*trim_to_lengths(input_ids, attention_mask, lengths))
 
     @property
     def decoder_module(self) -> torch.nn.Module:  # pragma: no cover
@@ -284,14 +326,15 @@ class VLSMBase(SegmentationModel):
         return logits
 
     def forward_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                         attention_mask: Optional[torch.Tensor] = None) -> VLSMOutput:
+                         attention_mask: Optional[torch.Tensor] = None,
+                         with_last_hidden_state: bool = False) -> VLSMOutput:
         if input_ids is None:
             raise ValueError(f"{self.config.model} is a text-prompted model: pass input_ids (and attention_mask) "
                              f"from model.get_tokenizer()")
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"got {input_ids.shape[0]} prompts for {pixel_values.shape[0]} images; pass one "
                              f"prompt per image")
-        activations, last_hidden_state = self.encode_image(pixel_values)
+        activations, last_hidden_state = self.encode_image(pixel_values, with_last_hidden_state)
         conditional = self.encode_text(input_ids, attention_mask)
         logits = self.decode(activations, conditional, output_size=tuple(pixel_values.shape[-2:]))
         return VLSMOutput(logits=logits, activations=activations, conditional_embeddings=conditional,

@@ -105,7 +105,9 @@ class BranchB(Branch):
         self.reference = reference
 
     def parts(self, pixel_values, input_ids, attention_mask, extra: Sequence[torch.Tensor] = ()) -> BranchOutputs:
-        out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask)
+        # the reference adapter reads the ViT's last block; the fixed one only the extracted layers
+        out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask,
+                                         with_last_hidden_state=self.reference)
         if self.reference:
             amap = self.adapter(out.last_hidden_state, out.conditional_embeddings)
         else:
