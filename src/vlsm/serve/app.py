@@ -1,0 +1,133 @@
+"""The Gradio page of ``vlsm serve``: pick an image and a prompt, compare runs side by side.
+
+Layout and wiring only; what happens to an image is :mod:`vlsm.serve.session`. Element ids
+(``upload``, ``prompt``, ``segment``, ``status``, ``run-<i>-overlay`` ...) are stable: the browser
+test finds the page's parts by them.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from vlsm.errors import UserError
+from vlsm.serve.session import DEFAULT_MAX_PIXELS, Example, Segmenter, ServedRun, UploadError, read_upload
+
+INSTALL_HINT = 'the web app needs Gradio: pip install "vlsm-ensemble[serve]"'
+INTRO = ("# vlsm: segment an image\n"
+         "Upload an image or pick a test image of the runs' datasets, give a prompt, choose runs, press "
+         "**Segment**. Research use only; not a medical device.")
+# per run: its box, the summary line, overlay, mask, probability map, TP/FP/FN overlay, mask download
+SLOT_SIZE = 7
+
+
+def require_gradio():
+    try:
+        import gradio
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return gradio
+
+
+def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+              segmenter: Segmenter | None = None):
+    """The app as a ``gradio.Blocks`` (not launched)."""
+    gr = require_gradio()
+    from vlsm.data.images import load_image
+    from vlsm.data.masks import load_mask
+
+    segmenter = segmenter or Segmenter(list(runs))
+    by_key = {e.key: e for e in examples}
+
+    def hidden_results():
+        return [gr.update(visible=False)] + [gr.update()] * (SLOT_SIZE - 1)
+
+    def no_results():
+        return [out for _ in runs for out in hidden_results()]
+
+    def on_upload(path):
+        # the file box is emptied again each time (the image lives in `state`), ready for the next upload
+        if not path:
+            return None, None, None, gr.update(), gr.update(visible=False, choices=[]), "", *no_results()
+        try:
+            image = read_upload(path, max_pixels)
+        except UploadError as err:
+            return (None, None, None, gr.update(value=None), gr.update(visible=False, choices=[]),
+                    f"⚠️ {err}", *no_results())
+        from pathlib import Path
+
+        name = Path(path).stem
+        state = {"image": image, "name": name, "gt": None}
+        message = f"Loaded **{Path(path).name}** ({image.width} × {image.height}). Give a prompt and press Segment."
+        return state, None, image, gr.update(value=None), gr.update(visible=False, choices=[]), message, *no_results()
+
+    def on_example(key):
+        example = by_key.get(key)
+        if example is None:
+            return None, None, gr.update(visible=False, choices=[]), gr.update(), "", *no_results()
+        image = load_image(example.record.image_path)
+        gt = load_mask(example.record.mask_path)
+        state = {"image": image, "name": example.record.name, "gt": gt}
+        prompts = example.prompts()
+        default = next((text for label, text in prompts if label.startswith("p1")), prompts[0][1] if prompts else "")
+        message = (f"Example **{key}** ({image.width} × {image.height}) with its ground-truth mask. "
+                   f"Give a prompt (or pick one of its p0–p9 prompts) and press Segment.")
+        return (state, image, gr.update(visible=bool(prompts), choices=prompts, value=None),
+                gr.update(value=default), message, *no_results())
+
+    def on_segment(state, prompt, selected):
+        if not state:
+            return ["Upload an image or pick an example first.", *no_results()]
+        selected = [int(i) for i in (selected or [])]
+        if not selected:
+            return ["Tick at least one run.", *no_results()]
+        outputs = segmenter.segment(state["image"], prompt, selected, name=state["name"], gt=state["gt"])
+        values = []
+        for out in outputs:
+            if out is None:
+                values += hidden_results()
+                continue
+            values += [gr.update(visible=True), out.summary(), out.overlay, out.mask, out.probabilities,
+                       gr.update(value=out.errors, visible=out.errors is not None),
+                       str(out.mask_file) if out.mask_file else None]
+        done = sum(o is not None and not o.message for o in outputs)
+        return [f"Segmented **{state['name']}** with {done} run(s).", *values]
+
+    with gr.Blocks(title="vlsm serve", analytics_enabled=False) as app:
+        state = gr.State(None)
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                upload = gr.File(label="Upload an image", type="filepath", elem_id="upload")
+                example = gr.Dropdown(choices=list(by_key), value=None, label="…or pick a test image",
+                                      elem_id="example", visible=bool(by_key))
+                preview = gr.Image(label="Image", type="pil", format="png", interactive=False, elem_id="preview")
+                prompt = gr.Textbox(label="Prompt", placeholder="e.g. polyp", elem_id="prompt")
+                suggestions = gr.Dropdown(choices=[], label="The example's prompts (p0–p9)", visible=False,
+                                          elem_id="suggestions")
+                chosen = gr.CheckboxGroup(choices=[(r.label, i) for i, r in enumerate(runs)],
+                                          value=list(range(len(runs))), label="Runs", elem_id="runs")
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+            with gr.Column(scale=3):
+                status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
+                slots = []
+                for i in range(len(runs)):
+                    with gr.Column(visible=False) as box:
+                        info = gr.Markdown(elem_id=f"run-{i}-info")
+                        with gr.Row():
+                            images = [gr.Image(label=label, format="png", interactive=False, elem_id=f"run-{i}-{key}",
+                                               buttons=["download", "fullscreen"], visible=key != "errors")
+                                      for key, label in (("overlay", "overlay"), ("mask", "mask"),
+                                                         ("probabilities", "probability"),
+                                                         ("errors", "TP / FP / FN"))]
+                        download = gr.File(label="mask PNG", interactive=False, elem_id=f"run-{i}-download")
+                    slots += [box, info, *images, download]
+
+        upload.upload(on_upload, inputs=upload, outputs=[state, upload, preview, example, suggestions, status, *slots])
+        example.input(on_example, inputs=example, outputs=[state, preview, suggestions, prompt, status, *slots])
+        suggestions.input(lambda text: gr.update(value=text or ""), inputs=suggestions, outputs=prompt)
+        button.click(on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
+        prompt.submit(on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
+    app.segmenter = segmenter  # launch() must allow its output folder
+    return app
+
+
+__all__ = ["build_app", "require_gradio", "INSTALL_HINT"]
