@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import threading
 import types
 import typing
 from pathlib import Path
@@ -96,15 +97,73 @@ def typed_dataclass_from_dict(cls: Type[T], values: dict, where: str, section: s
     return cls(**values)
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place, so a reader
-    never sees a half-written file."""
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux: /proc), so no
+    other thread ever creates a file while the umask is briefly 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def default_file_mode() -> int:
+    """The permissions ``open()`` would give a new file: 0o666 less the umask (mkstemp gives 0o600)."""
+    return 0o666 & ~current_umask()
+
+
+def default_dir_mode() -> int:
+    """The permissions ``mkdir`` would give a new folder: 0o777 less the umask (mkdtemp gives 0o700)."""
+    return 0o777 & ~current_umask()
+
+
+def make_temp_dir(parent, prefix: str) -> Path:
+    """A new uniquely named folder in ``parent`` (made with ``tempfile.mkdtemp``) with the umask's
+    permissions instead of mkdtemp's 0o700, so that renaming it into place leaves an ordinary folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, default_dir_mode())
+    return tmp
+
+
+def write_bytes_atomic(path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place, so a reader never
+    sees a half-written file and two writers of the same file never mix. The file gets the umask's
+    permissions (as a plain ``open()`` would), not the temporary file's 0o600. On any error the
+    temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), default_file_mode())
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) atomically: :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def cache_root() -> Path:
+    """The root of vlsm's caches: ``$VLSM_CACHE_DIR``, else ``$XDG_CACHE_HOME/vlsm``, else
+    ``~/.cache/vlsm``. Each cache lives in a subfolder (e.g. ``decoded/`` for decoded images)."""
+    env = os.environ.get("VLSM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "vlsm"

@@ -190,8 +190,14 @@ def test_refuses_non_empty_output_and_overwrites_on_request(raw_samples_root, tm
     with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
         convert_dataset("kvasir", raw, out)
     assert (out / "keep.txt").read_text() == "precious"
-    convert_dataset("kvasir", raw, out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "anns" / "train.json").is_file()
+    with pytest.raises(FileExistsError, match="not written by vlsm.*vlsm_convert.json"):
+        convert_dataset("kvasir", raw, out, overwrite=True)  # --overwrite never replaces a foreign folder
+    assert (out / "keep.txt").read_text() == "precious"
+    (out / "keep.txt").unlink()
+    convert_dataset("kvasir", raw, out)
+    (out / "extra.txt").write_text("left by an earlier conversion")
+    convert_dataset("kvasir", raw, out, overwrite=True)  # an earlier conversion is replaced
+    assert not (out / "extra.txt").exists() and (out / "anns" / "train.json").is_file()
 
 
 def test_bad_raw_files_write_nothing(raw_samples_root, tmp_path):

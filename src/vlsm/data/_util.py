@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from vlsm.utils import preview  # noqa: F401  (re-exported for the data modules)
+from vlsm.utils import make_temp_dir, preview  # noqa: F401  (preview is re-exported for the data modules)
 
 #: File extensions treated as images (lower case, with the dot).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -46,9 +45,25 @@ def seeded_split(keys: Sequence[str], seed: int = 0,
     return out
 
 
-def check_output_dir(out_dir: Path, overwrite: bool, protect: Sequence[Path] = ()) -> None:
-    """Refuse to replace a non-empty ``out_dir`` unless ``overwrite``; never one that holds ``protect``."""
+def check_output_dir(out_dir: Path, overwrite: bool, protect: Sequence[Path] = (),
+                     markers: Sequence[str] = ()) -> None:
+    """Refuse an output folder that would destroy something that is not ours.
+
+    * ``out_dir`` equal to, inside or around an input in ``protect`` is always refused;
+    * a non-empty ``out_dir`` is refused unless ``overwrite``;
+    * with ``overwrite``, a non-empty ``out_dir`` is replaced only if it holds one of the ``markers``
+      (the file this toolkit writes into every folder it makes, e.g. ``vlsm_convert.json``).
+    """
     out_dir = Path(out_dir)
+    resolved = out_dir.resolve()
+    for p in protect:
+        p = Path(p).resolve()
+        if p == resolved or p in resolved.parents:
+            raise ValueError(f"refusing to write {out_dir}: it is (inside) the input {p}. "
+                             f"Choose an output folder outside the input.")
+        if resolved in p.parents and overwrite:
+            raise ValueError(f"refusing to overwrite {out_dir}: it contains the input {p}. "
+                             f"Choose an output folder outside the input.")
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder: choose another output folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -56,12 +71,11 @@ def check_output_dir(out_dir: Path, overwrite: bool, protect: Sequence[Path] = (
             raise FileExistsError(
                 f"output folder {out_dir} is not empty: choose a new folder, or pass --overwrite "
                 f"(overwrite=True) to replace it")
-        resolved = out_dir.resolve()
-        for p in protect:
-            p = Path(p).resolve()
-            if p == resolved or resolved in p.parents:
-                raise ValueError(f"refusing to overwrite {out_dir}: it contains the input {p}. "
-                                 f"Choose an output folder outside the input.")
+        if markers and not any((out_dir / m).is_file() for m in markers):
+            raise FileExistsError(
+                f"refusing to overwrite {out_dir}: it was not written by vlsm (no {' or '.join(markers)} in it), "
+                f"and --overwrite only replaces folders vlsm made. Choose a new output folder, or remove "
+                f"{out_dir} yourself")
 
 
 @contextmanager
@@ -69,11 +83,12 @@ def atomic_directory(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``out_dir``; on success it replaces ``out_dir`` in one rename.
 
     On an exception (or interruption) the temporary folder is removed and ``out_dir`` is untouched,
-    so a reader never sees a half-written dataset.
+    so a reader never sees a half-written dataset. The folder gets the umask's permissions (not
+    mkdtemp's 0o700), so colleagues can read a dataset on a shared machine.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.tmp-")
     try:
         yield tmp
         old = None
@@ -88,10 +103,3 @@ def atomic_directory(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

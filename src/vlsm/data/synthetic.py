@@ -121,7 +121,7 @@ def make_synthetic_dataset(out_dir, n_train: int = 48, n_val: int = 12, n_test: 
     """Write the dataset to ``out_dir`` (medvlsm layout) and return ``out_dir``.
 
     If ``out_dir`` already holds a synthetic dataset made with the same arguments it is reused;
-    any other non-empty ``out_dir`` is refused unless ``overwrite``.
+    any other non-empty ``out_dir`` is refused unless ``overwrite`` (which replaces only a synthetic dataset).
     """
     out_dir = Path(out_dir)
     params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
@@ -141,6 +141,9 @@ def make_synthetic_dataset(out_dir, n_train: int = 48, n_val: int = 12, n_test: 
         if not overwrite:
             raise FileExistsError(f"{out_dir} is not empty (and not a synthetic dataset made with these "
                                   f"arguments): choose another folder or pass overwrite=True")
+        if not marker.is_file():
+            raise FileExistsError(f"refusing to overwrite {out_dir}: it is not a synthetic dataset written by vlsm "
+                                  f"(no {MARKER} in it). Choose a new folder, or remove {out_dir} yourself")
     rng = np.random.default_rng(seed)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         (tmp / "images").mkdir()

@@ -20,7 +20,9 @@ Without ``anns`` the cases are split 80/10/10 by a seeded shuffle (or by a plain
 file) and prompts p0-p6 are generated from each mask (:mod:`vlsm.data.prompt_gen`).
 
 Everything is written to a temporary folder first and renamed into place at the end; on any error
-nothing is left behind. A non-empty ``out_dir`` is refused unless ``overwrite``.
+nothing is left behind. A non-empty ``out_dir`` is refused unless ``overwrite``, and even then it is
+replaced only if it is an earlier conversion (it holds ``vlsm_convert.json``); an ``out_dir`` equal to or
+inside ``raw_dir`` is always refused.
 """
 from __future__ import annotations
 
@@ -139,7 +141,8 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"raw folder {raw_dir} does not exist (expected {source.description})")
-    check_output_dir(out_dir, overwrite, protect=[raw_dir] + ([Path(anns)] if anns else []))
+    check_output_dir(out_dir, overwrite, protect=[raw_dir] + ([Path(anns)] if anns else []),
+                     markers=[SUMMARY_FILE])
     cases = {c.key: c for c in source.find(raw_dir)}
     if not cases:
         raise RawLayoutError(f"no cases found in {raw_dir} (expected {source.description})")
