@@ -92,9 +92,35 @@ def test_planted_problems_are_all_reported(planted):
     assert bad == {"ghost.png", "missing_mask.png", "trunc.png", "sizemm.png", "grey.png", "dark.png"}
     text = report.format()
     for piece in ("ERRORS (7)", "missing masks: 2", "unreadable or truncated images: 1", "masks that are not binary",
-                  "image/mask size mismatch", "cases in two splits", "cases listed twice", "fix:",
+                  "image/mask size mismatch", "leakage: images listed in two splits (1)", "  train & val (1): a",
+                  "cases listed twice", "fix:",
                   "empty masks", "FAILED"):
         assert piece in text, piece
+
+
+def test_leakage_is_reported_by_name_and_strict_makes_it_an_error(planted, tmp_path, capsys):
+    for n in ("a", "b", "c", "d"):
+        (planted / "masks" / f"{n}.png").write_bytes((planted / "masks" / "a.png").read_bytes())
+    clean = tmp_path / "leaky"
+    clean.mkdir()
+    for sub in ("images", "masks"):
+        (clean / sub).mkdir()
+        for n in ("a", "b", "c", "d"):
+            (clean / sub / f"{n}.png").write_bytes((planted / sub / f"{n}.png").read_bytes())
+    (clean / "anns").mkdir()
+    entry = lambda n: {"img_name": f"{n}.png", "mask_name": f"{n}.png", "prompts": {"p1": "x"}}  # noqa: E731
+    (clean / "anns" / "train.json").write_text(json.dumps([entry("a"), entry("b"), entry("c")]))
+    (clean / "anns" / "test.json").write_text(json.dumps([entry("c"), entry("a"), entry("d")]))
+    report = check_dataset(clean)
+    assert report.ok and report.leakage.names() == ["a", "c"]
+    assert report.leakage.to_dict() == {"train/test": ["a", "c"]}
+    assert main(["data", "check", str(clean)]) == 0
+    out = capsys.readouterr().out
+    assert "  train & test (2): a, c" in out and "OK: no errors, but 2 image(s) are in two splits" in out
+    assert main(["data", "check", str(clean), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "LEAKAGE" in out and "  train & test (2): a, c" in out and "FAILED: 2 error(s)" in out
+    assert {Path(i.file).name for i in check_dataset(clean, strict=True).errors} == {"a.png", "c.png"}
 
 
 def test_only_some_splits(planted):

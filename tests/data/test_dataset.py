@@ -160,25 +160,122 @@ def test_real_kvasir_item(kvasir_root):
     assert item["prompt"] in recs[0].prompts["p9"]
 
 
-def test_cache_gives_identical_items_without_rereading(tmp_path):
-    from vlsm.data import load_split
-    from vlsm.data.dataset import SegmentationDataset
-    from vlsm.data.synthetic import make_synthetic_dataset
-    from vlsm.models.base import Preprocess
+def _items_equal(a, b):
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
 
-    root = make_synthetic_dataset(tmp_path / "syn", n_train=3, n_val=1, n_test=1, image_size=32, seed=2)
-    records = load_split(root, "train")
+
+@pytest.fixture()
+def mixed_records(tmp_path):
+    """Cases that exercise the pipeline: JPEG, 16-bit and palette images, odd sizes, an upscale,
+    a JPEG mask with compression noise, a 0/1 label mask, list-valued prompts, one case without a mask."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i, (h, w) in enumerate([(37, 51), (64, 64), (12, 9), (80, 33), (50, 50)]):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if i == 1:
+            Image.fromarray((rng.integers(0, 65536, (h, w))).astype(np.uint16)).save(tmp_path / f"im{i}.png")
+        elif i == 2:
+            Image.fromarray(img).convert("P").save(tmp_path / f"im{i}.png")
+        else:
+            Image.fromarray(img).save(tmp_path / f"im{i}.{'jpg' if i == 0 else 'png'}", quality=80)
+        m = np.zeros((h, w), bool)
+        m[h // 4: 3 * h // 4, w // 3:] = True
+        if i == 0:
+            Image.fromarray(m.astype(np.uint8) * 255).save(tmp_path / f"m{i}.jpg", quality=70)
+        elif i == 3:
+            Image.fromarray(m.astype(np.uint8)).save(tmp_path / f"m{i}.png")  # 0/1 labels
+        else:
+            save_mask(tmp_path / f"m{i}.png", m)
+        image = next(tmp_path.glob(f"im{i}.*"))
+        mask = None if i == 4 else next(tmp_path.glob(f"m{i}.*"))
+        out.append(Record(f"case{i}", image, mask, {"p0": "", "p1": "polyp", "p2": f"round {i}",
+                                                    "p7": ["aa", "bb", "cc"]}, "toy"))
+    return out
+
+
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("prompt", ["p1", "p7", "random"])
+def test_decoded_cache_gives_identical_items(mixed_records, tmp_path, augment, prompt):
+    pre = Preprocess(image_size=24, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    tok = FakeTokenizer()
+    plain = SegmentationDataset(mixed_records, pre, tok, prompt=prompt, augment=augment, seed=5, require_masks=False)
+    kw = dict(prompt=prompt, augment=augment, seed=5, require_masks=False, cache=True, cache_dir=tmp_path / "c")
+    first = SegmentationDataset(mixed_records, pre, tok, **kw)   # epoch 0 decodes and writes the entries
+    for epoch in (0, 1, 2):
+        for ds in (plain, first):
+            ds.set_epoch(epoch)
+        for i in range(len(plain)):
+            _items_equal(plain[i], first[i])
+    assert len(list((tmp_path / "c" / "toy-24px").glob("*.bin"))) == len(mixed_records)
+    second = SegmentationDataset(mixed_records, pre, tok, **kw)  # a later run: reads only the cache
+    second.set_epoch(2)
+    expected = [plain[i] for i in range(len(plain))]
+    from vlsm.data import dataset as dataset_mod
+
+    def no_decoding(*_a, **_k):
+        raise AssertionError("decoded a file although the cache has it")
+
+    orig_image, orig_mask = dataset_mod.load_image, dataset_mod.load_mask
+    try:
+        dataset_mod.load_image = dataset_mod.load_mask = no_decoding
+        for i in range(len(plain)):
+            _items_equal(expected[i], second[i])
+    finally:
+        dataset_mod.load_image, dataset_mod.load_mask = orig_image, orig_mask
+
+
+def test_decoded_cache_with_workers_and_default_folder(mixed_records, private_cache_dir):
+    from torch.utils.data import DataLoader
+
     pre = Preprocess(image_size=16)
-    plain = SegmentationDataset(records, pre, augment=True, seed=3)
-    cached = SegmentationDataset(records, pre, augment=True, seed=3, cache=True)
-    expected = [plain[i] for i in range(3)]
-    for i in range(3):
-        cached[i]
-    for r in records:  # a cached dataset must not touch the files again
-        r.image_path.unlink()
-    for i in range(3):
-        a, b = expected[i], cached[i]
-        assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["mask"], b["mask"])
-        assert (a["height"], a["width"], a["prompt"]) == (b["height"], b["width"], b["prompt"])
-    cached.set_epoch(1)
-    assert cached[0]["pixel_values"].shape == (3, 16, 16)
+    recs = [r for r in mixed_records if r.mask_path is not None]
+    plain = SegmentationDataset(recs, pre, augment=True, seed=1)
+    cached = SegmentationDataset(recs, pre, augment=True, seed=1, cache=True)  # $VLSM_CACHE_DIR/decoded
+    loader = DataLoader(cached, batch_size=2, num_workers=2)
+    for _ in range(2):  # epoch 0 (workers write), then epoch 0 again from the cache
+        got = [b for b in loader]
+        want = [b for b in DataLoader(plain, batch_size=2)]
+        for a, b in zip(want, got):
+            assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["mask"], b["mask"])
+    assert len(list((private_cache_dir / "decoded" / "toy-16px").glob("*.bin"))) == len(recs)
+    assert not list((private_cache_dir / "decoded" / "toy-16px").glob(".*"))  # no temporary files left
+
+
+def test_decoded_cache_follows_file_changes_and_repairs_damage(mixed_records, tmp_path):
+    import os
+
+    pre = Preprocess(image_size=16)
+    recs = mixed_records[1:2]
+    kw = dict(cache=True, cache_dir=tmp_path / "c")
+    before = SegmentationDataset(recs, pre, **kw)[0]
+    entry = next((tmp_path / "c").rglob("*.bin"))
+    entry.write_bytes(entry.read_bytes()[:100])  # a damaged entry is rebuilt, not trusted
+    _items_equal(before, SegmentationDataset(recs, pre, **kw)[0])
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(recs[0].image_path)  # the file changes: new entry
+    st = recs[0].image_path.stat()
+    os.utime(recs[0].image_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    after = SegmentationDataset(recs, pre, **kw)[0]
+    _items_equal(SegmentationDataset(recs, pre)[0], after)
+    assert not torch.equal(before["pixel_values"], after["pixel_values"])
+
+
+def test_unwritable_cache_folder_warns_and_decodes(mixed_records, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    pre = Preprocess(image_size=16)
+    with caplog.at_level("WARNING", logger="vlsm"):
+        ds = SegmentationDataset(mixed_records[:2], pre, cache=True, cache_dir=blocker / "cache")
+    assert "cache disabled: cannot write to" in caplog.text and str(blocker / "cache") in caplog.text
+    _items_equal(SegmentationDataset(mixed_records[:2], pre)[1], ds[1])
+
+
+def test_decoded_cache_of_another_size_is_refused(mixed_records, tmp_path):
+    from vlsm.data.decoded import DecodedCache
+
+    with pytest.raises(ValueError, match="holds 32px images but the model takes 16px"):
+        SegmentationDataset(mixed_records, Preprocess(image_size=16), cache=DecodedCache(tmp_path, 32),
+                            require_masks=False)

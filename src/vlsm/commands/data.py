@@ -36,11 +36,16 @@ def register(subparsers) -> None:
 
     k = sub.add_parser("check", help="check every image and mask of a dataset folder",
                        description="Decode every image and mask and report missing, unreadable or truncated "
-                                   "files, size mismatches, non-binary masks, empty masks and split overlaps. "
+                                   "files, size mismatches, non-binary masks, empty masks, images listed in "
+                                   "two splits (by name) and prompts longer than the CLIP/BERT context. "
                                    "Exit code 1 if there are errors.")
     k.add_argument("dir", metavar="DIR", help="dataset folder (medvlsm layout or images/ + masks/)")
     k.add_argument("--split", action="append", metavar="SPLIT", help="check only this split (repeatable)")
     k.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 x CPU cores, max 8)")
+    k.add_argument("--strict", action="store_true",
+                   help="images listed in two splits (leakage) are errors, not warnings (exit code 1)")
+    k.add_argument("--no-prompts", dest="prompts", action="store_false",
+                   help="skip counting prompt tokens against the CLIP (77) and BERT (256) context lengths")
     k.set_defaults(func=run_check)
 
     s = sub.add_parser("synthetic", help="write the synthetic polyp dataset (medvlsm layout)")
@@ -86,7 +91,11 @@ def run_check(args) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlaps are part of the report
-        report = check_dataset(args.dir, splits=args.split, workers=args.workers)
+        report = check_dataset(args.dir, splits=args.split, workers=args.workers, strict=args.strict)
+    if args.prompts:
+        from vlsm.data.prompt_lengths import context_length_notes
+
+        report.notes += context_length_notes(args.dir, splits=args.split)
     print(report.format())
     return 0 if report.ok else 1
 

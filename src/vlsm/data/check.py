@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
+from PIL import Image
 
 from vlsm.data._util import preview
 from vlsm.data.images import ImageReadError, load_image
+from vlsm.data.leakage import Leakage, split_overlaps
 from vlsm.data.masks import read_mask_intensity, threshold_intensity
 
 GREY_LOW = 32
@@ -63,7 +65,7 @@ FIXES = {
     "near-binary": "nothing to do: these values are thresholded at > 127 (store masks as PNG to avoid it)",
     "colour-mask": "nothing to do if any coloured pixel is foreground; otherwise convert the mask to 0/255",
     "overlap": "results on these splits include the shared cases; remove them from one split for a clean "
-               "split (keep them to reproduce published numbers)",
+               "split, or train with --drop-overlap (keep them to reproduce published numbers)",
     "duplicate": "the case is counted twice; remove the repeated entry unless you reproduce published numbers",
 }
 
@@ -101,6 +103,8 @@ class CheckReport:
     counts: dict = field(default_factory=dict)       # split -> {"cases": n, "empty_masks": k, "errors": e}
     empty_masks: dict = field(default_factory=dict)  # split -> [record names with empty masks]
     notes: list = field(default_factory=list)        # [str] information that is not a problem
+    leakage: Optional[Leakage] = None                # images in two splits (by name)
+    strict: bool = False                             # leakage counts as an error
     seconds: float = 0.0
 
     @property
@@ -141,20 +145,35 @@ class CheckReport:
                 lines.append(f"  {split:<{w}}  {c['cases']:>6}  {c['empty_masks']:>11}  {c['errors']:>6}")
         for note in self.notes:
             lines.append(f"  note: {note}")
+        if self.leakage:
+            lines.append(f"{'LEAKAGE' if self.strict else 'leakage'}: images listed in two splits "
+                         f"({len(self.leakage.names())}):")
+            for (a, b), names in self.leakage.pairs.items():
+                lines.append(f"  {a} & {b} ({len(names)}): {', '.join(names)}")
+            lines.append(f"    fix: {FIXES['overlap']}")
         if self.errors:
             lines += self._section("ERRORS", self.errors, per_kind)
-        if self.warnings:
-            lines += self._section("warnings", self.warnings, min(per_kind, 3))
+        # the leakage block above names every overlap; the per-file list would repeat it
+        warnings = [i for i in self.warnings if not (self.leakage and i.kind == "overlap")]
+        if warnings:
+            lines += self._section("warnings", warnings, min(per_kind, 3))
         n_bad = len({i.file for i in self.errors})
-        lines.append("OK: no errors" if self.ok else f"FAILED: {len(self.errors)} error(s) in {n_bad} file(s)")
+        if not self.ok:
+            lines.append(f"FAILED: {len(self.errors)} error(s) in {n_bad} file(s)")
+        elif self.leakage:
+            lines.append(f"OK: no errors, but {len(self.leakage.names())} image(s) are in two splits (listed above; "
+                         f"--strict makes this an error)")
+        else:
+            lines.append("OK: no errors")
         return "\n".join(lines)
 
 
-def _check_image(path: Path) -> tuple[Optional[tuple], list]:
+def _check_image(path: Path) -> tuple[Optional[Image.Image], list]:
+    """(the decoded RGB image or None if unusable, issues)."""
     if not path.is_file():
         return None, [_issue("missing-image", path, "file not found")]
     try:
-        return load_image(path).size, []
+        return load_image(path), []
     except (ImageReadError, OSError) as err:
         return None, [_issue("unreadable-image", path, _short(err, path))]
 
@@ -167,8 +186,8 @@ def _short(err: BaseException, path: Path) -> str:
     return "cannot be decoded: " + text.split(". The file")[0].split(". Re-export")[0]
 
 
-def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[bool], list]:
-    """(is_empty or None if unusable, issues)."""
+def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[np.ndarray], list]:
+    """(the boolean foreground or None if unusable, issues)."""
     if not path.is_file():
         return None, [_issue("missing-mask", path, "file not found")]
     try:
@@ -201,15 +220,40 @@ def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[bool]
         issues.append(_issue("colour-mask", path, "RGB channels differ: foreground = any channel > 127"))
     if any(i.kind in ("grey-mask", "dark-mask", "size-mismatch") for i in issues):
         return None, issues
-    return empty, issues
+    return fg, issues
 
 
-def _check_case(image: Path, mask: Optional[Path]):
-    size, issues = _check_image(image)
-    empty = None
+def _check_case(image: Path, mask: Optional[Path], decoded=None, dataset: str = ""):
+    """(is_empty or None if unusable, issues) of one image/mask pair.
+
+    With ``decoded`` (a :class:`~vlsm.data.decoded.DecodedCache`), a pair whose entry carries an
+    earlier verdict is not decoded again, and a usable pair decoded here is resized and stored, so the
+    check and the first epoch decode each file once between them.
+    """
+    key = decoded.key(image, mask) if decoded is not None else None
+    if key is not None:
+        header = decoded.read_header(key, dataset)
+        if header is not None and isinstance(header.get("check"), dict):
+            verdict = header["check"]
+            files = {"image": image, "mask": mask}
+            return verdict.get("empty"), [_issue(kind, files[which], problem)
+                                          for kind, problem, which in verdict.get("issues", [])]
+    pil, issues = _check_image(image)
+    size = pil.size if pil is not None else None
+    fg = empty = None
     if mask is not None:
-        empty, more = _check_mask(mask, size)
+        fg, more = _check_mask(mask, size)
         issues = issues + more
+        empty = None if fg is None else not fg.any()
+    usable = pil is not None and (mask is None or fg is not None)
+    if key is not None and usable and not any(i.kind in _ERROR_KINDS for i in issues):
+        from vlsm.data.decoded import DecodedCase, resize_pair
+
+        which = {str(image): "image", str(mask): "mask"}
+        verdict = {"empty": empty, "issues": [[i.kind, i.problem, which[i.file]] for i in issues]}
+        small_image, small_mask = resize_pair(pil, fg, decoded.image_size)
+        decoded.write(key, DecodedCase(small_image, small_mask, size[1], size[0], verdict), dataset,
+                      files=(image, mask))
     return empty, issues
 
 
@@ -302,27 +346,36 @@ def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], r
 
 
 def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Optional[int] = None,
-                  class_name: Optional[str] = None, seed: int = 0) -> CheckReport:
+                  class_name: Optional[str] = None, seed: int = 0, decoded=None,
+                  strict: bool = False) -> CheckReport:
     """Check every image and mask of the dataset at ``path`` (all splits, or only ``splits``).
 
-    Each file is decoded completely (in a thread pool). Returns a :class:`CheckReport`; raises only
-    when ``path`` is not a dataset folder or a requested split does not exist.
+    Each file is decoded completely (in a thread pool). With ``decoded`` (a
+    :class:`~vlsm.data.decoded.DecodedCache`) the decoded pairs are also resized into the cache, and
+    pairs the cache has already checked are not decoded again. Images listed in two splits are
+    reported by name (``report.leakage``); with ``strict`` they are errors. Returns a
+    :class:`CheckReport`; raises only when ``path`` is not a dataset folder or a requested split does
+    not exist.
     """
     from vlsm.data.layout import detect_layout
 
     started = time.perf_counter()
     root = Path(path)
     layout = detect_layout(root)
-    report = CheckReport(root=root, layout=layout)
+    report = CheckReport(root=root, layout=layout, strict=strict)
     per_split = _collect_records(root, layout, splits, report, class_name, seed)
+    report.leakage = split_overlaps(root, class_name=class_name, seed=seed)
+    if strict:
+        report.errors += [i for i in report.warnings if i.kind == "overlap"]
+        report.warnings = [i for i in report.warnings if i.kind != "overlap"]
     cases = {}
     for recs in per_split.values():
         for r in recs:
-            cases[(r.image_path, r.mask_path)] = None
+            cases[(r.image_path, r.mask_path)] = r.dataset
     n_workers = workers or min(8, 2 * (os.cpu_count() or 1))
     keys = list(cases)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        results = list(pool.map(lambda k: _check_case(*k), keys))
+        results = list(pool.map(lambda k: _check_case(*k, decoded=decoded, dataset=cases[k]), keys))
     seen_issue = set()
     for key, (empty, issues) in zip(keys, results):
         cases[key] = (empty, issues)

@@ -24,7 +24,7 @@ image and mask alike) and mild brightness and contrast jitter of the image (fact
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vlsm.data._util import preview
+from vlsm.data.decoded import DecodedCache, DecodedCase, open_decoded_cache, resize_pair
 from vlsm.data.images import load_image
 from vlsm.data.masks import load_mask
 from vlsm.data.prompts import RANDOM, is_prompt_key, prompt_keys, select_prompt
@@ -53,18 +54,33 @@ class SegmentationDataset(Dataset):
         augment: random flips and brightness/contrast jitter (training).
         seed: base seed of all random draws.
         require_masks: refuse records without a mask (False for prediction).
-        cache: keep each decoded, resized image and mask in memory after its first use, so later
-            epochs skip JPEG decoding (about image_size² x 4 bytes per case and DataLoader worker).
+        cache: decode once (:mod:`vlsm.data.decoded`): each image and mask is decoded and resized on
+            its first use and stored in the decoded-image cache on disk, which all DataLoader workers,
+            epochs and later runs read instead of the files. True uses ``cache_dir``; a
+            :class:`~vlsm.data.decoded.DecodedCache` is used as it is. Items are identical with and
+            without it. An unwritable cache folder gives a warning and no cache.
+        cache_dir: the cache folder (default :func:`vlsm.data.decoded.default_cache_dir`).
     """
 
     def __init__(self, records: Sequence[Record], preprocess, tokenizer=None, prompt: str = "p1",
-                 augment: bool = False, seed: int = 0, require_masks: bool = True, cache: bool = False):
+                 augment: bool = False, seed: int = 0, require_masks: bool = True,
+                 cache: Union[bool, DecodedCache] = False, cache_dir=None):
         self.records = list(records)
-        self._cache: Optional[dict] = {} if cache else None
         size = int(getattr(preprocess, "image_size", 0) or 0)
         if size <= 0:
             raise ValueError(f"preprocess.image_size must be a positive integer, got {size!r}")
         self.image_size = size
+        self._decoded: Optional[DecodedCache] = None
+        if isinstance(cache, DecodedCache):
+            if cache.image_size != size:
+                raise ValueError(f"the decoded-image cache holds {cache.image_size}px images but the model "
+                                 f"takes {size}px: open it with image_size={size}")
+            self._decoded = cache
+        elif cache:
+            self._decoded = open_decoded_cache(cache_dir, size)
+        # keys are taken now, so every epoch sees the files as they were when the dataset was built
+        self._keys = ([self._decoded.key(r.image_path, r.mask_path) for r in self.records]
+                      if self._decoded is not None else None)
         self.mean = torch.tensor(tuple(preprocess.mean), dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(tuple(preprocess.std), dtype=torch.float32).view(-1, 1, 1)
         if self.mean.numel() != 3 or self.std.numel() != 3:
@@ -133,12 +149,7 @@ class SegmentationDataset(Dataset):
         if index < 0:
             index += len(self)
         rec = self.records[index]
-        cached = self._cache.get(index) if self._cache is not None else None
-        if cached is None:
-            cached = self._load_resized(rec)
-            if self._cache is not None:
-                self._cache[index] = cached
-        image, small, height, width = cached
+        image, small, height, width = self._resized(index, rec)
         s = self.image_size
         pixels = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
         if small is not None:
@@ -167,22 +178,26 @@ class SegmentationDataset(Dataset):
         """The record's image in RGB (a subclass may keep images in memory: vlsm.Predictor does)."""
         return load_image(rec.image_path)
 
+    def _resized(self, index: int, rec: Record) -> tuple:
+        """The item's pixels before normalisation: from the decoded-image cache when it has them."""
+        key = self._keys[index] if self._keys is not None else None
+        if key is None:
+            return self._load_resized(rec)
+        entry = self._decoded.read(key, rec.dataset)
+        if entry is not None:
+            return entry.image, entry.mask, entry.height, entry.width
+        out = self._load_resized(rec)
+        self._decoded.write(key, DecodedCase(*out), rec.dataset, files=(rec.image_path, rec.mask_path))
+        return out
+
     def _load_resized(self, rec: Record) -> tuple:
         """(uint8 image (S,S,3), bool mask (S,S) or None, original height, original width)."""
         image = self.read_image(rec)
         width, height = image.size
-        small = None
+        mask = None
         if rec.mask_path is not None:
-            mask = load_mask(rec.mask_path)
-            if mask.shape != (height, width):
-                raise ValueError(
-                    f"image and mask sizes differ for {rec.name!r}: {rec.image_path} is {width}x{height}, "
-                    f"{rec.mask_path} is {mask.shape[1]}x{mask.shape[0]}. The mask probably belongs to "
-                    f"another image; fix the pair (`vlsm data check` lists all such cases)")
-            s = self.image_size
-            small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((s, s), Image.NEAREST)) > 127
-        s = self.image_size
-        resized = np.asarray(image.resize((s, s), Image.BILINEAR), dtype=np.uint8)
+            mask = load_mask(rec.mask_path, size=(width, height), image_path=rec.image_path, name=rec.name)
+        resized, small = resize_pair(image, mask, self.image_size)
         return resized, small, height, width
 
     @staticmethod

@@ -16,28 +16,46 @@ def dataset_name(path) -> str:
 
 
 def load_records(paths, split: str, class_name: Optional[str] = None, *, check: bool = True,
-                 skip_bad: bool = False, notes: Optional[list] = None) -> list[tuple[str, list[Record]]]:
+                 skip_bad: bool = False, notes: Optional[list] = None, decoded=None,
+                 drop_overlap: bool = False) -> list[tuple[str, list[Record]]]:
     """``[(dataset name, records)]``: the records of ``split`` of each dataset folder in ``paths``.
 
     With ``check``, each folder's split is validated by the rules of ``vlsm data check``; a failure
     raises ``ValueError`` listing the bad files, unless ``skip_bad``: then those cases are left out
     and a sentence saying which is appended to ``notes`` (the caller logs it into the run's log).
+    With ``decoded`` (a :class:`~vlsm.data.decoded.DecodedCache` of the model's image size), the check
+    fills the decoded-image cache as it decodes, so training does not decode the files again.
+    Images that ``split`` shares with another split of the same dataset (leakage) are reported in
+    ``notes``; with ``drop_overlap`` they are also left out of ``split``.
     """
     from vlsm.data.layout import load_split
+    from vlsm.data.leakage import drop_overlapping, split_overlaps
 
     per_dataset = []
+    notes = notes if notes is not None else []
     for path in paths:
         records = load_split(path, split, class_name=class_name)
         if check:
-            records = _checked(path, split, records, skip_bad, notes if notes is not None else [])
+            records = _checked(path, split, records, skip_bad, notes, decoded)
+        overlaps = split_overlaps(path, class_name=class_name)
+        if overlaps.names(split):
+            if drop_overlap:
+                records, dropped = drop_overlapping(records, overlaps)
+                note = (f"--drop-overlap: leaving out {len(dropped)} {split} image(s) of {path} that are also in "
+                        f"another split: {', '.join(dropped)}")
+            else:
+                note = (f"leakage: {overlaps.describe(split)}; they are used as listed (pass --drop-overlap "
+                        f"to leave them out of {split})")
+            log.warning(note)
+            notes.append(note)
         per_dataset.append((dataset_name(path), records))
     return per_dataset
 
 
-def _checked(path, split: str, records: list[Record], skip_bad: bool, notes: list) -> list[Record]:
+def _checked(path, split: str, records: list[Record], skip_bad: bool, notes: list, decoded=None) -> list[Record]:
     from vlsm.data.check import check_dataset
 
-    report = check_dataset(path, splits=[split])
+    report = check_dataset(path, splits=[split], decoded=decoded)
     if report.ok:
         return records
     if not skip_bad:

@@ -31,7 +31,7 @@ are; (H, W) / (H, W, 3|4) integer arrays as the matching modes; float arrays wit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -142,9 +142,33 @@ def read_mask_intensity(path) -> MaskIntensity:
     return mask_intensity(decode_file(path, "mask"))
 
 
-def load_mask(path) -> np.ndarray:
-    """Read a mask file as a boolean foreground array (H, W), by the module's rule."""
-    return threshold_intensity(read_mask_intensity(path).values)
+class MaskSizeError(ValueError):
+    """A mask whose size differs from its image's (it would otherwise be stretched to fit)."""
+
+
+def check_mask_size(mask_path, mask_shape, size, *, image_path=None, name: Optional[str] = None) -> None:
+    """Raise :class:`MaskSizeError` naming the files unless a mask of ``mask_shape`` (H, W) has the
+    image size ``size`` (width, height)."""
+    (h, w), (width, height) = tuple(mask_shape)[:2], tuple(size)
+    if (h, w) == (height, width):
+        return
+    whose = f" for {name!r}" if name else ""
+    image = f"{image_path} is {width}x{height}" if image_path is not None else f"its image is {width}x{height}"
+    raise MaskSizeError(f"image and mask sizes differ{whose}: {image}, {mask_path} is {w}x{h}. The mask "
+                        f"probably belongs to another image or was resized; fix the pair (`vlsm data check` "
+                        f"lists all such cases)")
+
+
+def load_mask(path, size: Optional[tuple] = None, *, image_path=None, name: Optional[str] = None) -> np.ndarray:
+    """Read a mask file as a boolean foreground array (H, W), by the module's rule.
+
+    With ``size`` = the image's (width, height), a mask of another size is an error
+    (:class:`MaskSizeError`, naming ``image_path`` and the mask file), never stretched to fit.
+    """
+    mask = threshold_intensity(read_mask_intensity(path).values)
+    if size is not None:
+        check_mask_size(path, mask.shape, size, image_path=image_path, name=name)
+    return mask
 
 
 def save_mask(path, mask: np.ndarray) -> None:
@@ -155,5 +179,5 @@ def save_mask(path, mask: np.ndarray) -> None:
     Image.fromarray(np.where(mask.astype(bool), 255, 0).astype(np.uint8), "L").save(path, format="PNG")
 
 
-__all__ = ["load_mask", "binarize_mask", "save_mask", "mask_intensity", "read_mask_intensity",
+__all__ = ["load_mask", "check_mask_size", "MaskSizeError", "binarize_mask", "save_mask", "mask_intensity", "read_mask_intensity",
            "threshold_intensity", "MaskIntensity", "THRESHOLD", "COLOUR_SPREAD"]
