@@ -43,7 +43,10 @@ def test_status_follows_the_files(tmp_path):
     run = RunFolder(tmp_path / "r")
     assert run.status == "new" and not run.is_run
     run.prepare()
-    assert run.checkpoints_dir.is_dir() and run.status == "new" and run.is_run
+    assert run.checkpoints_dir.is_dir() and run.status == "new" and run.is_run and run.marker_file.is_file()
+    assert run.failed_start  # nothing but the folder: training would simply start it again
+    run.previous_last_checkpoint.write_bytes(b"x")
+    assert run.status == "resume" and not run.failed_start
     run.last_checkpoint.write_bytes(b"x")
     assert run.status == "resume"
     run.summary_file.write_text("{}")
@@ -54,25 +57,66 @@ def test_prepare_never_clobbers_without_being_told(tmp_path):
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
+    for kwargs in ({"overwrite": True}, {}, {"resume": True}):
+        with pytest.raises(RunFolderError, match="not a vlsm run folder"):
+            RunFolder(other).prepare(**kwargs)
+    # a config.yaml alone (no marker, summary or checkpoints/) does not make a folder ours
+    (other / "config.yaml").write_text("name: mine\n")
     with pytest.raises(RunFolderError, match="not a vlsm run folder"):
         RunFolder(other).prepare(overwrite=True)
-    with pytest.raises(RunFolderError, match="--resume .* or --overwrite"):
-        RunFolder(other).prepare()
     assert (other / "keep.txt").read_text() == "mine"
 
     run = RunFolder(tmp_path / "r").prepare()
     run.config_file.write_text("name: x\n")
-    with pytest.raises(RunFolderError, match="cannot resume: .*last.ckpt does not exist"):
+    with pytest.raises(RunFolderError, match="cannot resume: .*last.ckpt does not exist .* without --resume"):
         run.prepare(resume=True)
     run.last_checkpoint.write_bytes(b"x")
+    with pytest.raises(RunFolderError, match="unfinished run; pass --resume .* or --overwrite"):
+        run.prepare()
+    with pytest.raises(RunFolderError, match="only one of them"):
+        run.prepare(resume=True, overwrite=True)
     assert run.prepare(resume=True) is run and run.last_checkpoint.exists()
     run.summary_file.write_text("{}")
     with pytest.raises(RunFolderError, match="already holds a finished run"):
         run.prepare()
     run.prepare(overwrite=True)
     assert run.checkpoints_dir.is_dir() and not run.summary_file.exists() and not run.config_file.exists()
+    assert run.marker_file.is_file()
     with pytest.raises(RunFolderError, match="does not exist"):
         RunFolder(tmp_path / "missing").prepare(resume=True)
+
+
+def test_failed_start_is_started_again_and_older_runs_are_recognised(tmp_path):
+    run = RunFolder(tmp_path / "r").prepare()
+    run.config_file.write_text("name: x\n")
+    run.log_file.write_text("crashed in epoch 0\n")
+    assert run.failed_start and run.status == "new"
+    run.prepare()  # no --overwrite needed: nothing of value was there
+    assert not run.log_file.exists() and run.marker_file.is_file()
+
+    legacy = RunFolder(tmp_path / "legacy")  # written before the marker existed
+    legacy.checkpoints_dir.mkdir(parents=True)
+    legacy.config_file.write_text("name: old\n")
+    legacy.summary_file.write_text("{}")
+    assert legacy.is_run and legacy.status == "done"
+    legacy.prepare(overwrite=True)
+    assert not legacy.summary_file.exists() and legacy.marker_file.is_file()
+
+
+def test_resume_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    run = RunFolder(tmp_path / "r").prepare()
+    torch.save({"state_dict": {}, "epoch": 3}, run.previous_last_checkpoint)
+    torch.save({"state_dict": {}, "epoch": 4}, run.last_checkpoint)
+    assert run.resume_checkpoint() == (run.last_checkpoint, 4)
+    data = run.last_checkpoint.read_bytes()
+    run.last_checkpoint.write_bytes(data[: len(data) // 2])  # cut by a kill or a full disk
+    with caplog.at_level("WARNING", logger="vlsm"):
+        assert run.resume_checkpoint() == (run.last_checkpoint, 3)
+    assert "last.ckpt is not a vlsm/Lightning checkpoint" in caplog.text and "last.prev.ckpt" in caplog.text
+    assert not run.previous_last_checkpoint.exists()
+    run.last_checkpoint.write_bytes(b"")
+    with pytest.raises(RunFolderError, match="no readable checkpoint .*the file is empty"):
+        run.resume_checkpoint()
 
 
 def test_per_case_round_trip_and_errors(tmp_path):
@@ -179,4 +223,10 @@ def test_load_trained_model_errors(tmp_path):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="not a vlsm training checkpoint .* convert-checkpoint"):
+        load_trained_model(foreign)
+    torch.save({"weight": torch.zeros(2)}, foreign)  # plain torch.save of a state dict
+    with pytest.raises(ValueError, match="foreign.ckpt is not a vlsm/Lightning checkpoint: it holds a dict without"):
+        load_trained_model(foreign)
+    foreign.write_bytes(b"\x80\x04 random bytes")
+    with pytest.raises(ValueError, match="foreign.ckpt is not a vlsm/Lightning checkpoint: cannot read it"):
         load_trained_model(foreign)

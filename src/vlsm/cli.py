@@ -54,12 +54,51 @@ def main(argv=None) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as err:
-        print(f"vlsm {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the boundary: a user's problem is one line, a bug a traceback
+        message = user_message(err)
+        if message is None:
+            raise
+        print(f"vlsm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def user_message(err: BaseException):
+    """The one line a user sees for ``err`` (naming the file and the fix), or None for a bug."""
+    import errno
+    import os
+
+    if isinstance(err, (UserError, FileNotFoundError, ValueError)):
+        return _one_line(str(err) or type(err).__name__)
+    if isinstance(err, OSError):
+        name = err.filename if err.filename is not None else "the output"
+        if isinstance(err, PermissionError):
+            target = str(name)
+            readable = os.path.exists(target) and os.access(target, os.R_OK)
+            if os.path.exists(target) and not readable:
+                return f"cannot read {target}: permission denied; fix its permissions"
+            return (f"cannot write {target}: permission denied; choose another output folder (-o/--out) or fix "
+                    f"its permissions")
+        if err.errno == errno.ENOSPC:
+            return (f"no space left on the device while writing {name}; free some space or choose another "
+                    f"output folder (vlsm writes through temporary files: nothing was left half-written)")
+        if err.errno == errno.EROFS:
+            return f"cannot write {name}: read-only file system; choose another output folder (-o/--out)"
+        return _one_line(f"{name}: {err.strerror or err}")
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return None
+    if isinstance(err, Image.DecompressionBombError):
+        return _one_line(f"an image is too large ({err}); raise --max-pixels if the file is trusted")
+    return None
+
+
+def _one_line(text: str) -> str:
+    """Messages stay on one line (a data-check report keeps its lines: they list the files)."""
+    return text.strip()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,6 +62,8 @@ class DataConfig:
     cache: bool = False
     skip_bad: bool = False
     check: bool = True
+    # Images over this many pixels are refused by name (None: Pillow's decompression-bomb limit).
+    max_pixels: Optional[int] = None
 
     def resolved_eval_prompt(self) -> str:
         if self.eval_prompt:
@@ -91,6 +93,8 @@ class TrainConfig:
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
     progress_bar: bool = True
+    # Lightning's deterministic=True (deterministic GPU kernels; CPU runs are reproducible anyway).
+    deterministic: bool = False
 
 
 @dataclass
@@ -213,6 +217,30 @@ def expand_path(p, where: str = "config") -> str:
         raise ValueError(f"{where}: path {p!r} uses unset environment variable(s) {missing}; "
                          f"export them (e.g. export VLSM_DATA_ROOT=/path/to/data) or write the path out")
     return s
+
+
+#: settings a resumed run may change: how long it trains and how it shows progress, not what it computes
+RESUMABLE_KEYS = ("name", "out", "train.epochs", "train.max_minutes", "train.progress_bar", "train.num_workers",
+                  "eval.batch_size")
+
+
+def config_changes(old: ExperimentConfig, new: ExperimentConfig, *, ignore: Iterable[str] = ()) -> list[str]:
+    """``["train.lr: 0.001 -> 0.01", ...]``: the dotted keys whose values differ between two experiments
+    (keys in ``ignore`` left out)."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict) and value and dotted != "model.overrides":
+                out.update(flat(value, dotted + "."))
+            else:
+                out[dotted] = value
+        return out
+
+    a, b = flat(old.to_dict()), flat(new.to_dict())
+    skip = set(ignore)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in skip and a.get(k) != b.get(k)]
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -5,7 +5,9 @@ A run folder (written by ``vlsm train``)::
     RUN/config.yaml              the resolved experiment
     RUN/log.txt                  the log, one learning-curve line per epoch
     RUN/metrics.csv              epoch, step, train_loss, val_loss, val_dice, lr, seconds
-    RUN/checkpoints/{best,last}.ckpt
+    RUN/checkpoints/{best,last}.ckpt   (and last.prev.ckpt: the last checkpoint before last.ckpt)
+    RUN/.vlsm-run                the marker: this folder was made by ``vlsm train`` (``--overwrite``
+                                 removes only folders that carry it)
     RUN/model/                   the best weights as a model folder (vlsm.load_pretrained)
     RUN/tokenizer/               the tokenizer files of a vision-language model
     RUN/eval/<dataset>-<split>/  per_case.csv + summary.json
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ METRICS_FILE = "metrics.csv"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best"  # Lightning's ModelCheckpoint file names, without ".ckpt"
 LAST_CHECKPOINT = "last"
+PREVIOUS_LAST_CHECKPOINT = "last.prev"  # kept until a newer last.ckpt is complete (resume falls back to it)
 CHECKPOINT_SUFFIX = ".ckpt"
 MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
@@ -44,6 +49,8 @@ EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
+#: written into every run folder at creation: --overwrite and the failed-start restart touch only such folders
+RUN_MARKER = ".vlsm-run"
 
 #: learning-curve columns of RUN/metrics.csv
 METRICS_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
@@ -312,47 +319,113 @@ class RunFolder:
         """``path`` relative to the run folder, as summary.json refers to files."""
         return Path(path).relative_to(self.path).as_posix()
 
+    @property
+    def marker_file(self) -> Path:
+        return self.path / RUN_MARKER
+
+    @property
+    def previous_last_checkpoint(self) -> Path:
+        return self.checkpoints_dir / (PREVIOUS_LAST_CHECKPOINT + CHECKPOINT_SUFFIX)
+
     # -- state --------------------------------------------------------------------------------
     @property
     def is_run(self) -> bool:
-        """Whether the folder was written by ``vlsm train`` (has config.yaml, checkpoints/ or summary.json)."""
-        return any(p.exists() for p in (self.config_file, self.checkpoints_dir, self.summary_file))
+        """Whether the folder was written by ``vlsm train``: it carries the marker file, or (a run of an
+        older version, before the marker) has config.yaml together with summary.json or checkpoints/."""
+        if self.marker_file.is_file():
+            return True
+        return self.config_file.is_file() and (self.summary_file.is_file() or self.checkpoints_dir.is_dir())
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.last_checkpoint.is_file() or self.previous_last_checkpoint.is_file()
+
+    @property
+    def failed_start(self) -> bool:
+        """A run that stopped before its first checkpoint (no checkpoint, no summary): it can simply be
+        started again."""
+        return self.is_run and not self.has_checkpoint and not self.summary_file.is_file()
 
     @property
     def status(self) -> str:
-        """``done`` (summary.json written), ``resume`` (a last checkpoint, no summary) or ``new``."""
+        """``done`` (summary.json written), ``resume`` (a last checkpoint, no summary) or ``new`` (nothing,
+        or a failed start, which training starts again)."""
         if self.summary_file.is_file():
             return DONE
-        if self.last_checkpoint.is_file():
+        if self.has_checkpoint:
             return RESUME
         return NEW
 
-    def prepare(self, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
-        """Create the folder for training, refusing to clobber a previous run unless told to."""
+    def check_prepare(self, *, resume: bool = False, overwrite: bool = False) -> None:
+        """Raise :class:`RunFolderError` if :meth:`prepare` would refuse; changes nothing."""
         out = self.path
-        if out.exists() and any(out.iterdir()):
-            if overwrite:
-                # --overwrite replaces a previous run, never an arbitrary folder someone pointed --out at
-                if not self.is_run:
-                    raise RunFolderError(f"{out} is not empty and is not a vlsm run folder (no {CONFIG_FILE}, "
-                                         f"{CHECKPOINTS_DIR}/ or {SUMMARY_FILE}); --overwrite only replaces "
-                                         f"runs: choose another --out")
-                shutil.rmtree(out)
-            elif resume:
-                if not self.last_checkpoint.is_file():
-                    raise RunFolderError(f"cannot resume: {self.last_checkpoint} does not exist "
-                                         f"(start a new run with another --out, or --overwrite)")
-            elif self.summary_file.is_file():
-                raise RunFolderError(f"{out} already holds a finished run ({SUMMARY_FILE}); choose another "
-                                     f"--out or pass --overwrite to replace it")
-            else:
-                raise RunFolderError(f"{out} already exists and is not empty; pass --resume to continue the "
-                                     f"run from {CHECKPOINTS_DIR}/{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}, or "
-                                     f"--overwrite to start again")
-        elif resume:
-            raise RunFolderError(f"cannot resume: {out} does not exist")
+        if resume and overwrite:
+            raise RunFolderError("--resume continues a run and --overwrite deletes it: pass only one of them")
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"{out} is a file, not a folder: choose another --out")
+        require_writable(out, flag="--out")
+        if not (out.exists() and any(out.iterdir())):
+            if resume:
+                raise RunFolderError(f"cannot resume: {out} does not exist or is empty (start it without --resume)")
+            return
+        if not self.is_run:
+            raise RunFolderError(f"{out} is not empty and is not a vlsm run folder (no {RUN_MARKER} marker, nor "
+                                 f"{CONFIG_FILE} with {SUMMARY_FILE} or {CHECKPOINTS_DIR}/); vlsm never writes into "
+                                 f"or removes such a folder: choose another --out")
+        if overwrite:
+            return
+        if resume:
+            if not self.has_checkpoint:
+                raise RunFolderError(f"cannot resume: {self.last_checkpoint} does not exist (the run stopped "
+                                     f"before its first checkpoint: run the same command without --resume to "
+                                     f"start it again)")
+            return
+        if self.summary_file.is_file():
+            raise RunFolderError(f"{out} already holds a finished run ({SUMMARY_FILE}); choose another "
+                                 f"--out or pass --overwrite to replace it")
+        if self.has_checkpoint:
+            raise RunFolderError(f"{out} already holds an unfinished run; pass --resume to continue it from "
+                                 f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}, or --overwrite to "
+                                 f"start again")
+
+    def prepare(self, *, resume: bool = False, overwrite: bool = False) -> "RunFolder":
+        """Create the folder for training, refusing to clobber a previous run unless told to.
+
+        A new folder gets the marker file. ``overwrite`` replaces a run folder (never any other
+        folder); a failed start (a run folder without checkpoint or summary) is started again
+        without being asked; ``resume`` keeps everything."""
+        self.check_prepare(resume=resume, overwrite=overwrite)
+        out = self.path
+        if out.exists() and any(out.iterdir()) and (overwrite or (not resume and self.failed_start)):
+            shutil.rmtree(out)
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        if not self.marker_file.is_file():
+            write_text_atomic(self.marker_file, json.dumps({"written_by": "vlsm train", "created": now()}) + "\n")
         return self
+
+    def resume_checkpoint(self) -> tuple[Path, int]:
+        """The checkpoint a resumed run continues from and the epoch it ended: ``last.ckpt``, or, when that
+        is missing or unreadable (a kill or a full disk while it was written by an older version, a
+        damaged disk), the previous one (``last.prev.ckpt``), which then becomes ``last.ckpt``."""
+        import logging
+
+        errors = []
+        for path in (self.last_checkpoint, self.previous_last_checkpoint):
+            if not path.is_file():
+                continue
+            try:
+                ckpt = read_training_checkpoint(path, mmap=True)
+            except ValueError as err:
+                errors.append(str(err))
+                continue
+            if path != self.last_checkpoint:
+                logging.getLogger("vlsm").warning(
+                    "%s; resuming from the previous checkpoint %s (epoch %s) instead",
+                    errors[-1] if errors else f"{self.last_checkpoint} is missing", path.name, ckpt.get("epoch"))
+                os.replace(path, self.last_checkpoint)  # the unreadable file is worthless; the good one leads
+            return self.last_checkpoint, int(ckpt.get("epoch", -1))
+        raise RunFolderError(f"cannot resume {self.path}: no readable checkpoint ({'; '.join(errors) or 'none found'})."
+                             f" Start the run again with --overwrite")
 
     # -- files --------------------------------------------------------------------------------
     def read_config(self):
@@ -395,6 +468,81 @@ class RunFolder:
         return None
 
 
+def require_writable(folder: PathLike, *, flag: str = "-o") -> None:
+    """Refuse an output folder this process cannot create or write into (checked before any work)."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"cannot write {folder}: {existing} is a file, not a folder; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write {folder}: permission denied", str(folder))
+
+
+def check_pixel_limit(paths: Iterable[PathLike], max_pixels: Optional[int] = None, *,
+                      flag: str = "--max-pixels") -> None:
+    """Refuse, by name, an input image with more than ``max_pixels`` pixels (read from its header, nothing
+    decoded), and make Pillow refuse such images wherever they are decoded later. ``None`` keeps
+    Pillow's decompression-bomb limit. Unreadable files are left to the readers, which name them."""
+    import warnings
+
+    from PIL import Image
+
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+    limit = Image.MAX_IMAGE_PIXELS
+    if not limit:
+        return
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    width, height = img.size
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{path} is too large: {_first_line(err)} Raise {flag} if the file is "
+                             f"trusted, or downscale it") from None
+        except (OSError, ValueError, SyntaxError):
+            continue
+        if width * height > limit:
+            raise ValueError(f"{path} is too large: {width}x{height} = {width * height} pixels, over the limit of "
+                             f"{limit} ({flag}); raise {flag} if the file is trusted, or downscale it")
+
+
+def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:
+    """A Lightning checkpoint written by ``vlsm train`` (a dict with ``state_dict``); anything else, or a
+    truncated or damaged file, is a ``ValueError`` naming the file. ``mmap`` leaves the tensors on disk
+    (a cheap readability check)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: the file is empty (an interrupted write?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, OSError) as err:
+        raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: cannot read it ({type(err).__name__}: "
+                         f"{_first_line(err)}); it is truncated, damaged or another kind of file") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        kind = type(ckpt).__name__ if not isinstance(ckpt, dict) else f"a dict without 'state_dict' (keys: " \
+               f"{', '.join(map(str, list(ckpt)[:5]))})"
+        raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: it holds {kind}. For plain weights use a "
+                         f"model folder (save_pretrained), or `vlsm convert-checkpoint` for reference-code files")
+    return ckpt
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
 def eval_name(dataset: str, split: str, prompt: Optional[str] = None) -> str:
     return f"{dataset}-{split}" + (f"-{prompt}" if prompt else "")
 
@@ -412,8 +560,6 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
 
     Returns ``(model, cfg)`` where ``cfg`` is the run's ExperimentConfig when one is found (else None).
     """
-    import torch
-
     from vlsm.models import ModelSpec, create_model, load_pretrained
     from vlsm.models.base import SPEC_FILE
     from vlsm.models.checkpoint import load_state_dict_strict
@@ -436,7 +582,7 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
                                 f"or {CHECKPOINTS_DIR}/*{CHECKPOINT_SUFFIX}")
     if path.suffix != CHECKPOINT_SUFFIX:
         raise ValueError(f"{path}: expected a {CHECKPOINT_SUFFIX} checkpoint, a run folder or a model folder")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = read_training_checkpoint(path)
     spec = (ckpt.get("hyper_parameters") or {}).get("model_spec")
     if not spec:
         raise ValueError(f"{path} is not a vlsm training checkpoint (no model_spec in hyper_parameters); "
@@ -455,6 +601,6 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
 
 
 __all__ = ["RunFolder", "RunFolderError", "CaseResult", "EvalResult", "PerCaseScores", "PER_CASE_FIELDS",
-           "PER_CASE_REQUIRED", "METRICS_FIELDS", "load_trained_model", "model_info", "model_label",
+           "PER_CASE_REQUIRED", "METRICS_FIELDS", "RUN_MARKER", "check_pixel_limit", "require_writable", "load_trained_model", "read_training_checkpoint", "model_info", "model_label",
            "prepare_run_dir", "read_per_case", "read_summary", "summary_files", "summary_label",
            "write_evaluation", "write_per_case", "write_summary", "eval_name"]

@@ -75,7 +75,8 @@ def test_predict_writes_masks_and_never_overwrites(run_dir, data, tmp_path, caps
     assert main(["predict", "-i", str(data / "images"), "-o", str(out), "--checkpoint", str(run_dir),
                  "--probabilities", "--overlays"]) == 0
     images = sorted((data / "images").iterdir())
-    masks = sorted(p for p in out.iterdir() if not p.stem.endswith(("_prob", "_overlay")))
+    masks = sorted(p for p in out.glob("*.png") if not p.stem.endswith(("_prob", "_overlay")))
+    assert (out / ".vlsm-predictions").is_file()  # the marker: --overwrite replaces predictions only here
     assert [p.stem for p in masks] == [p.stem for p in images]
     m = np.asarray(Image.open(masks[0]))
     assert m.shape == (48, 48) and set(np.unique(m)) <= {0, 255}

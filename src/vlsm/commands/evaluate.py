@@ -24,7 +24,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--out", help="output folder (default: RUN/eval/<dataset>-<split>[-<prompt>])")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's per_case.csv and "
+                                                              "summary.json in the output folder")
     p.set_defaults(func=run)
 
 
@@ -54,8 +57,13 @@ def run(args) -> int:
     from vlsm.data import load_records
     from vlsm.errors import UserError
     from vlsm.evaluation.evaluate import evaluate_split, format_results
-    from vlsm.runs import RunFolder, eval_name
+    from vlsm.runs import RunFolder, check_pixel_limit, eval_name, require_writable
 
+    for flag, value in (("--batch-size", args.batch_size), ("--max-pixels", args.max_pixels)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if not 0 < args.threshold < 1:
+        raise UserError(f"--threshold must be between 0 and 1, got {args.threshold}")
     predictor = _load(args)
     model, cfg = predictor.model, predictor.config
     data = args.data or (cfg.data.paths if cfg else None)
@@ -69,9 +77,13 @@ def run(args) -> int:
     run_dir = RunFolder.containing(args.checkpoint) if args.checkpoint and Path(args.checkpoint).is_dir() else None
     if not args.out and run_dir is None:
         raise UserError("give -o OUT_DIR for the results")
-    rows = []
-    for path in data:
-        [(name, records)] = load_records([path], args.split, check=False)
+    # every output and every image is checked before the first one is scored (the data check's rules:
+    # unreadable files and image/mask size mismatches are errors naming the file)
+    require_writable(Path(args.out) if args.out else run_dir.path, flag="-o")
+    splits = [load_records([path], args.split, check=True)[0] for path in data]
+    check_pixel_limit([r.image_path for _, records in splits for r in records], args.max_pixels)
+    jobs = []
+    for name, records in splits:
         for prompt in prompts:
             tagged = prompt if len(prompts) > 1 or args.prompt else None
             if args.out:
@@ -82,10 +94,13 @@ def run(args) -> int:
             done = RunFolder(out).summary_file
             if done.exists() and not args.overwrite:
                 raise UserError(f"{done} exists; pass --overwrite or another -o")
-            result = evaluate_split(predictor, records, out, dataset=name, split=args.split, prompt=prompt,
-                                    threshold=args.threshold, extra={"zero_shot": bool(args.zero_shot)})
-            label = f"{predictor.label} {prompt}" if len(prompts) > 1 else predictor.label
-            rows.append({**result.to_dict(), "label": label})
-            print(f"wrote {out}/{result.per_case} and {done.name}")
+            jobs.append((name, records, prompt, out))
+    rows = []
+    for name, records, prompt, out in jobs:
+        result = evaluate_split(predictor, records, out, dataset=name, split=args.split, prompt=prompt,
+                                threshold=args.threshold, extra={"zero_shot": bool(args.zero_shot)})
+        label = f"{predictor.label} {prompt}" if len(prompts) > 1 else predictor.label
+        rows.append({**result.to_dict(), "label": label})
+        print(f"wrote {out}/{result.per_case} and {RunFolder(out).summary_file.name}")
     print(format_results(rows))
     return 0

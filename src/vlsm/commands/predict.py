@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -18,16 +17,49 @@ def register(sub) -> None:
     p.add_argument("--overlays", action="store_true", help="also write <stem>_overlay.png")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files an earlier `vlsm predict` wrote into OUT (nothing else)")
     p.set_defaults(func=run)
 
 
+#: written into a prediction folder vlsm created: --overwrite replaces earlier predictions only there
+MARKER = ".vlsm-predictions"
+
+
+def _check_output(out: Path, inputs, records, planned, overwrite: bool) -> None:
+    """Refuse an output that is an input folder or would replace an input, one that cannot be written,
+    and existing files unless --overwrite and the folder holds earlier predictions (its marker)."""
+    from vlsm.errors import UserError
+    from vlsm.runs import require_writable
+
+    target = out.resolve()
+    folders = {Path(i).resolve() for i in inputs if Path(i).is_dir()}
+    folders |= {Path(r.image_path).resolve().parent for r in records}
+    if target in folders:
+        raise UserError(f"-o {out} is an input folder: the masks would sit among (or replace) the images; "
+                        f"choose another -o")
+    require_writable(out, flag="-o")
+    existing = [p for p in planned if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
+                        f"pass --overwrite to replace them or choose another -o")
+    if existing and not (out / MARKER).is_file():
+        raise UserError(f"{out} was not written by `vlsm predict` (no {MARKER} marker), so --overwrite will not "
+                        f"replace its files (e.g. {existing[0]}); choose another -o")
+
+
 def _save_png(array, path: Path) -> None:
+    import io
+
     from PIL import Image
 
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from vlsm.utils import write_bytes_atomic
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def run(args) -> int:
@@ -37,11 +69,15 @@ def run(args) -> int:
     from vlsm.errors import UserError
     from vlsm.evaluation.evaluate import EVAL_PRECISION
     from vlsm.predictor import Predictor
+    from vlsm.runs import check_pixel_limit
+    from vlsm.utils import write_text_atomic
 
     # fp32 as `vlsm evaluate`: the written masks do not depend on the GPU's mixed precision
     predictor = Predictor(args.checkpoint, device=args.device, precision=EVAL_PRECISION, batch_size=args.batch_size)
     model = predictor.model
     records = list_images(args.input)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UserError(f"--max-pixels must be at least 1, got {args.max_pixels}")
     prompt = args.prompt
     if model.uses_text and not prompt:
         prompt = predictor.default_prompt
@@ -67,11 +103,11 @@ def run(args) -> int:
             planned.append(out / f"{stem}_prob.png")
         if args.overlays:
             planned.append(out / f"{stem}_overlay.png")
-    existing = [p for p in planned if p.exists()]
-    if existing and not args.overwrite:
-        raise UserError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
-                        f"pass --overwrite to replace them or choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output(out, args.input, records, planned, args.overwrite)
+    check_pixel_limit([r.image_path for r in records], args.max_pixels, flag="--max-pixels")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / MARKER, "written by vlsm predict\n")
     overlay = None
     if args.overlays:
         from vlsm.evaluation.figures import overlay

@@ -1,6 +1,7 @@
 """`vlsm sweep`: run several experiment files one after another (skip finished, resume unfinished)."""
 from __future__ import annotations
 
+import sys
 import traceback
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def plan(paths, out_root: str, overrides=()):
 
 
 def run(args) -> int:
+    from vlsm.errors import UserError
     from vlsm.runs import DONE, RESUME
     from vlsm.training.run import train
 
@@ -51,10 +53,14 @@ def run(args) -> int:
             continue
         print(f"\n=== {path} ({status}) ===", flush=True)
         try:
+            # a run that failed before its first checkpoint is "new" again: train() starts it afresh
             train(cfg, resume=status == RESUME)
         except Exception as err:  # one broken experiment must not hide the others' results
             failed.append((path, err))
-            traceback.print_exc()
+            if isinstance(err, (UserError, ValueError, OSError)):
+                print(f"vlsm sweep: {path}: error: {err}", file=sys.stderr)
+            else:  # not a user error: the traceback is what a bug report needs
+                traceback.print_exc()
             if not args.keep_going:
                 break
     if failed:

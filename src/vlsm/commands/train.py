@@ -34,8 +34,13 @@ def register(sub) -> None:
     p.add_argument("--cache", action="store_true", help="keep resized images in memory (fast CPU training)")
     p.add_argument("--limit-train-batches", type=float, help="batches (or fraction) per training epoch")
     p.add_argument("--skip-bad", action="store_true", help="leave out files that fail the data check")
-    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.ckpt")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--max-pixels", type=int,
+                   help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels (Lightning's deterministic=True; slower)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN from RUN/checkpoints/last.ckpt with RUN/config.yaml's settings")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (only a vlsm run)")
     p.set_defaults(func=run)
 
 
@@ -49,12 +54,14 @@ _FLAG_KEYS = {
     "weight_decay": "train.weight_decay", "bce_weight": "train.bce_weight", "dice_weight": "train.dice_weight",
     "patience": "train.early_stopping_patience", "precision": "train.precision", "device": "train.device",
     "num_workers": "train.num_workers", "seed": "train.seed", "max_minutes": "train.max_minutes",
+    "max_pixels": "data.max_pixels",
 }
 # flags ignored when empty (``--prompt ""`` keeps the file's prompt; ``--img-size 0`` the model's size)
 _SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out"}
 # switches that set a config field to a fixed value when given
 _SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_bad", True),
-                "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False)}
+                "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False),
+                "deterministic": ("train.deterministic", True)}
 
 
 def override_pairs(args, cfg) -> list[tuple[str, object]]:
@@ -84,16 +91,26 @@ def override_pairs(args, cfg) -> list[tuple[str, object]]:
 
 
 def config_from_args(args):
-    """The experiment file (or the defaults) with the command line's flags applied on top."""
+    """The experiment file (or the defaults) with the command line's flags applied on top. With
+    ``--resume`` and no ``-c``, the run's own config.yaml takes the defaults' place."""
     from vlsm.config import ExperimentConfig, apply_overrides, load_config
+    from vlsm.runs import RunFolder
 
-    cfg = load_config(args.config) if args.config else ExperimentConfig()
+    if args.config:
+        cfg = load_config(args.config)
+    elif getattr(args, "resume", False) and args.out and RunFolder(args.out).config_file.is_file():
+        cfg = RunFolder(args.out).read_config()
+    else:
+        cfg = ExperimentConfig()
     return apply_overrides(cfg, override_pairs(args, cfg), where="command line")
 
 
 def run(args) -> int:
+    from vlsm.errors import UserError
     from vlsm.training.run import train
 
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite deletes it: pass only one of them")
     cfg = config_from_args(args)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     summary = run_dir / "summary.json"

@@ -2,29 +2,46 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 import lightning as L
 
 from vlsm.runs import METRICS_FIELDS
+from vlsm.utils import write_text_atomic
 
 log = logging.getLogger("vlsm")
 
 
 class MetricsCSV(L.Callback):
     """One learning-curve row per epoch in RUN/metrics.csv (and in the log): epoch, step, train_loss,
-    val_loss, val_dice, lr, seconds. A resumed run continues the file."""
+    val_loss, val_dice, lr, seconds. A resumed run continues the file from its checkpoint's epoch
+    (``resumed_epoch``): rows of later epochs (written before a kill, not in the checkpoint) are dropped,
+    since the resumed run computes them again."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resumed_epoch: Optional[int] = None):
         self.path = Path(path)
         self.start = time.time()
         self.last_epoch = -1
-        if self.path.is_file():
+        if self.path.is_file() and resumed_epoch is not None:
+            rows = []
             with self.path.open(newline="") as fh:
-                epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")]
-            self.last_epoch = max(epochs, default=-1)
+                for row in csv.DictReader(fh):
+                    try:
+                        complete = all(row.get(k) is not None for k in METRICS_FIELDS)
+                        if complete and int(row["epoch"]) <= resumed_epoch:
+                            rows.append(row)
+                    except ValueError:  # a line cut by a kill
+                        continue
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=METRICS_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text_atomic(self.path, buf.getvalue())
+            self.last_epoch = max((int(r["epoch"]) for r in rows), default=-1)
 
     def on_train_epoch_end(self, trainer, pl_module):
         # Lightning replays this hook when it resumes from an end-of-epoch checkpoint.

@@ -7,6 +7,13 @@ import torch
 from vlsm.evaluation.metrics import dice_from_counts
 from vlsm.models import SegmentationModel
 from vlsm.training.losses import BCEDiceLoss
+from vlsm.training.sampling import seed_epoch
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -20,9 +27,11 @@ def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.
 class SegmentationTask(L.LightningModule):
     def __init__(self, model: SegmentationModel, *, lr: float = 1e-3, weight_decay: float = 1e-4,
                  bce_weight: float = 1.0, dice_weight: float = 1.0, scheduler_patience: int = 5,
-                 scheduler_factor: float = 0.5, model_spec: dict | None = None):
+                 scheduler_factor: float = 0.5, model_spec: dict | None = None, seed: int | None = None):
         super().__init__()
         self.model = model
+        # every epoch's global random draws (dropout) come from (seed, epoch): a resumed run repeats them
+        self.seed = seed
         self.loss_fn = BCEDiceLoss(bce_weight, dice_weight)
         # The spec lets a bare .ckpt be rebuilt later without the experiment file.
         self.save_hyperparameters({"model_spec": model_spec or model.spec.to_dict(), "lr": lr,
@@ -53,12 +62,33 @@ class SegmentationTask(L.LightningModule):
         return self._step(batch, "val")
 
     def on_train_epoch_start(self):
-        # Datasets re-seed prompt sampling and augmentation per epoch (reproducible with workers).
+        if self.seed is not None:
+            seed_epoch(self.seed, self.current_epoch)
+        # Datasets re-seed prompt sampling and augmentation per epoch (reproducible with workers; the
+        # EpochShuffleSampler has already done so before the workers prefetched, this covers DDP's sampler).
         loader = self.trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
         for ds in getattr(dataset, "datasets", [dataset]):
             if hasattr(ds, "set_epoch"):
                 ds.set_epoch(self.current_epoch)
+
+    def on_train_epoch_end(self):
+        # ReduceLROnPlateau steps here, before ModelCheckpoint saves the epoch (Lightning would step it
+        # after the save, and skips it when it replays the saved epoch's end on resume: one epoch late).
+        trainer = self.trainer
+        if trainer.sanity_checking or trainer.fit_loop.restarting:
+            return
+        val_loss = trainer.callback_metrics.get("val_loss")
+        if val_loss is None:  # no validation this epoch
+            return
+        for scheduler in _as_list(self.lr_schedulers()):
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(float(val_loss))
+
+    def lr_scheduler_step(self, scheduler, metric):
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return  # stepped in on_train_epoch_end
+        scheduler.step() if metric is None else scheduler.step(metric)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

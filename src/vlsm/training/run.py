@@ -46,86 +46,175 @@ def build_model(cfg: ExperimentConfig):
     return create_model(m.name, pretrained=m.pretrained, preset=m.preset, variant=m.variant, **m.overrides)
 
 
+def check_train_config(cfg: ExperimentConfig) -> None:
+    """Refuse settings that cannot train, naming the flag (and the experiment-file key)."""
+    t = cfg.train
+    if not cfg.data.paths:
+        raise ValueError("no training data: give --data PATH (or data.paths in the experiment file)")
+    if not cfg.out:
+        raise ValueError("no output folder: give --out RUN_DIR (or out: in the experiment file)")
+    rules = [("--epochs", "train.epochs", t.epochs, t.epochs >= 1, "at least 1"),
+             ("--batch-size", "train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
+             ("--batch-size", "eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "at least 1"),
+             ("--lr", "train.lr", t.lr, t.lr > 0, "positive"),
+             ("--weight-decay", "train.weight_decay", t.weight_decay, t.weight_decay >= 0, "0 or more"),
+             ("--num-workers", "train.num_workers", t.num_workers, t.num_workers >= 0, "0 or more"),
+             ("--patience", "train.early_stopping_patience", t.early_stopping_patience,
+              t.early_stopping_patience >= 0, "0 or more"),
+             ("--max-minutes", "train.max_minutes", t.max_minutes, t.max_minutes is None or t.max_minutes > 0,
+              "positive"),
+             ("--max-pixels", "data.max_pixels", cfg.data.max_pixels,
+              cfg.data.max_pixels is None or cfg.data.max_pixels >= 1, "at least 1"),
+             ("--seed", "train.seed", t.seed, t.seed >= 0, "0 or more"),
+             ("--bce-weight/--dice-weight", "train.bce_weight + train.dice_weight", (t.bce_weight, t.dice_weight),
+              t.bce_weight >= 0 and t.dice_weight >= 0 and t.bce_weight + t.dice_weight > 0,
+              "non-negative and not both 0")]
+    for flag, key, value, ok, want in rules:
+        if not ok:
+            raise ValueError(f"{flag} ({key}) must be {want}, got {value!r}")
+    if not 0 < cfg.eval.threshold < 1:
+        raise ValueError(f"eval.threshold must be between 0 and 1, got {cfg.eval.threshold!r}")
+
+
+def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
+    """A resumed run computes what its config.yaml says: a setting that would change it is refused."""
+    from vlsm.config import RESUMABLE_KEYS, config_changes
+
+    stored = run.read_config()
+    if stored is None:
+        return  # a run of an older version without config.yaml: nothing to compare with
+    changes = config_changes(stored, cfg, ignore=RESUMABLE_KEYS)
+    if changes:
+        raise ValueError(f"--resume continues {run.path} as its {run.config_file.name} says, but this command "
+                         f"changes {len(changes)} setting(s): {'; '.join(changes)}. Resume with the same settings "
+                         f"(e.g. `vlsm train -c {run.config_file} --resume`; only "
+                         f"{', '.join(k for k in RESUMABLE_KEYS if '.' in k)} may change), or start a new run "
+                         f"with another --out")
+
+
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train the configured model; returns the run folder (with summary.json when finished)."""
+    """Train the configured model; returns the run folder (with summary.json when finished).
+
+    Everything is checked before the run folder is touched: the settings, the model, and every dataset
+    split that will be read (train, val, test and the extra test sets, by the rules of ``vlsm data
+    check``). A folder left by a failed start (no checkpoint, no summary) is started again; an
+    existing run needs ``resume`` or ``overwrite``. Resuming continues from ``checkpoints/last.ckpt``
+    (or the previous one if that is unreadable) and reproduces the uninterrupted run exactly on a CPU:
+    the order, the datasets' draws and the global generators depend on (seed, epoch) only.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from torch.utils.data import ConcatDataset, DataLoader
 
     from vlsm.data import SegmentationDataset
+    from vlsm.runs import check_pixel_limit
     from vlsm.training.callbacks import MetricsCSV
+    from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.module import SegmentationTask
+    from vlsm.training.sampling import EpochShuffleSampler
 
-    if not cfg.data.paths:
-        raise ValueError("no training data: give --data PATH (or data.paths in the experiment file)")
-    if not cfg.out:
-        raise ValueError("no output folder: give --out RUN_DIR (or out: in the experiment file)")
+    check_train_config(cfg)
     accelerator = resolve_accelerator(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, accelerator)
+    run = RunFolder(cfg.out)
+    rank0 = _launched_rank() == 0
+    if rank0:
+        # (a DDP worker that Lightning started by re-running this command leaves the folder to rank 0)
+        run.check_prepare(resume=resume, overwrite=overwrite)
+        if resume:
+            check_resume_config(run, cfg)
     quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
     notes: list = []
-    train_sets = load_records(cfg.data.paths, cfg.data.train_split, cfg.data.class_name,
-                              check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
-    val_sets = load_records(cfg.data.paths, cfg.data.val_split, cfg.data.class_name,
-                            check=cfg.data.check, skip_bad=cfg.data.skip_bad, notes=notes)
+
+    def records(paths, split):
+        return load_records(paths, split, cfg.data.class_name, check=cfg.data.check, skip_bad=cfg.data.skip_bad,
+                            notes=notes)
+
+    train_sets = records(cfg.data.paths, cfg.data.train_split)
+    val_sets = records(cfg.data.paths, cfg.data.val_split)
     for sets, key in ((train_sets, "train_split"), (val_sets, "val_split")):
         if not any(recs for _, recs in sets):
             raise ValueError(
                 f"the {getattr(cfg.data, key)!r} split has no images in {', '.join(cfg.data.paths)}. Set "
                 f"data.{key} in the experiment file to a split that has images, or add a dataset that has "
                 f"one (medvlsm's colondb_polyp and etis_polyp have empty val splits: use them with --test-data)")
+    # the splits evaluated after training, checked now rather than after hours of training
+    test_sets = [(path, split, records([path], split)[0]) for path in cfg.data.paths for split in cfg.eval.splits]
+    test_sets += [(path, cfg.data.test_split, records([path], cfg.data.test_split)[0])
+                  for path in cfg.data.test_paths]
+    every = [r for sets in (train_sets, val_sets) for _, recs in sets for r in recs]
+    every += [r for *_, (_, recs) in test_sets for r in recs]
+    check_pixel_limit([r.image_path for r in every], cfg.data.max_pixels, flag="--max-pixels")
 
-    run = RunFolder(cfg.out)
-    if _launched_rank() == 0:
-        # (a DDP worker that Lightning started by re-running this command leaves the folder to rank 0)
+    tokenizer = model.get_tokenizer()
+    pre = model.preprocess
+    eval_prompt = cfg.data.resolved_eval_prompt()
+
+    def make(sets, *, prompt, augment):
+        return ConcatDataset([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
+                                                  seed=cfg.train.seed, cache=cfg.data.cache)
+                              for _, recs in sets if recs])
+
+    train_ds = make(train_sets, prompt=cfg.data.prompt, augment=cfg.data.augment)
+    val_ds = make(val_sets, prompt=eval_prompt, augment=False)
+    for _, _, (_, recs) in test_sets:  # their prompts exist (the datasets themselves are built at evaluation)
+        if recs:
+            SegmentationDataset(recs, pre, tokenizer, prompt=eval_prompt, augment=False)
+
+    if rank0:
+        restarted = run.failed_start and not overwrite
         run.prepare(resume=resume, overwrite=overwrite)
     handler = attach_log_file(run.log_file)
     try:
-        if _launched_rank() == 0:
+        resumed_epoch = None
+        ckpt_path = None
+        if resume:
+            ckpt_path, resumed_epoch = run.resume_checkpoint()  # may fall back to last.prev.ckpt, saying so
+            log.info("resuming %s from %s (end of epoch %d)", run.path, ckpt_path.name, resumed_epoch)
+        elif rank0 and restarted:
+            log.info("%s held a run that stopped before its first checkpoint: starting it again", run.path)
+        if rank0:
             run.write_config(cfg)
         for note in notes:  # the data check ran before the log file existed
             log.warning(note)
         total, trainable = model.parameter_counts()
         log.info("model %s (%s preset): %.2f M parameters, %.2f M trainable; precision %s on %s",
                  cfg.model.name, cfg.model.preset, total / 1e6, trainable / 1e6, precision, accelerator)
-        tokenizer = model.get_tokenizer()
-        if hasattr(tokenizer, "save") and _launched_rank() == 0:  # lets a bare .ckpt be evaluated early
+        if hasattr(tokenizer, "save") and rank0:  # lets a bare .ckpt be evaluated early
             tokenizer.save(run.tokenizer_dir)
-        pre = model.preprocess
-
-        def make(sets, *, prompt, augment):
-            return ConcatDataset([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
-                                                      seed=cfg.train.seed, cache=cfg.data.cache)
-                                  for _, recs in sets if recs])
-
-        train_ds = make(train_sets, prompt=cfg.data.prompt, augment=cfg.data.augment)
-        val_ds = make(val_sets, prompt=cfg.data.resolved_eval_prompt(), augment=False)
         log.info("data: %s", ", ".join(f"{n}: {len(t)} train / {len(v)} val"
                                        for (n, t), (_, v) in zip(train_sets, val_sets)))
-        nw = cfg.train.num_workers
-        loader_kw = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=accelerator == "gpu")
-        train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True,
-                                  drop_last=len(train_ds) > cfg.train.batch_size, **loader_kw)
-        val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False, **loader_kw)
-
         t = cfg.train
+        nw = t.num_workers
+        loader_kw = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=accelerator == "gpu")
+        # the training order and the datasets' draws of an epoch follow (seed, epoch); set before fit so
+        # that the workers' first prefetch (when Lightning creates the iterator) already has the right epoch
+        sampler = EpochShuffleSampler(train_ds, seed=t.seed, datasets=train_ds.datasets)
+        sampler.set_epoch(0 if resumed_epoch is None else resumed_epoch + 1)
+        # own generators: creating a loader's iterator must not draw from the global generator
+        train_loader = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler,
+                                  drop_last=len(train_ds) > t.batch_size,
+                                  generator=torch.Generator().manual_seed(t.seed), **loader_kw)
+        val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False,
+                                generator=torch.Generator().manual_seed(t.seed), **loader_kw)
+
         task = SegmentationTask(model, lr=t.lr, weight_decay=t.weight_decay, bce_weight=t.bce_weight,
                                 dice_weight=t.dice_weight, scheduler_patience=t.scheduler_patience,
-                                scheduler_factor=t.scheduler_factor)
+                                scheduler_factor=t.scheduler_factor, seed=t.seed)
         ckpt = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.best_checkpoint.stem, monitor="val_dice",
                                mode="max", save_last=True, enable_version_counter=False,
                                # saved after the epoch, so a resumed run starts at the next epoch
                                save_on_train_epoch_end=True)
         callbacks = [ckpt, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
-                     LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file)]
+                     LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file, resumed_epoch)]
         trainer = L.Trainer(
             default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, precision=precision,
             max_epochs=t.epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
             gradient_clip_val=t.grad_clip or None, callbacks=callbacks, logger=_loggers(run, resume),
             log_every_n_steps=max(1, min(50, len(train_loader))), enable_progress_bar=t.progress_bar,
-            enable_model_summary=False, deterministic=False,
+            enable_model_summary=False, deterministic=t.deterministic, plugins=[AtomicCheckpointIO()],
             limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
             num_sanity_val_steps=0)
         started = time.time()
@@ -133,8 +222,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             # Lightning nags about worker counts and small logging intervals on tiny data sets.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
-            trainer.fit(task, train_loader, val_loader,
-                        ckpt_path=str(run.last_checkpoint) if resume else None)
+            trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
         if not trainer.is_global_zero:
             return run.path
         best_path = ckpt.best_model_path or str(run.last_checkpoint)
@@ -146,7 +234,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
                       "best_val_dice": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
                       "precision": precision, "accelerator": accelerator, "devices": t.devices,
                       "parameters": {"total": total, "trainable": trainable}}
-        evaluate_run(run, model, cfg, train_info=train_info)
+        evaluate_run(run, model, cfg, train_info=train_info,
+                     test_sets=[(split, named) for _, split, named in test_sets])
         return run.path
     finally:
         detach_log_file(handler)
@@ -161,8 +250,12 @@ def _float(v) -> Optional[float]:
     return None if v is None else float(v)
 
 
-def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Optional[dict] = None) -> dict:
-    """Evaluate on every configured split of every dataset (and extra test sets); write summary.json."""
+def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Optional[dict] = None,
+                 test_sets: Optional[list] = None) -> dict:
+    """Evaluate on every configured split of every dataset (and extra test sets); write summary.json.
+
+    ``test_sets``: ``[(split, (dataset name, records))]`` already loaded and checked (by :func:`train`);
+    by default they are read from ``cfg``."""
     from vlsm.evaluation.evaluate import EVAL_PRECISION, evaluate_split, format_results
     from vlsm.predictor import Predictor
 
@@ -170,12 +263,14 @@ def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Op
     prompt = cfg.data.resolved_eval_prompt()
     device = "cuda" if resolve_accelerator(cfg.train.device) == "gpu" else "cpu"
     predictor = Predictor(model, device=device, precision=EVAL_PRECISION, batch_size=cfg.eval.batch_size)
-    targets = [(p, s) for p in cfg.data.paths for s in cfg.eval.splits]
-    targets += [(p, cfg.data.test_split) for p in cfg.data.test_paths]
+    if test_sets is None:
+        targets = [(p, s) for p in cfg.data.paths for s in cfg.eval.splits]
+        targets += [(p, cfg.data.test_split) for p in cfg.data.test_paths]
+        test_sets = [(split, load_records([path], split, cfg.data.class_name, check=cfg.data.check)[0])
+                     for path, split in targets]
     info = model_info(model)
     results = []
-    for path, split in targets:
-        [(name, records)] = load_records([path], split, cfg.data.class_name, check=False)
+    for split, (name, records) in test_sets:
         results.append(evaluate_split(predictor, records, run.eval_dir(name, split), dataset=name, split=split,
                                       prompt=prompt, threshold=cfg.eval.threshold))
     summary = run.write_run_summary(info, results, train_info)
