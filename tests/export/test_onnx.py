@@ -56,6 +56,7 @@ def _check_folder(model, folder: Path):
     s, pre = model.preprocess.image_size, model.preprocess
     assert info["image_size"] == s and info["mean"] == list(pre.mean) and info["std"] == list(pre.std)
     assert info["threshold"] == 0.5 and "sigmoid" in info["postprocess"]
+    assert info["max_abs_logit_diff_vs_torch"] <= TOLERANCE
     for node in graph.graph.input:
         dims = node.type.tensor_type.shape.dim
         assert dims[0].dim_param, f"{node.name}: batch axis is not dynamic"
@@ -189,3 +190,14 @@ def test_readme_example_runs_without_torch_and_matches_predictor(clipseg_run, tm
         near = np.abs(pred.probabilities - threshold) < TOLERANCE  # float rounding may flip only these
         assert np.array_equal(mask[~near], expected[~near])
         assert np.abs(np.load(tmp_path / "probabilities.npy") - pred.probabilities).max() <= 1e-5
+
+
+def test_a_model_that_does_not_export_is_refused_and_nothing_is_left(tmp_path):
+    # CRIS convolves each image with weights computed from its own text (groups = batch size), which an
+    # ONNX Conv cannot take as a dynamic batch: the check at batch sizes 1 and 3 catches it
+    from vlsm.errors import UserError
+
+    model = _tiny("cris", None)
+    with pytest.raises(UserError, match="cris does not export to ONNX with a dynamic batch"):
+        export_onnx(model, tmp_path / "cris")
+    assert list(tmp_path.iterdir()) == []

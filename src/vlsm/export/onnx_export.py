@@ -216,12 +216,39 @@ def verify(model: SegmentationModel, folder: Path, batch: int = 2) -> float:
     return float(np.abs(got - expected).max())
 
 
+def check_export(model: SegmentationModel, folder: Path) -> float:
+    """Compare onnxruntime with torch at batch sizes 1 and 3 (the graph was traced at 2, so a batch
+    size frozen into the graph shows) and record the difference in preprocess.json.
+
+    Raises UserError when the graph fails or differs by more than 1e-3 of the logits' scale.
+    """
+    name = model.spec.name
+    try:
+        diffs = [verify(model, folder, batch) for batch in (1, 3)]
+    except Exception as err:  # noqa: BLE001 - onnxruntime's failures have many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{name} does not export to ONNX with a dynamic batch (onnxruntime: {first[:300]}); "
+                        f"the exportable models are UNet-D, CLIPSeg, BiomedCLIPSeg(-D), the ensembles and the "
+                        f"smp baselines") from None
+    with torch.no_grad():
+        scale = max(1.0, float(_Graph(model).eval()(*example_inputs(model, 1).values()).abs().max()))
+    diff = max(diffs)
+    if not diff <= 1e-3 * scale:
+        raise UserError(f"{name}: the ONNX graph's logits differ from PyTorch's by {diff:.3g} (logit scale "
+                        f"{scale:.3g}); not exported")
+    info_file = folder / PREPROCESS_FILE
+    info = json.loads(info_file.read_text())
+    info["max_abs_logit_diff_vs_torch"] = diff
+    info_file.write_text(json.dumps(info, indent=2) + "\n")
+    return diff
+
+
 def export_onnx(model: SegmentationModel, out, *, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
                 prompt: Optional[str] = None, overwrite: bool = False) -> Path:
     """Export ``model`` to the folder ``out`` (created; an earlier export replaced only with ``overwrite``).
 
-    Everything is written to a temporary folder beside ``out`` first and moved into place at the end,
-    so a failed export leaves nothing half-written.
+    Everything is written to a temporary folder beside ``out`` first, checked against onnxruntime
+    (:func:`check_export`) and moved into place at the end, so a failed export leaves nothing behind.
     """
     require_onnx()
     if opset < DEFAULT_OPSET:
@@ -234,6 +261,7 @@ def export_onnx(model: SegmentationModel, out, *, threshold: float = 0.5, opset:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write_export(model.cpu(), tmp, threshold=threshold, opset=opset, prompt=prompt)
+        check_export(model, tmp)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
