@@ -279,3 +279,24 @@ def test_decoded_cache_of_another_size_is_refused(mixed_records, tmp_path):
     with pytest.raises(ValueError, match="holds 32px images but the model takes 16px"):
         SegmentationDataset(mixed_records, Preprocess(image_size=16), cache=DecodedCache(tmp_path, 32),
                             require_masks=False)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_pixels_equal_the_formula_written_out(tmp_path, augment):
+    """The looked-up normalisation is bit for bit (image / 255 - mean) / std, for every uint8 value."""
+    rng = np.random.default_rng(3)
+    img = rng.permutation(np.arange(48 * 16 * 3) % 256).astype(np.uint8).reshape(48, 16, 3)
+    Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / "im.png")
+    save_mask(tmp_path / "m.png", np.ones((48, 16), bool))
+    rec = Record("c", tmp_path / "im.png", tmp_path / "m.png", {"p1": "x"})
+    pre = Preprocess(image_size=16, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+    ds = SegmentationDataset([rec], pre, augment=augment, seed=0)
+    resized = np.asarray(Image.open(tmp_path / "im.png").convert("RGB").resize((16, 16), Image.BILINEAR))
+    pixels = torch.from_numpy(resized.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    mean, std = torch.tensor(pre.mean).view(-1, 1, 1), torch.tensor(pre.std).view(-1, 1, 1)
+    if augment:
+        target = torch.ones(1, 16, 16)
+        pixels, _ = SegmentationDataset._augment(pixels, target, ds._rng(0, 1))
+    assert torch.equal(ds[0]["pixel_values"], (pixels - mean) / std)
+    lut_values = torch.arange(256, dtype=torch.float32).numpy() / 255.0  # every value, not only the image's
+    assert np.array_equal(ds._normalise_lut, ((torch.from_numpy(lut_values)[None] - mean.view(3, 1)) / std.view(3, 1)).numpy())

@@ -99,6 +99,11 @@ class SegmentationDataset(Dataset):
         self.seed = int(seed)
         self.require_masks = require_masks
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        # value -> float32 of each uint8 value, by the very operations the pipeline defines
+        unit = np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0
+        self._unit_lut = np.stack([unit] * 3)
+        self._normalise_lut = ((torch.from_numpy(unit).view(1, -1) - self.mean.view(3, 1)) / self.std.view(3, 1)).numpy()
+        self._token_cache: dict = {}
         self._validate()
 
     def _validate(self) -> None:
@@ -143,7 +148,26 @@ class SegmentationDataset(Dataset):
     def prompt_for(self, index: int) -> str:
         """The prompt text item ``index`` gets in the current epoch."""
         rec = self.records[index]
-        return select_prompt(rec.prompts, self.prompt, self._rng(index, _PROMPT_STREAM), name=rec.name)
+        # a generator only where a draw happens (seeding one costs more than the rest of the choice)
+        drawn = self.prompt == RANDOM or (is_prompt_key(self.prompt) and not isinstance(rec.prompts.get(self.prompt), str))
+        return select_prompt(rec.prompts, self.prompt, self._rng(index, _PROMPT_STREAM) if drawn else None,
+                             name=rec.name)
+
+    def _tokens(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of one prompt; each distinct prompt is tokenised once."""
+        cached = self._token_cache.get(prompt)
+        if cached is None:
+            tokens = self.tokenizer([prompt])
+            cached = self._token_cache[prompt] = (tokens["input_ids"][0], tokens["attention_mask"][0])
+        return cached[0].clone(), cached[1].clone()
+
+    def _pixels(self, image: np.ndarray, lut: np.ndarray) -> torch.Tensor:
+        """float32 (3, S, S) = ``lut[c][image[..., c]]``: the per-value arithmetic of the pipeline looked up
+        instead of computed per pixel (the same float32 operations on the same 256 values: exact)."""
+        out = np.empty((3,) + image.shape[:2], np.float32)
+        for c in range(3):
+            np.take(lut[c], image[..., c], out=out[c])
+        return torch.from_numpy(out)
 
     def __getitem__(self, index: int) -> dict:
         if index < 0:
@@ -151,21 +175,24 @@ class SegmentationDataset(Dataset):
         rec = self.records[index]
         image, small, height, width = self._resized(index, rec)
         s = self.image_size
-        pixels = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
         if small is not None:
-            target = torch.from_numpy(small).to(torch.float32).unsqueeze(0)
+            target = torch.from_numpy(small.astype(np.float32)).unsqueeze(0)
         else:
             target = torch.zeros(1, s, s, dtype=torch.float32)
         if self.augment:
+            # scaled to [0, 1] (image / 255), jittered, then normalised
+            pixels = self._pixels(image, self._unit_lut)
             pixels, target = self._augment(pixels, target, self._rng(index, _AUGMENT_STREAM))
-        pixels = (pixels - self.mean) / self.std
+            pixels = (pixels - self.mean) / self.std
+        else:
+            pixels = self._pixels(image, self._normalise_lut)  # (image / 255 - mean) / std
         prompt = self.prompt_for(index)
-        tokens = self.tokenizer([prompt])
+        input_ids, attention_mask = self._tokens(prompt)
         return {
             "pixel_values": pixels,
             "mask": target,
-            "input_ids": tokens["input_ids"][0],
-            "attention_mask": tokens["attention_mask"][0],
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
             "prompt": prompt,
             "name": rec.name,
             "index": int(index),
