@@ -147,11 +147,11 @@ def _plain(tmp_path: Path, n=20, mask_style="same", ext=".png") -> Path:
 
 
 @pytest.mark.parametrize("style", ["same", "suffix"])
-def test_folder_layout_seeded_split(tmp_path, style):
+def test_folder_layout_hash_split(tmp_path, style):
     root = _plain(tmp_path, 20, style)
     assert detect_layout(root) == "folder"
     splits = {s: load_split(root, s) for s in ("train", "val", "test")}
-    assert [len(v) for v in splits.values()] == [16, 2, 2]
+    assert [len(v) for v in splits.values()] == [16, 2, 2]  # ~80/10/10 by a hash of each name
     names = [r.name for v in splits.values() for r in v]
     assert sorted(names) == [f"case{i:02d}" for i in range(20)]
     assert splits["train"][0].prompts == {"p0": "", "p1": "object"}
@@ -162,6 +162,26 @@ def test_folder_layout_seeded_split(tmp_path, style):
     other = [r.name for r in load_split(root, "val", seed=5)]
     assert other != [r.name for r in splits["val"]]
     assert load_split(root, "test", class_name="polyp")[0].prompts["p1"] == "polyp"
+
+
+def test_folder_split_is_stable_when_files_are_added(tmp_path):
+    from vlsm.data._util import stable_split
+
+    root = _plain(tmp_path, 30)
+    before = {s: [r.name for r in load_split(root, s)] for s in ("train", "val", "test")}
+    assert before["val"] and before["test"]
+    for i in range(30, 90):  # add 60 images (and remove one)
+        Image.new("RGB", (6, 5)).save(root / "images" / f"case{i:02d}.jpg")
+        save_mask(root / "masks" / f"case{i:02d}.png", np.ones((5, 6), bool))
+    (root / "images" / "case07.jpg").unlink()
+    after = {s: [r.name for r in load_split(root, s)] for s in ("train", "val", "test")}
+    for s in before:
+        assert set(before[s]) - {"case07"} <= set(after[s]), s  # nobody moved
+    assert sum(map(len, after.values())) == 89 and not list(root.glob("*.json"))  # nothing written
+    big = stable_split([f"k{i}" for i in range(10000)])
+    assert [round(len(v) / 200) for v in big.values()] == [40, 5, 5]  # within 1 %
+    fewer = stable_split([f"k{i}" for i in range(0, 10000, 3)])
+    assert all(set(fewer[s]) <= set(big[s]) for s in big)
 
 
 def test_folder_split_files(tmp_path):

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     c.add_argument("out_dir", metavar="OUT_DIR", help="new dataset folder to write")
     c.add_argument("--anns", metavar="DIR",
                    help="medvlsm's split/prompt files for this dataset (a folder of train/val/test.json); "
-                        "without it splits are 80/10/10 (seeded) and prompts are generated from the masks")
+                        "without it splits are ~80/10/10 by a hash of each name (stable when cases are added) and "
+                        "prompts are generated from the masks")
     c.add_argument("--seed", type=int, default=0, help="seed of the generated split (default 0)")
     c.add_argument("--class-name", help="class name for generated prompts (default: the dataset's, "
                                         "'object' for folder)")

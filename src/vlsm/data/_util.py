@@ -1,13 +1,12 @@
 """Small helpers shared by the data modules (not public API)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
-
-import numpy as np
 
 from vlsm.utils import make_temp_dir, preview  # noqa: F401  (preview is re-exported for the data modules)
 
@@ -22,26 +21,22 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def seeded_split(keys: Sequence[str], seed: int = 0,
+def stable_split(keys: Sequence[str], seed: int = 0,
                  fractions: tuple = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
-    """Deterministic train/val/test split of ``keys`` (the order of ``keys`` does not matter).
+    """Train/val/test split of ``keys`` by a hash of each key: adding or removing keys never moves
+    another key to a different split (a shuffle would reshuffle everything).
 
-    The keys are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut into
-    ``round(f * n)`` pieces for val and test (at least one each when there are 3 or more keys);
-    train gets the rest. Each split keeps the sorted order.
+    Each key's place is ``sha256(f"{seed}/{key}")`` read as a number in [0, 1): below ``fractions[0]``
+    it is train, below ``fractions[0] + fractions[1]`` val, otherwise test. The proportions are met
+    on average, not exactly: a folder of a few images may get an empty val or test split (write a
+    split file then). Each split keeps the keys' sorted order; another ``seed`` gives another split.
     """
-    keys = sorted(set(keys))
-    n = len(keys)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
-    if n >= 3:
-        n_val, n_test = max(1, n_val), max(1, n_test)
-    val_idx = set(order[:n_val].tolist())
-    test_idx = set(order[n_val:n_val + n_test].tolist())
-    out = {"train": [], "val": [], "test": []}
-    for i, k in enumerate(keys):
-        out["val" if i in val_idx else "test" if i in test_idx else "train"].append(k)
+    train_end, val_end = fractions[0], fractions[0] + fractions[1]
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for key in sorted(set(keys)):
+        digest = hashlib.sha256(f"{int(seed)}/{key}".encode("utf-8")).digest()
+        place = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+        out["train" if place < train_end else "val" if place < val_end else "test"].append(key)
     return out
 
 

@@ -6,8 +6,12 @@
     <root>/splits.json                   optional: {"train": [stems], "val": [...], "test": [...]}
     <root>/<split>.txt                   optional alternative: one stem (or file name) per line
 
-Without a split file the pairs are split 80/10/10 into train/val/test by a seeded shuffle
-(:func:`vlsm.data._util.seeded_split`), identical on every run with the same seed.
+Without a split file the pairs are split about 80/10/10 into train/val/test by a hash of each name
+(:func:`vlsm.data._util.stable_split`, with the seed in the hash): identical on every run, and
+**stable when files are added or removed** — a new image lands in a split of its own and never moves
+another image to a different split (a shuffle would, and test images would leak into training
+between runs). No file is written into the dataset folder. For exact proportions, or a folder of a
+few images (which may get an empty val or test split), write ``splits.json``.
 
 Plain folders carry no text, so every case gets the prompts ``p0 = ""`` and ``p1 = class_name``
 (default ``"object"``; pass e.g. ``class_name="polyp"``). ``vlsm data convert folder`` writes the
@@ -20,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from vlsm.data._util import IMAGE_EXTENSIONS, STANDARD_SPLITS, is_image_file, preview, seeded_split
+from vlsm.data._util import IMAGE_EXTENSIONS, STANDARD_SPLITS, is_image_file, preview, stable_split
 from vlsm.data.medvlsm import DatasetLayoutError
 from vlsm.data.records import Record
 
@@ -113,13 +117,13 @@ def read_split_file(root) -> Optional[dict[str, list[str]]]:
 
 
 def folder_splits(root, *, seed: int = 0, stems: Optional[list[str]] = None) -> dict[str, list[str]]:
-    """Split name -> stems: from the split file, else a seeded 80/10/10 split of all stems."""
+    """Split name -> stems: from the split file, else the stable hash split of all stems (~80/10/10)."""
     given = read_split_file(root)
     if given is not None:
         return given
     if stems is None:
         stems = [s for s, _i, _m in folder_pairs(root, require_masks=False)]
-    return seeded_split(stems, seed)
+    return stable_split(stems, seed)
 
 
 def read_folder_split(root, split: str, *, class_name: Optional[str] = None, seed: int = 0,

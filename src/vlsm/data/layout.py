@@ -14,7 +14,8 @@ LAYOUT_HELP = (
     "                  (`vlsm data convert DATASET RAW_DIR OUT_DIR` writes it from an original download)\n"
     "  plain folder:   ROOT/images/<name>.<ext> and ROOT/masks/<name>[_mask].<ext>, optionally\n"
     "                  ROOT/splits.json {\"train\": [names], \"val\": [...], \"test\": [...]};\n"
-    "                  without it the cases are split 80/10/10 by a seeded shuffle")
+    "                  without it the cases are split ~80/10/10 by a hash of each name (stable\n"
+    "                  when images are added)")
 
 
 def detect_layout(path) -> str:
@@ -33,7 +34,7 @@ def load_split(path, split: str, *, class_name: Optional[str] = None, seed: int 
                require_masks: bool = True) -> list[Record]:
     """Records of ``split`` of the dataset at ``path``, layout detected automatically.
 
-    ``class_name`` (plain folders only) is the prompt ``p1``; ``seed`` drives the 80/10/10 split of
+    ``class_name`` (plain folders only) is the prompt ``p1``; ``seed`` enters the stable ~80/10/10 hash split of
     plain folders without a split file. ``Record.dataset`` is the dataset folder's name.
     """
     layout = detect_layout(path)

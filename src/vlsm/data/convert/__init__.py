@@ -16,7 +16,8 @@ With ``anns=DIR`` the split files in DIR (medvlsm's ``anns/*.json``) decide the 
 their entries are matched to the raw cases by the image's file stem and copied with ``img_name`` and
 ``mask_name`` set to the files written (e.g. Kvasir's JPEG masks become ``.png``). Entries whose case
 is not in the raw folder are an error unless ``allow_missing`` (then they are left out and counted).
-Without ``anns`` the cases are split 80/10/10 by a seeded shuffle (or by a plain folder's own split
+Without ``anns`` the cases are split about 80/10/10 by a hash of each name, stable when cases are
+added (:func:`vlsm.data._util.stable_split`; or by a plain folder's own split
 file) and prompts p0-p6 are generated from each mask (:mod:`vlsm.data.prompt_gen`).
 
 Everything is written to a temporary folder first and renamed into place at the end; on any error
@@ -37,7 +38,7 @@ from typing import Optional
 
 import numpy as np
 
-from vlsm.data._util import atomic_directory, check_output_dir, preview, seeded_split
+from vlsm.data._util import atomic_directory, check_output_dir, preview, stable_split
 from vlsm.data.convert.sources import MASK_RED_OR_GREEN, SOURCES, RawLayoutError, SourceCase, get_source
 from vlsm.data.images import ImageReadError, load_image
 from vlsm.data.masks import load_mask, save_mask
@@ -185,12 +186,12 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
             from vlsm.data.folder import read_split_file
 
             given = read_split_file(raw_dir)
-            split_keys = given if given is not None else seeded_split(list(cases), seed)
+            split_keys = given if given is not None else stable_split(list(cases), seed)
             unknown = sorted({k for ks in split_keys.values() for k in ks} - set(cases))
             if unknown:
                 raise FileNotFoundError(f"the split file of {raw_dir} names cases not in images/: {preview(unknown)}")
         else:
-            split_keys = seeded_split(list(cases), seed)
+            split_keys = stable_split(list(cases), seed)
         for split, keys in split_keys.items():
             plan[split] = []
             for key in keys:
