@@ -275,12 +275,12 @@ class BiomedCLIPSeg(VLSMBase):
 
     def load_decoder_weights(self, source: str) -> None:
         """Copy the decoder of a transformers CLIPSeg checkpoint (``biomedclipseg-d``)."""
-        from transformers import CLIPSegForImageSegmentation
+        from vlsm.models.clipseg import clipseg_from_pretrained
 
         resolved = resolve_weights(source, CLIPSEG_DECODER_FILES, model=f"{self.config.model} decoder",
                                    hint="biomedclipseg-d takes its decoder from CLIPSeg: pass "
                                         "decoder_pretrained=<CLIPSeg hub id or folder>.")
-        clipseg = CLIPSegForImageSegmentation.from_pretrained(str(resolved.folder), local_files_only=True)
+        clipseg = clipseg_from_pretrained(resolved.folder, "CLIPSeg (the decoder's source)")
         state = clipseg.decoder.state_dict()
         mine = self.decoder.state_dict()
         bad = [k for k in mine if k not in state or state[k].shape != mine[k].shape]

@@ -9,8 +9,12 @@ first problem.
 """
 from __future__ import annotations
 
+import contextvars
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import torch
 
@@ -23,8 +27,45 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
 
 
+log = logging.getLogger(__name__)
+
+# set by create_model(..., allow_partial_weights=True) around the builder: a runtime choice, not architecture
+_ALLOW_PARTIAL = contextvars.ContextVar("vlsm_allow_partial_weights", default=False)
+PARTIAL_HINT = "pass allow_partial_weights=True (vlsm: --allow-partial-weights) to load it anyway"
+
+
 class CheckpointError(ValueError):
     """A weight file cannot be read, or its tensors do not fit the model."""
+
+
+@contextmanager
+def partial_weights_allowed(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, weight files that lack some of a model's tensors load with a warning (the missing
+    ones keep their initialisation) instead of failing. Shape mismatches and foreign tensors still fail."""
+    token = _ALLOW_PARTIAL.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ALLOW_PARTIAL.reset(token)
+
+
+def missing_tensors_message(source: str, model_name: str, missing: list) -> str:
+    """The one wording for a weight source that lacks tensors of a model."""
+    return (f"{source} is missing {len(missing)} tensor{'s' if len(missing) != 1 else ''} of model {model_name}, "
+            f"e.g. {_first(missing, 3)}; {PARTIAL_HINT}")
+
+
+def allow_missing(source: str, model_name: str, missing: list) -> None:
+    """Fail on ``missing`` tensors unless partial weights are allowed; then log and warn once."""
+    if not missing:
+        return
+    message = missing_tensors_message(source, model_name, missing)
+    if not _ALLOW_PARTIAL.get():
+        raise CheckpointError(message)
+    note = (f"{source} is missing {len(missing)} tensors of model {model_name} (e.g. {_first(missing, 3)}); "
+            f"they keep their initialisation (allow_partial_weights=True)")
+    log.warning(note)
+    warnings.warn(note, stacklevel=3)
 
 
 def unwrap_state_dict(obj) -> dict:
@@ -91,15 +132,36 @@ def read_weights(source: str | Path) -> dict:
     return read_state_dict_file(source)
 
 
+def _aliases(model: torch.nn.Module) -> dict:
+    """State-dict key -> the other keys of the same tensor (tied weights, saved once by safetensors)."""
+    groups: dict = {}
+    for key, tensor in model.state_dict().items():
+        if tensor.numel():
+            groups.setdefault((tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)), []).append(key)
+    return {k: [o for o in keys if o != k] for keys in groups.values() if len(keys) > 1 for k in keys}
+
+
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
-                     model_name: str) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` holds exactly ``model``'s keys with the same shapes."""
+                     model_name: str) -> dict:
+    """``state`` completed for tied tensors, after checking that it holds ``model``'s keys with the same shapes.
+
+    Raises :class:`CheckpointError` naming the source, the model and the first problem. Keys that are only
+    missing fail with :func:`missing_tensors_message` unless partial weights are allowed
+    (:func:`partial_weights_allowed`), which logs a warning instead.
+    """
     ours = model.state_dict()
+    state = dict(state)
+    for key, others in _aliases(model).items():
+        if key not in state:
+            present = next((o for o in others if o in state), None)
+            if present is not None:
+                state[key] = state[present]
     missing = [k for k in ours if k not in state]
     unexpected = [k for k in state if k not in ours]
     mismatched = [k for k in ours if k in state and tuple(ours[k].shape) != tuple(state[k].shape)]
-    if not (missing or unexpected or mismatched):
-        return
+    if not (mismatched or unexpected):
+        allow_missing(source, model_name, missing)
+        return state
     problems = []
     if mismatched:
         k = mismatched[0]
@@ -115,9 +177,10 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 
 def load_state_dict_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
                            model_name: str) -> None:
-    """``model.load_state_dict(state, strict=True)`` after :func:`check_state_dict`'s clear error."""
-    check_state_dict(model, state, source=source, model_name=model_name)
-    model.load_state_dict(state, strict=True)
+    """``model.load_state_dict(state)`` after :func:`check_state_dict`'s clear error (strict unless partial
+    weights are allowed and only some tensors are missing)."""
+    state = check_state_dict(model, state, source=source, model_name=model_name)
+    model.load_state_dict(state, strict=len(state) == len(model.state_dict()))
 
 
 def _first(items: Iterable[str], n: int = 6) -> str:
@@ -125,5 +188,6 @@ def _first(items: Iterable[str], n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")
 
 
-__all__ = ["CheckpointError", "FILE_TYPES", "check_state_dict", "load_state_dict_strict", "read_state_dict_file",
-           "read_weights", "unwrap_state_dict"]
+__all__ = ["CheckpointError", "FILE_TYPES", "allow_missing", "check_state_dict", "load_state_dict_strict",
+           "missing_tensors_message", "partial_weights_allowed", "read_state_dict_file", "read_weights",
+           "unwrap_state_dict"]

@@ -144,12 +144,31 @@ def pooling_positions(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tenso
     return (ids == eos_token_id).int().argmax(dim=-1)
 
 
-def load_clipseg_module(folder: str | Path, config: VLSMConfig):
-    """transformers' ``from_pretrained`` on a resolved local folder (no hub access)."""
+def clipseg_from_pretrained(folder: str | Path, what: str, config=None):
+    """transformers' ``CLIPSegForImageSegmentation.from_pretrained`` on a local folder, strict: tensors the
+    weight file lacks are an error (unless partial weights are allowed) instead of a random init with a
+    log line, and a tensor of another shape names the file, the key and both shapes."""
     from transformers import CLIPSegForImageSegmentation
 
-    module = CLIPSegForImageSegmentation.from_pretrained(str(folder), config=config.clipseg_hf_config(),
-                                                         local_files_only=True)
+    from vlsm.models.checkpoint import CheckpointError, allow_missing
+
+    folder = Path(folder)
+    weights = next((folder / n for n in CLIPSEG_FILES[1].names if (folder / n).is_file()), folder)
+    kwargs = {} if config is None else {"config": config}
+    module, info = CLIPSegForImageSegmentation.from_pretrained(
+        str(folder), local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        key, theirs, ours = (tuple(x) if not isinstance(x, str) else x for x in mismatched[0])
+        raise CheckpointError(f"weights in {weights} do not fit model {what}: first mismatch {key} {theirs} vs "
+                              f"{ours} ({len(mismatched)} shape mismatch{'es' if len(mismatched) > 1 else ''})")
+    allow_missing(str(weights), what, sorted(info.get("missing_keys") or []))
+    return module
+
+
+def load_clipseg_module(folder: str | Path, config: VLSMConfig):
+    """The CLIPSeg module of a resolved local folder (no hub access), loaded strictly."""
+    module = clipseg_from_pretrained(folder, "clipseg", config=config.clipseg_hf_config())
     # from_pretrained may leave tensors in the memory-mapped weight file; fresh, aligned copies make the
     # numerics identical to a model built and then loaded with load_state_dict (as load_pretrained does)
     with torch.no_grad():

@@ -36,7 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
-from vlsm.models.checkpoint import CheckpointError, load_state_dict_strict, read_state_dict_file, unwrap_state_dict
+from vlsm.models.checkpoint import (
+    CheckpointError,
+    allow_missing,
+    load_state_dict_strict,
+    read_state_dict_file,
+    unwrap_state_dict,
+)
 from vlsm.models.registry import check_options, register_model
 from vlsm.models.vlsm_base import load_config_json
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
@@ -354,11 +360,16 @@ class CRIS(SegmentationModel):
             state = read_state_dict_file(path)
         state = unwrap_state_dict({k: v for k, v in state.items()
                                    if k not in ("input_resolution", "context_length", "vocab_size")})
-        missing, unexpected = self.backbone.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("visual.attnpool.connect.")]
-        if missing or unexpected:
-            raise CheckpointError(f"{path} is not a CLIP checkpoint of this architecture: missing {missing[:6]}, "
-                                  f"unexpected {unexpected[:6]}")
+        ours = self.backbone.state_dict()
+        unexpected = [k for k in state if k not in ours]
+        mismatched = [k for k in state if k in ours and tuple(state[k].shape) != tuple(ours[k].shape)]
+        if unexpected or mismatched:
+            first = (f"first mismatch {mismatched[0]} {tuple(state[mismatched[0]].shape)} vs "
+                     f"{tuple(ours[mismatched[0]].shape)}" if mismatched else f"unexpected {unexpected[:6]}")
+            raise CheckpointError(f"{path} is not a CLIP checkpoint of this architecture (model cris): {first}")
+        allow_missing(str(path), "cris (its CLIP encoders)",
+                      [k for k in ours if k not in state and not k.startswith("visual.attnpool.connect.")])
+        self.backbone.load_state_dict(state, strict=False)
 
     # -- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

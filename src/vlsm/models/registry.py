@@ -104,7 +104,8 @@ def get_entry(name: str) -> ModelEntry:
 
 def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "paper",
                  variant: Optional[str] = None, model_dir: Optional[str] = None,
-                 tokenizer_dir: Optional[str] = None, **overrides) -> SegmentationModel:
+                 tokenizer_dir: Optional[str] = None, allow_partial_weights: bool = False,
+                 **overrides) -> SegmentationModel:
     """Build a registered model.
 
     Args:
@@ -116,6 +117,8 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
         model_dir: a saved model folder (written by ``save_pretrained``) whose config and tokenizer
             files the model is rebuilt from; :func:`load_pretrained` passes it.
         tokenizer_dir: the former name of ``model_dir``, still accepted.
+        allow_partial_weights: load weight files that lack some of the model's tensors (they keep their
+            initialisation; a warning names them) instead of failing. A runtime choice: not in ``model.spec``.
         overrides: model-specific config fields, e.g. ``image_size=224``.
     """
     if tokenizer_dir is not None:
@@ -130,16 +133,20 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
     elif variant not in entry.variants:
         valid = ", ".join(entry.variants) if entry.variants else "none (leave variant unset)"
         raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
-    model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
-                          model_dir=None if model_dir is None else str(model_dir), **overrides)
+    from vlsm.models.checkpoint import partial_weights_allowed
+
+    with partial_weights_allowed(allow_partial_weights):
+        model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
+                              model_dir=None if model_dir is None else str(model_dir), **overrides)
     model.spec = ModelSpec(name=name, preset=preset, variant=variant, pretrained=pretrained,
                            overrides=dict(overrides))
     return model
 
 
 def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
-    """Rebuild a model written by :meth:`SegmentationModel.save_pretrained`."""
-    from safetensors.torch import load_model
+    """Rebuild a model written by :meth:`SegmentationModel.save_pretrained` (``runtime`` options such as
+    ``allow_partial_weights=True`` go to :func:`create_model`)."""
+    from vlsm.models.checkpoint import load_state_dict_strict, partial_weights_allowed, read_state_dict_file
 
     directory = Path(directory)
     spec_path = directory / SPEC_FILE
@@ -151,5 +158,7 @@ def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime:
     spec = ModelSpec.from_dict(payload["spec"])
     model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
                          model_dir=str(directory), **spec.overrides, **runtime)
-    load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=map_location)
-    return model
+    weights = directory / WEIGHTS_FILE
+    with partial_weights_allowed(bool(runtime.get("allow_partial_weights", False))):
+        load_state_dict_strict(model, read_state_dict_file(weights), source=str(weights), model_name=spec.name)
+    return model.to(map_location)
