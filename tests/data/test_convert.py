@@ -162,8 +162,41 @@ def test_colondb_layouts(tmp_path, nested):
         save_mask(base / "masks" / f"{i}.png", m)
     out = tmp_path / "colondb_polyp"
     result = convert_dataset("colondb", raw, out, seed=1)
-    assert result.counts == {"train": 8, "val": 1, "test": 1}
+    assert sum(result.counts.values()) == 10 and set(result.counts) == {"train", "val", "test"}
     _assert_medvlsm_output(out, 10)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_colondb_original_tiff_release(tmp_path, nested):
+    """CVC-ColonDB as first released: N.tiff images, pN.tiff ground truth, cpN.tiff contours (ignored)."""
+    raw = tmp_path / "colondb_orig"
+    base = raw / "CVC-ColonDB" / "CVC-ColonDB" if nested else raw
+    base.mkdir(parents=True)
+    for i in range(1, 7):
+        Image.new("RGB", (12, 10), (200, 100 + i, 90)).save(base / f"{i}.tiff")
+        m = np.zeros((10, 12), np.uint8)
+        m[2:6, 3:3 + i] = 255
+        Image.fromarray(m).save(base / f"p{i}.tiff")
+        Image.fromarray(255 - m).save(base / f"cp{i}.tiff")  # a contour file: must not be taken as the mask
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    (anns / "test.json").write_text(json.dumps([{"img_name": f"{i}.png", "mask_name": f"{i}.png",
+                                                 "prompts": {"p1": "polyp"}} for i in (2, 5)]))
+    out = tmp_path / "colondb_polyp"
+    result = convert_dataset("colondb", raw, out, anns=anns)
+    assert result.counts == {"test": 2} and result.unused == ["1", "3", "4", "6"]
+    recs = load_split(out, "test")
+    assert [r.name for r in recs] == ["2", "5"] and recs[0].image_path.name == "2.png"
+    assert [int(load_mask(r.mask_path).sum()) for r in recs] == [4 * 2, 4 * 5]  # pN, not cpN
+    assert load_image(recs[1].image_path).getpixel((0, 0)) == (200, 105, 90)
+
+
+def test_colondb_unknown_layout_lists_both(tmp_path):
+    raw = tmp_path / "odd"
+    (raw / "pictures").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"does not look like CVC-ColonDB.*N\.tiff images with ground truth "
+                                                r"pN\.tiff.*images/N\.png and masks/N\.png"):
+        convert_dataset("colondb", raw, tmp_path / "out")
 
 
 def test_generic_folder_with_its_split_file(tmp_path):

@@ -92,10 +92,35 @@ def find_clinicdb(raw: Path) -> list:
                          f"(N.tif or N.png) in {raw} or its TIF/, PNG/ or CVC-ClinicDB/ subfolder")
 
 
+_COLONDB_IMAGE = re.compile(r"^(\d+)\.tiff?$", re.IGNORECASE)
+_COLONDB_MASK = re.compile(r"^p(\d+)\.tiff?$", re.IGNORECASE)  # cpN.tiff (contours) are not masks
+COLONDB_LAYOUTS = ("the original release: N.tiff images with ground truth pN.tiff in one folder (contour files "
+                   "cpN.tiff are ignored)", "the PNG version: images/N.png and masks/N.png")
+
+
 def find_colondb(raw: Path) -> list:
-    base = _first_dir(raw, [raw, raw / "CVC-ColonDB", raw / "CVC-ColonDB" / "CVC-ColonDB"], ("images", "masks"),
-                      "CVC-ColonDB (images/N.png and masks/N.png)")
-    return _pair_folders(base / "images", base / "masks")
+    """CVC-ColonDB in either of its two layouts (:data:`COLONDB_LAYOUTS`), in RAW_DIR or its
+    CVC-ColonDB/ or CVC-ColonDB/CVC-ColonDB/ subfolder."""
+    candidates = [raw, raw / "CVC-ColonDB", raw / "CVC-ColonDB" / "CVC-ColonDB"]
+    for c in candidates:
+        if (c / "images").is_dir() and (c / "masks").is_dir():
+            return _pair_folders(c / "images", c / "masks")
+        if not c.is_dir():
+            continue
+        images, masks = {}, {}
+        for p in sorted(c.iterdir()):
+            m_img, m_mask = _COLONDB_IMAGE.match(p.name), _COLONDB_MASK.match(p.name)
+            if p.is_file() and (m_img or m_mask):
+                key = str(int((m_img or m_mask).group(1)))
+                target = images if m_img else masks
+                if key in target:
+                    raise RawLayoutError(f"two files share the number {key} in {c}: {target[key].name}, {p.name}; "
+                                         f"remove one")
+                target[key] = p
+        if images:
+            return [SourceCase(k, images[k], [masks[k]] if k in masks else []) for k in sorted(images, key=int)]
+    raise RawLayoutError(f"{raw} does not look like CVC-ColonDB. Expected, in {raw} or its CVC-ColonDB/ "
+                         f"subfolder, one of its two layouts: " + "; or ".join(COLONDB_LAYOUTS))
 
 
 def find_bkai(raw: Path) -> list:
@@ -196,7 +221,8 @@ SOURCES = {
     "kvasir": DatasetSource("kvasir", find_kvasir, "polyp", "Kvasir-SEG: Kvasir-SEG/{images,masks}/*.jpg"),
     "clinicdb": DatasetSource("clinicdb", find_clinicdb, "polyp",
                               "CVC-ClinicDB: Original/N.tif + 'Ground Truth'/N.tif (or the PNG version)"),
-    "colondb": DatasetSource("colondb", find_colondb, "polyp", "CVC-ColonDB: [CVC-ColonDB/]{images,masks}/N.png"),
+    "colondb": DatasetSource("colondb", find_colondb, "polyp",
+                             "CVC-ColonDB: N.tiff + pN.tiff (original release) or {images,masks}/N.png"),
     "bkai": DatasetSource("bkai", find_bkai, "polyp",
                           "BKAI-IGH NeoPolyp: train/train/*.jpeg + train_gt/train_gt/*.jpeg (red/green masks)"),
     "busi": DatasetSource("busi", find_busi, "breast tumor",
