@@ -58,8 +58,13 @@ class DataConfig:
     test_paths: list = field(default_factory=list)
     class_name: Optional[str] = None
     augment: bool = True
-    # Keep decoded, resized images in memory after the first epoch (fast CPU training).
-    cache: bool = False
+    # Decode once: images and masks decoded and resized once per image size into an on-disk cache that
+    # every worker, epoch and run reads (vlsm.data.decoded); false decodes the files every epoch.
+    cache: bool = True
+    # Folder of that cache; None = $VLSM_CACHE_DIR/decoded or ~/.cache/vlsm/decoded.
+    cache_dir: Optional[str] = None
+    # Leave out of the training split the images also listed in another split (leakage; reported anyway).
+    drop_overlap: bool = False
     skip_bad: bool = False
     check: bool = True
     # Images over this many pixels are refused by name (None: Pillow's decompression-bomb limit).
