@@ -133,6 +133,7 @@ def export_graph(model: SegmentationModel, path: Path, opset: int = DEFAULT_OPSE
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        warnings.filterwarnings("ignore", message="# The axis name")  # torch.export naming the one batch axis
         torch.onnx.export(graph, tuple(inputs[n] for n in names), str(path), dynamo=dynamo, opset_version=opset,
                           input_names=names, output_names=["logits"], **axes)
     return names
