@@ -284,7 +284,7 @@ def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], r
                 report.errors.append(_issue("layout", anns / f"{s}.json", str(err)))
         for s in wanted:
             if s in entries:
-                out[s] = read_medvlsm_split(root, s, check_files=False, warn_overlaps=False)
+                out[s] = read_medvlsm_split(root, s, check_files=False, warn_overlaps=False, all_entries=entries)
         overlaps = check_split_overlaps(anns, entries)
         for s, names in overlaps.duplicates.items():
             for n in names:

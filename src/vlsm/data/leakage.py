@@ -73,17 +73,19 @@ def read_all_splits(path, class_name: Optional[str] = None, seed: int = 0) -> di
     """{split: records} of every split of a dataset folder that can be read (files are not opened)."""
     from vlsm.data.folder import folder_pairs, folder_record, folder_splits
     from vlsm.data.layout import detect_layout
-    from vlsm.data.medvlsm import ANNS_DIR, DatasetLayoutError, available_splits, read_medvlsm_split
+    from vlsm.data.medvlsm import ANNS_DIR, DatasetLayoutError, available_splits, read_anns, read_medvlsm_split
 
     root = Path(path)
     out = {}
     if detect_layout(root) == "medvlsm":
+        entries = {}
         for s in available_splits(root / ANNS_DIR):
             try:
-                out[s] = read_medvlsm_split(root, s, check_files=False, warn_overlaps=False)
+                entries[s] = read_anns(root / ANNS_DIR, s)
             except (DatasetLayoutError, OSError):
                 continue  # a broken split file is reported by the data check
-        return out
+        return {s: read_medvlsm_split(root, s, check_files=False, warn_overlaps=False, all_entries=entries)
+                for s in entries}
     try:
         pairs = folder_pairs(root, require_masks=False)
         lists = folder_splits(root, seed=seed, stems=[s for s, _i, _m in pairs])

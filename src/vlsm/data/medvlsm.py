@@ -158,18 +158,19 @@ def is_medvlsm_root(root) -> bool:
     return (Path(root) / ANNS_DIR).is_dir()
 
 
-def read_medvlsm_split(root, split: str, *, check_files: bool = True,
-                       warn_overlaps: bool = True) -> list[Record]:
+def read_medvlsm_split(root, split: str, *, check_files: bool = True, warn_overlaps: bool = True,
+                       all_entries: Optional[dict] = None) -> list[Record]:
     """Records of one split of a medvlsm-layout dataset, in the split file's order.
 
     Raises ``FileNotFoundError`` if the split file is missing (listing the available splits) or,
     with ``check_files``, if images or masks named in it are missing (one error listing them).
-    An empty split file gives an empty list.
+    An empty split file gives an empty list. ``all_entries`` ({split: entries}, e.g. only the
+    readable split files, as ``vlsm data check`` has them) saves reading every split file again.
     """
     root = Path(root)
     anns_dir = root / ANNS_DIR
-    entries = read_anns(anns_dir, split)
-    all_entries = _read_all(anns_dir)
+    entries = all_entries[split] if all_entries is not None and split in all_entries else read_anns(anns_dir, split)
+    all_entries = all_entries if all_entries is not None else _read_all(anns_dir)
     if warn_overlaps:
         warn_overlaps_once(anns_dir, all_entries)
     by_mask = _uses_mask_names(all_entries)
