@@ -16,6 +16,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     for run in runs:
         summary = json.loads((out / "runs" / run / "summary.json").read_text())
         assert summary["results"][0]["n"] == 12 and summary["train"]["epochs_run"] == 2
+    # the demo ends with the command that shows its runs in the web app
+    assert f"vlsm serve {out / 'runs' / 'unet-d-tiny'}" in printed and "vlsm-ensemble[serve]" in printed
     # the generated data set is in the medvlsm layout and reused by a second run
     assert (out / "data" / "synthetic_polyp" / "anns" / "test.json").is_file()
 

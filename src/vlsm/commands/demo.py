@@ -73,7 +73,15 @@ def run_demo(*, data=None, out="demo-output", models=None, img_size=64, epochs=6
     figure = _figure(runs, data, out / "comparison.png")
     print("\n" + table)
     print(f"\nrun folders: {out / 'runs'}\nfigure: {figure}\ntable: {out / 'results.md'}")
+    print(f"web app: {serve_command(runs)}")
     return {"rows": rows, "table": out / "results.md", "figure": figure, "runs": runs}
+
+
+def serve_command(runs) -> str:
+    """The `vlsm serve` line that opens the demo's runs side by side in a browser."""
+    import shlex
+
+    return "vlsm serve " + " ".join(shlex.quote(str(r)) for r in runs) + '   (pip install "vlsm-ensemble[serve]")'
 
 
 def _figure(runs, data, path: Path, n_images: int = 4) -> Path:
