@@ -442,13 +442,17 @@ class RunFolder:
     def read_summary(self) -> dict:
         return read_summary(self.summary_file)
 
-    def write_run_summary(self, model: dict, results: Sequence[EvalResult], train: Optional[dict] = None) -> dict:
+    def write_run_summary(self, model: dict, results: Sequence[EvalResult], train: Optional[dict] = None, *,
+                          leakage: Optional[dict] = None) -> dict:
         """RUN/summary.json: the model, every evaluation (``results`` written under RUN/eval/) and the
-        training facts."""
+        training facts; ``leakage`` (``{dataset: {"train/test": [names]}}``, images listed in two splits)
+        when there is any."""
         entries = [{**r.to_dict(), "per_case": self.relative(self.eval_dir(r.dataset, r.split) / r.per_case)}
                    for r in results]
         summary = {"model": model, "results": entries, "train": train or {},
                    "config": self.relative(self.config_file), "created": now(), "empty_mask_policy": EMPTY_MASK_POLICY}
+        if leakage:
+            summary["leakage"] = leakage
         self.write_summary(summary)
         return summary
 

@@ -34,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--cache", action="store_true", help="keep resized images in memory (fast CPU training)")
     p.add_argument("--limit-train-batches", type=float, help="batches (or fraction) per training epoch")
     p.add_argument("--skip-bad", action="store_true", help="leave out files that fail the data check")
+    p.add_argument("--drop-overlap", action="store_true",
+                   help="leave out of training the images also listed in another split (leakage)")
     p.add_argument("--max-pixels", type=int,
                    help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
     p.add_argument("--deterministic", action="store_true",
@@ -60,6 +62,7 @@ _FLAG_KEYS = {
 _SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out"}
 # switches that set a config field to a fixed value when given
 _SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_bad", True),
+                "drop_overlap": ("data.drop_overlap", True),
                 "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False),
                 "deterministic": ("train.deterministic", True)}
 

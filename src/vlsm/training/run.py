@@ -107,6 +107,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     from torch.utils.data import ConcatDataset, DataLoader
 
     from vlsm.data import SegmentationDataset
+    from vlsm.data.decoded import open_decoded_cache
+    from vlsm.data.prompt_lengths import prompt_lengths
     from vlsm.runs import check_pixel_limit
     from vlsm.training.callbacks import MetricsCSV
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
@@ -127,12 +129,14 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
     notes: list = []
+    # decode once: the data check fills the on-disk cache of decoded, resized images that training reads
+    decoded = open_decoded_cache(cfg.data.cache_dir, model.preprocess.image_size) if cfg.data.cache else None
 
-    def records(paths, split):
+    def records(paths, split, *, train_split: bool = False):
         return load_records(paths, split, cfg.data.class_name, check=cfg.data.check, skip_bad=cfg.data.skip_bad,
-                            notes=notes)
+                            notes=notes, decoded=decoded, drop_overlap=train_split and cfg.data.drop_overlap)
 
-    train_sets = records(cfg.data.paths, cfg.data.train_split)
+    train_sets = records(cfg.data.paths, cfg.data.train_split, train_split=True)
     val_sets = records(cfg.data.paths, cfg.data.val_split)
     for sets, key in ((train_sets, "train_split"), (val_sets, "val_split")):
         if not any(recs for _, recs in sets):
@@ -154,7 +158,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
     def make(sets, *, prompt, augment):
         return ConcatDataset([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
-                                                  seed=cfg.train.seed, cache=cfg.data.cache)
+                                                  seed=cfg.train.seed, cache=decoded or False)
                               for _, recs in sets if recs])
 
     train_ds = make(train_sets, prompt=cfg.data.prompt, augment=cfg.data.augment)
@@ -177,8 +181,17 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             log.info("%s held a run that stopped before its first checkpoint: starting it again", run.path)
         if rank0:
             run.write_config(cfg)
-        for note in notes:  # the data check ran before the log file existed
+        for note in dict.fromkeys(notes):  # the data check ran before the log file existed
             log.warning(note)
+        leakage = _leakage(cfg)
+        for dataset, pairs in leakage.items():
+            for pair, names in pairs.items():
+                log.warning("leakage in %s: %d image(s) listed in both %s: %s", dataset, len(names),
+                            pair.replace("/", " and "), ", ".join(names))
+        if model.uses_text and hasattr(tokenizer, "encode"):
+            lengths = prompt_lengths([r for sets in (train_sets, val_sets) for _, recs in sets for r in recs],
+                                     cfg.data.prompt, tokenizer)
+            (log.warning if lengths.over else log.info)("prompts: %s", lengths.describe())
         total, trainable = model.parameter_counts()
         log.info("model %s (%s preset): %.2f M parameters, %.2f M trainable; precision %s on %s",
                  cfg.model.name, cfg.model.preset, total / 1e6, trainable / 1e6, precision, accelerator)
@@ -203,11 +216,15 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         task = SegmentationTask(model, lr=t.lr, weight_decay=t.weight_decay, bce_weight=t.bce_weight,
                                 dice_weight=t.dice_weight, scheduler_patience=t.scheduler_patience,
                                 scheduler_factor=t.scheduler_factor, seed=t.seed)
+        # both saved at the end of the epoch (after validation and the scheduler step), so a resumed run
+        # starts at the next epoch. The last checkpoint has its own callback: Lightning 2.6's save_last
+        # writes last.ckpt only in epochs that also improve the best one.
         ckpt = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.best_checkpoint.stem, monitor="val_dice",
-                               mode="max", save_last=True, enable_version_counter=False,
-                               # saved after the epoch, so a resumed run starts at the next epoch
+                               mode="max", save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=True)
+        last = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.last_checkpoint.stem, monitor=None,
+                               save_top_k=1, every_n_epochs=1, enable_version_counter=False,
                                save_on_train_epoch_end=True)
-        callbacks = [ckpt, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
+        callbacks = [ckpt, last, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
                      LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file, resumed_epoch)]
         trainer = L.Trainer(
             default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, precision=precision,
@@ -230,15 +247,28 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         task.load_state_dict(state)
         model = task.model.cpu()
         model.save_pretrained(run.model_dir)
-        train_info = {"epochs_run": trainer.current_epoch, "best_checkpoint": Path(best_path).name,
+        train_info = {"epochs_run": trainer.current_epoch, "dropped_overlap": cfg.data.drop_overlap, "best_checkpoint": Path(best_path).name,
                       "best_val_dice": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
                       "precision": precision, "accelerator": accelerator, "devices": t.devices,
                       "parameters": {"total": total, "trainable": trainable}}
-        evaluate_run(run, model, cfg, train_info=train_info,
+        evaluate_run(run, model, cfg, train_info=train_info, leakage=leakage,
                      test_sets=[(split, named) for _, split, named in test_sets])
         return run.path
     finally:
         detach_log_file(handler)
+
+
+def _leakage(cfg: ExperimentConfig) -> dict:
+    """``{dataset: {"train/test": [names], ...}}``: the images each dataset lists in two splits."""
+    from vlsm.data import dataset_name
+    from vlsm.data.leakage import split_overlaps
+
+    found = {}
+    for path in dict.fromkeys([*cfg.data.paths, *cfg.data.test_paths]):
+        pairs = split_overlaps(path, class_name=cfg.data.class_name).to_dict()
+        if pairs:
+            found[dataset_name(path)] = pairs
+    return found
 
 
 def _launched_rank() -> int:
@@ -251,7 +281,7 @@ def _float(v) -> Optional[float]:
 
 
 def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Optional[dict] = None,
-                 test_sets: Optional[list] = None) -> dict:
+                 test_sets: Optional[list] = None, leakage: Optional[dict] = None) -> dict:
     """Evaluate on every configured split of every dataset (and extra test sets); write summary.json.
 
     ``test_sets``: ``[(split, (dataset name, records))]`` already loaded and checked (by :func:`train`);
@@ -273,7 +303,7 @@ def evaluate_run(run: RunFolder, model, cfg: ExperimentConfig, *, train_info: Op
     for split, (name, records) in test_sets:
         results.append(evaluate_split(predictor, records, run.eval_dir(name, split), dataset=name, split=split,
                                       prompt=prompt, threshold=cfg.eval.threshold))
-    summary = run.write_run_summary(info, results, train_info)
+    summary = run.write_run_summary(info, results, train_info, leakage=leakage)
     if run.model_dir.is_dir():  # the model card reports the results just computed
         from vlsm.model_card import write_model_card
 
