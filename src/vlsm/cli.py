@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from PIL import Image
+
+    pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command, not for the process
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -63,6 +66,8 @@ def main(argv=None) -> int:
             raise
         print(f"vlsm {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        Image.MAX_IMAGE_PIXELS = pixel_limit
 
 
 def user_message(err: BaseException):
@@ -87,10 +92,8 @@ def user_message(err: BaseException):
         if err.errno == errno.EROFS:
             return f"cannot write {name}: read-only file system; choose another output folder (-o/--out)"
         return _one_line(f"{name}: {err.strerror or err}")
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        return None
+    from PIL import Image
+
     if isinstance(err, Image.DecompressionBombError):
         return _one_line(f"an image is too large ({err}); raise --max-pixels if the file is trusted")
     return None

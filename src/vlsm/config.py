@@ -255,7 +255,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         raw = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
     cfg = config_from_dict(raw, where=str(path))
     # Relative dataset paths in a file are relative to where the user runs vlsm (like the CLI),
     # so experiment files stay portable by using $VLSM_DATA_ROOT-style prefixes (see README).

@@ -493,25 +493,24 @@ def check_pixel_limit(paths: Iterable[PathLike], max_pixels: Optional[int] = Non
 
     from PIL import Image
 
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = int(max_pixels)
-    limit = Image.MAX_IMAGE_PIXELS
+    limit = int(max_pixels) if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     if not limit:
         return
-    for path in paths:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as img:
-                    width, height = img.size
-        except Image.DecompressionBombError as err:
-            raise ValueError(f"{path} is too large: {_first_line(err)} Raise {flag} if the file is "
-                             f"trusted, or downscale it") from None
-        except (OSError, ValueError, SyntaxError):
-            continue
-        if width * height > limit:
-            raise ValueError(f"{path} is too large: {width}x{height} = {width * height} pixels, over the limit of "
-                             f"{limit} ({flag}); raise {flag} if the file is trusted, or downscale it")
+    Image.MAX_IMAGE_PIXELS = None  # the headers are read here, with the size compared below
+    try:
+        for path in paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(path) as img:
+                        width, height = img.size
+            except (OSError, ValueError, SyntaxError):
+                continue
+            if width * height > limit:
+                raise ValueError(f"{path} is too large: {width}x{height} = {width * height} pixels, over the limit "
+                                 f"of {limit} ({flag}); raise {flag} if the file is trusted, or downscale it")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit  # and wherever images are decoded later
 
 
 def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:

@@ -106,7 +106,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from torch.utils.data import ConcatDataset, DataLoader
 
-    from vlsm.data import SegmentationDataset
+    from vlsm.data import SegmentationDataset, load_split
     from vlsm.data.decoded import open_decoded_cache
     from vlsm.data.prompt_lengths import prompt_lengths
     from vlsm.runs import check_pixel_limit
@@ -132,6 +132,12 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     # decode once: the data check fills the on-disk cache of decoded, resized images that training reads
     decoded = open_decoded_cache(cfg.data.cache_dir, model.preprocess.image_size) if cfg.data.cache else None
 
+    # images over the pixel limit are refused by name from their headers, before anything decodes them
+    listed = [load_split(path, split, class_name=cfg.data.class_name)
+              for path in cfg.data.paths for split in (cfg.data.train_split, cfg.data.val_split, *cfg.eval.splits)]
+    listed += [load_split(path, cfg.data.test_split, class_name=cfg.data.class_name) for path in cfg.data.test_paths]
+    check_pixel_limit([r.image_path for recs in listed for r in recs], cfg.data.max_pixels, flag="--max-pixels")
+
     def records(paths, split, *, train_split: bool = False):
         return load_records(paths, split, cfg.data.class_name, check=cfg.data.check, skip_bad=cfg.data.skip_bad,
                             notes=notes, decoded=decoded, drop_overlap=train_split and cfg.data.drop_overlap)
@@ -148,9 +154,6 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     test_sets = [(path, split, records([path], split)[0]) for path in cfg.data.paths for split in cfg.eval.splits]
     test_sets += [(path, cfg.data.test_split, records([path], cfg.data.test_split)[0])
                   for path in cfg.data.test_paths]
-    every = [r for sets in (train_sets, val_sets) for _, recs in sets for r in recs]
-    every += [r for *_, (_, recs) in test_sets for r in recs]
-    check_pixel_limit([r.image_path for r in every], cfg.data.max_pixels, flag="--max-pixels")
 
     tokenizer = model.get_tokenizer()
     pre = model.preprocess
