@@ -61,3 +61,31 @@ def test_sweep_set_override_validation(two_experiments, tmp_path, capsys):
     assert "train.epochs: expected an integer" in capsys.readouterr().err
     assert main(["sweep", str(two_experiments[0]), "--dry-run", "--set", "epochs"]) == 2
     assert "--set: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_sweep_reruns_an_experiment_whose_first_run_failed_at_start(two_experiments, tmp_path, monkeypatch, capsys):
+    """A crash before the first checkpoint leaves config.yaml and no checkpoint; the next sweep starts that
+    run again by itself (no --overwrite: sweep has none)."""
+    from vlsm.training.module import SegmentationTask
+
+    root = tmp_path / "runs"
+    argv = ["sweep", *map(str, two_experiments), "--out-root", str(root), "--keep-going"]
+    real = SegmentationTask.training_step
+
+    def crash_in_a(self, batch, batch_idx):
+        if "exp-a" in str(self.trainer.default_root_dir):
+            raise RuntimeError("simulated crash in epoch 0")
+        return real(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(SegmentationTask, "training_step", crash_in_a)
+        assert main(argv) == 1
+    out = capsys.readouterr()
+    assert "exp-a" in out.out and "simulated crash" in out.err
+    assert (root / "exp-a" / "config.yaml").is_file() and not (root / "exp-a" / "summary.json").exists()
+    assert (root / "exp-b" / "summary.json").is_file()
+
+    assert main(argv) == 0
+    plan_lines = capsys.readouterr().out
+    assert "new" in plan_lines and "done" in plan_lines
+    assert json.loads((root / "exp-a" / "summary.json").read_text())["results"][0]["n"] == 3

@@ -77,6 +77,7 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
     if gains:
         notes += policy.add_gains(ordered, columns)
     notes += policy.consistency_notes(scores, data_keys)
+    notes += policy.leakage_notes(loaded)
 
     comparisons = []
     if compare:

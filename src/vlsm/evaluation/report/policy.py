@@ -73,6 +73,19 @@ def consistency_notes(scores: dict, data_keys: list) -> list:
     return notes
 
 
+def leakage_notes(summaries: list) -> list:
+    """One note per run whose datasets list images in two splits (from its summary.json's "leakage")."""
+    notes = []
+    for s in summaries:
+        for dataset, pairs in sorted(s.leakage.items()):
+            for pair, names in sorted(pairs.items()):
+                a, _, b = str(pair).partition("/")
+                shown = ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
+                notes.append(f"Leakage: {s.model.label} on {dataset} was trained and scored with {len(names)} "
+                             f"image(s) listed in both {a} and {b} ({shown}); see {s.path}.")
+    return notes
+
+
 def sizes(scores: dict, data_keys: list) -> str:
     parts = []
     for dataset, split in data_keys:
@@ -124,4 +137,4 @@ def compare(rows: list, scores: dict, data_keys: list, metrics: list, compare) -
     return comparisons, notes
 
 
-__all__ = ["add_gains", "compare", "consistency_notes", "describe", "mark_best", "sizes"]
+__all__ = ["add_gains", "compare", "consistency_notes", "describe", "leakage_notes", "mark_best", "sizes"]

@@ -2,7 +2,7 @@
 scores, checked against each other, and grouped into one set of scores per table row and column."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -60,6 +60,8 @@ class RunSummary:
     path: Path
     model: ModelInfo
     results: list
+    #: images the run's datasets list in two splits: {dataset: {"train/test": [names]}} (RUN/summary.json)
+    leakage: dict = field(default_factory=dict)
 
 
 def load_summaries(paths: Iterable[Union[str, Path, RunSummary]]) -> list[RunSummary]:
@@ -88,7 +90,10 @@ def load_summary(path: Union[str, Path]) -> RunSummary:
     if not data["results"]:
         raise ValueError(f"{path} has an empty \"results\" list: evaluate the model on a dataset first")
     results = [_load_result(path, model, i, r) for i, r in enumerate(data["results"])]
-    return RunSummary(path=path, model=model, results=results)
+    leakage = data.get("leakage") or {}
+    if not isinstance(leakage, dict):
+        raise ValueError(f"{path}: \"leakage\" must be an object {{dataset: {{\"train/test\": [names]}}}}")
+    return RunSummary(path=path, model=model, results=results, leakage=leakage)
 
 
 _RESULT_KEYS = ("dataset", "split", "n", "dice_mean", "dice_std", "iou_mean", "iou_std", "per_case")
