@@ -9,6 +9,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_root(tmp_path_factory):
+    """Caches (the decode-once image cache) go to the session's tmp folder, never the user's
+    ~/.cache. Session-wide, so module-scoped fixtures that train runs use it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("vlsm-cache")
+        mp.setenv("VLSM_CACHE_DIR", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """Every test runs offline: weight sources resolve from local folders and the HF cache only, and a

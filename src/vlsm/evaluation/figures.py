@@ -22,6 +22,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from vlsm.utils import default_file_mode
+
 TP_COLOUR = (86, 180, 233)
 FP_COLOUR = (230, 159, 0)
 FN_COLOUR = (120, 94, 240)
@@ -260,6 +262,7 @@ def _save_atomic(fig, out_path: Path, fmt: str, dpi: int) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, format=fmt, dpi=dpi)
+        os.chmod(tmp, default_file_mode())  # the umask's permissions, not mkstemp's 0o600
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

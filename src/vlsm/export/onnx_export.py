@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import shutil
-import tempfile
 import types
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from vlsm.errors import UserError
 from vlsm.export.tokenizer import hf_tokenizers, tokenizer_file_names
 from vlsm.models import SegmentationModel
+from vlsm.utils import make_temp_dir
 
 ONNX_FILE = "model.onnx"
 PREPROCESS_FILE = "preprocess.json"
@@ -259,7 +259,7 @@ def export_onnx(model: SegmentationModel, out, *, threshold: float = 0.5, opset:
     out.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
     try:
         write_export(model.cpu(), tmp, threshold=threshold, opset=opset, prompt=prompt)
         check_export(model, tmp)
