@@ -297,3 +297,29 @@ def test_evaluate_refuses_bad_numbers(trained, tmp_path, capsys):
     refused(capsys, ["evaluate", trained, "-o", tmp_path / "e", "--batch-size", "0"], "--batch-size must be at least 1")
     refused(capsys, ["evaluate", trained, "-o", tmp_path / "e", "--threshold", "1.5"], "--threshold")
     assert not (tmp_path / "e").exists()
+
+
+def test_pretrained_weights_with_missing_tensors(data, tmp_path, capsys):
+    """A weight folder lacking tensors is an error (naming the file) unless --allow-partial-weights."""
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+    from vlsm.models.vlsm_base import load_config_json
+
+    folder = tmp_path / "clipseg"
+    CLIPSegForImageSegmentation(CLIPSegConfig(**load_config_json("clipseg_tiny.json"))).save_pretrained(folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    del weights["decoder.film_add.bias"]
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    out = tmp_path / "r"
+    argv = ["train", "--model", "clipseg", "--preset", "tiny", "--pretrained", folder, "--data", data, "--out", out,
+            "--epochs", "1", "--batch-size", "4", "--num-workers", "0", "--no-progress"]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()  # (transformers prints its own load report first)
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("vlsm train: error: ") and f"{folder / 'model.safetensors'} is missing 1 tensor" in last
+    assert "--allow-partial-weights" in last
+    assert not out.exists()
+    assert main([str(a) for a in argv + ["--allow-partial-weights"]]) == 0
+    assert (out / "summary.json").is_file()

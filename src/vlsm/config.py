@@ -100,6 +100,9 @@ class TrainConfig:
     progress_bar: bool = True
     # Lightning's deterministic=True (deterministic GPU kernels; CPU runs are reproducible anyway).
     deterministic: bool = False
+    # Start from a weight source that lacks some of the model's tensors (they keep their initialisation,
+    # a warning names them) instead of refusing it: create_model(allow_partial_weights=True).
+    allow_partial_weights: bool = False
 
 
 @dataclass

@@ -16,6 +16,8 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--zero-shot", action="store_true",
                    help="evaluate --model/--pretrained without training (no checkpoint)")
+    p.add_argument("--allow-partial-weights", action="store_true",
+                   help="--zero-shot: accept --pretrained weights that lack some of the model's tensors")
     p.add_argument("--data", nargs="+", help="dataset folder(s); default: the run's datasets")
     p.add_argument("--split", default="test")
     p.add_argument("--prompt", nargs="+", help="p0..p9, 'all' for a sweep over p0..p9, or fixed text; "
@@ -44,6 +46,8 @@ def _load(args):
         if args.checkpoint:
             raise UserError("--zero-shot evaluates --model/--pretrained; do not also give a checkpoint")
         overrides = dict(args.model_set)
+        if args.allow_partial_weights:
+            overrides["allow_partial_weights"] = True
         if args.img_size:
             overrides["image_size"] = args.img_size
         return Predictor(args.model, pretrained=args.pretrained, preset=args.preset or "paper",

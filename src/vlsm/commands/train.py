@@ -40,6 +40,8 @@ def register(sub) -> None:
                    help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic GPU kernels (Lightning's deterministic=True; slower)")
+    p.add_argument("--allow-partial-weights", action="store_true",
+                   help="accept --pretrained weights that lack some of the model's tensors (they stay as initialised)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from RUN/checkpoints/last.ckpt with RUN/config.yaml's settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (only a vlsm run)")
@@ -64,7 +66,8 @@ _SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out"}
 _SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_bad", True),
                 "drop_overlap": ("data.drop_overlap", True),
                 "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False),
-                "deterministic": ("train.deterministic", True)}
+                "deterministic": ("train.deterministic", True),
+                "allow_partial_weights": ("train.allow_partial_weights", True)}
 
 
 def override_pairs(args, cfg) -> list[tuple[str, object]]:

@@ -43,7 +43,8 @@ def build_model(cfg: ExperimentConfig):
     from vlsm.models import create_model
 
     m = cfg.model
-    return create_model(m.name, pretrained=m.pretrained, preset=m.preset, variant=m.variant, **m.overrides)
+    return create_model(m.name, pretrained=m.pretrained, preset=m.preset, variant=m.variant,
+                        allow_partial_weights=cfg.train.allow_partial_weights, **m.overrides)
 
 
 def check_train_config(cfg: ExperimentConfig) -> None:
