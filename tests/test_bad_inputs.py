@@ -323,3 +323,39 @@ def test_pretrained_weights_with_missing_tensors(data, tmp_path, capsys):
     assert not out.exists()
     assert main([str(a) for a in argv + ["--allow-partial-weights"]]) == 0
     assert (out / "summary.json").is_file()
+
+
+def test_convert_checkpoint_bad_files_and_foreign_output(tmp_path, capsys):
+    random_bytes = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    for name in ("random.pt", "random.safetensors", "empty.pt"):
+        path = tmp_path / name
+        path.write_bytes(b"" if name.startswith("empty") else random_bytes)
+        refused(capsys, ["convert-checkpoint", "--from", "reference", "--model", "unet-d", path, tmp_path / "out"],
+                f"{path} is not a readable checkpoint")
+    assert not (tmp_path / "out").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    refused(capsys, ["convert-checkpoint", "--from", "reference", "--model", "unet-d", tmp_path / "random.pt", mine,
+                     "--force"], "is not a model folder", "--force will not replace it")
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_checkpoint_writer_is_atomic_and_keeps_the_previous_last(tmp_path, monkeypatch):
+    from vlsm.training.checkpoint_io import save_atomically
+
+    last = tmp_path / "last.ckpt"
+    save_atomically({"epoch": 0}, last)
+    save_atomically({"epoch": 1}, last)
+    assert torch.load(last)["epoch"] == 1 and torch.load(tmp_path / "last.prev.ckpt")["epoch"] == 0
+
+    def full_disk(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError):
+        save_atomically({"epoch": 2}, last)
+    monkeypatch.undo()
+    assert torch.load(last)["epoch"] == 1 and torch.load(tmp_path / "last.prev.ckpt")["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.prev.ckpt"]  # no temporary file left

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 from pathlib import Path
 
 
@@ -38,6 +37,7 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
     from vlsm.models.reference import convert_reference_checkpoint, supported_models
     from vlsm.models.registry import create_model
     from vlsm.models.unet_d import infer_reference_overrides
+    from vlsm.utils import make_temp_dir
 
     if model_name not in supported_models():
         raise UserError(f"--model {model_name!r} has no reference converter; choose one of "
@@ -45,8 +45,18 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
     output_path = Path(output_path)
     if output_path.exists() and not force:
         raise UserError(f"{output_path} exists; pass --force to overwrite it or choose another OUT")
+    if output_path.exists() and not _replaceable(output_path):
+        raise UserError(f"{output_path} is not a model folder or .safetensors file written by vlsm, so --force will "
+                        f"not replace it; choose another OUT")
+    from safetensors import SafetensorError
+
     try:
         raw = read_state_dict_file(input_path)
+    except (CheckpointError, SafetensorError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{input_path} is not a readable checkpoint ({first.rstrip('.')}); give the .ckpt/.pt/"
+                        f".safetensors file the reference code saved") from None
+    try:
         state = convert_reference_checkpoint(model_name, raw)
     except CheckpointError as err:
         raise UserError(f"{input_path}: {err}") from err
@@ -78,7 +88,7 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
         save_model(model, str(tmp))
         tmp.replace(output_path)
     else:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=parent))
+        tmp_dir = make_temp_dir(parent, prefix=f".{output_path.name}.")
         try:
             model.save_pretrained(tmp_dir)
             if output_path.exists():
@@ -88,6 +98,15 @@ def convert_file(model_name: str, input_path, output_path, *, preset: str = "pap
             if tmp_dir.exists():
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     return model
+
+
+def _replaceable(path: Path) -> bool:
+    """What --force may replace: an earlier conversion (a model folder, or a .safetensors file)."""
+    from vlsm.models.base import SPEC_FILE
+
+    if path.is_dir():
+        return (path / SPEC_FILE).is_file()
+    return path.suffix == ".safetensors"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ Here every checkpoint is written to a temporary file beside its destination, flu
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -42,7 +44,12 @@ def save_atomically(obj: Any, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), default_file_mode())
-            torch.save(obj, fh)
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as err:  # torch's zip writer reports a failed write without its errno
+                if shutil.disk_usage(path.parent).free < (1 << 20):
+                    raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
+                raise
             fh.flush()
             os.fsync(fh.fileno())
         if path.name == LAST_CHECKPOINT + CHECKPOINT_SUFFIX and path.is_file():
