@@ -227,9 +227,10 @@ def expand_path(p, where: str = "config") -> str:
     return s
 
 
-#: settings a resumed run may change: how long it trains and how it shows progress, not what it computes
+#: settings a resumed run may change: how long it trains, how it reads its data and shows progress, not what
+#: it computes (the decoded-image cache gives bit-identical items)
 RESUMABLE_KEYS = ("name", "out", "train.epochs", "train.max_minutes", "train.progress_bar", "train.num_workers",
-                  "eval.batch_size")
+                  "eval.batch_size", "data.cache", "data.cache_dir", "data.max_pixels")
 
 
 def config_changes(old: ExperimentConfig, new: ExperimentConfig, *, ignore: Iterable[str] = ()) -> list[str]:
