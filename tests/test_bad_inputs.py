@@ -323,6 +323,9 @@ def test_pretrained_weights_with_missing_tensors(data, tmp_path, capsys):
     assert not out.exists()
     assert main([str(a) for a in argv + ["--allow-partial-weights"]]) == 0
     assert (out / "summary.json").is_file()
+    # a vision-language run counts its prompts against the text encoder's context in the log
+    log = (out / "log.txt").read_text()
+    assert "prompts: all " in log and "fit the text encoder context of" in log
 
 
 def test_convert_checkpoint_bad_files_and_foreign_output(tmp_path, capsys):

@@ -195,7 +195,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         if model.uses_text and hasattr(tokenizer, "encode"):
             lengths = prompt_lengths([r for sets in (train_sets, val_sets) for _, recs in sets for r in recs],
                                      cfg.data.prompt, tokenizer)
-            (log.warning if lengths.over else log.info)("prompts: %s", lengths.describe())
+            (log.warning if lengths.over else log.info)("prompts: %s", lengths.describe("text encoder"))
         total, trainable = model.parameter_counts()
         log.info("model %s (%s preset): %.2f M parameters, %.2f M trainable; precision %s on %s",
                  cfg.model.name, cfg.model.preset, total / 1e6, trainable / 1e6, precision, accelerator)
