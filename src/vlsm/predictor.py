@@ -50,8 +50,34 @@ class Prediction:
 
 def to_original_size(logits: torch.Tensor, size_hw: Sequence[int]) -> np.ndarray:
     """(1, S, S) logits -> (H, W) float32 probabilities: resize the logits, then the sigmoid."""
-    up = F.interpolate(logits[None].float(), size=tuple(size_hw), mode="bilinear", align_corners=False)
-    return torch.sigmoid(up[0, 0]).cpu().numpy().astype(np.float32)
+    return _probabilities(logits[None].float(), tuple(size_hw))[0].cpu().numpy()
+
+
+def _probabilities(logits: torch.Tensor, size_hw: tuple) -> torch.Tensor:
+    """(n, 1, S, S) fp32 logits -> (n, H, W) fp32 probabilities on the logits' device: bilinear resize
+    (``align_corners=False``), then the sigmoid.
+
+    On a CPU the sigmoid runs once per image: its vectorised body and scalar tail round differently,
+    so which pixels fall in the tail must not depend on how many images share the call (one call
+    per image is what every earlier version computed). A GPU computes every element alike.
+    """
+    up = F.interpolate(logits, size=size_hw, mode="bilinear", align_corners=False)[:, 0]
+    if up.device.type != "cpu":
+        return up.sigmoid_()
+    for plane in up:
+        plane.sigmoid_()
+    return up
+
+
+@dataclass
+class PredictionGroup:
+    """Images of one forward batch that share an original size, kept on the model's device."""
+
+    indices: list                # the images' positions among the predicted records/images
+    prompts: list                # the text each image got
+    probabilities: torch.Tensor  # (n, H, W) float32 in [0, 1] at the original size
+    mask: torch.Tensor           # (n, H, W) bool: probabilities > threshold
+    seconds: float               # model time per image (each image's share of its batch)
 
 
 def to_rgb(image: Union[Image.Image, np.ndarray]) -> Image.Image:
@@ -197,42 +223,73 @@ class Predictor:
                         threshold: float = 0.5) -> Iterator[Prediction]:
         """Predict dataset records in order; ``prompt`` is p0..p9, ``random`` (resolved per record, as
         in evaluation) or a text for all. ``Prediction.prompt`` is the text each record got."""
-        records = list(records)
-        # model inputs only: a caller that scores reads the masks itself, at their original size
-        inputs = [dataclasses.replace(r, mask_path=None) for r in records]
-        dataset = SegmentationDataset(inputs, self.model.preprocess, self.model.get_tokenizer(), prompt=prompt,
-                                      augment=False, require_masks=False)
+        dataset = self._records_dataset(list(records), prompt)
         return self._run(dataset, threshold)
 
     # -- the one inference loop ---------------------------------------------------------------
+    def predict_record_groups(self, records: Sequence[Record], prompt: str = "p1",
+                              threshold: float = 0.5) -> Iterator[PredictionGroup]:
+        """:meth:`predict_records` without leaving the device: one :class:`PredictionGroup` per
+        original size within each forward batch (for callers that score on the device, like
+        :func:`vlsm.evaluation.evaluate_records`). ``indices`` are positions in ``records``."""
+        for groups in self._batches(self._records_dataset(records, prompt), threshold):
+            yield from groups
+
+    def _records_dataset(self, records: Sequence[Record], prompt: str) -> SegmentationDataset:
+        # model inputs only: a caller that scores reads the masks itself, at their original size
+        inputs = [dataclasses.replace(r, mask_path=None) for r in records]
+        return SegmentationDataset(inputs, self.model.preprocess, self.model.get_tokenizer(), prompt=prompt,
+                                   augment=False, require_masks=False)
+
     def _run(self, dataset: SegmentationDataset, threshold: float) -> Iterator[Prediction]:
+        """Predictions in dataset order, converted to numpy one forward batch at a time."""
+        for groups in self._batches(dataset, threshold):
+            batch = {}
+            for group in groups:
+                probabilities, mask = group.probabilities.cpu().numpy(), group.mask.cpu().numpy()
+                for j, index in enumerate(group.indices):
+                    batch[index] = Prediction(name=dataset.records[index].name, probabilities=probabilities[j],
+                                              mask=mask[j], prompt=group.prompts[j], seconds=group.seconds)
+            yield from (batch[i] for i in sorted(batch))
+
+    def _batches(self, dataset: SegmentationDataset, threshold: float) -> Iterator[list]:
+        """Each forward batch's :class:`PredictionGroup` list (one group per original size)."""
         from torch.utils.data import DataLoader
 
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0)
         for batch in loader:
             logits, seconds = self._forward(batch)
-            for i, index in enumerate(batch["index"].tolist()):
-                prob = to_original_size(logits[i], (int(batch["height"][i]), int(batch["width"][i])))
-                yield Prediction(name=dataset.records[index].name, probabilities=prob, mask=prob > threshold,
-                                 prompt=batch["prompt"][i], seconds=seconds / len(logits))
+            by_size: dict = {}
+            for i, size in enumerate(zip(batch["height"].tolist(), batch["width"].tolist())):
+                by_size.setdefault(size, []).append(i)  # images of one size share one resize
+            groups = []
+            with torch.inference_mode():
+                for size, rows in by_size.items():
+                    chosen = logits if len(rows) == len(logits) else logits[torch.tensor(rows, device=logits.device)]
+                    probabilities = _probabilities(chosen, size)
+                    groups.append(PredictionGroup(
+                        indices=[int(batch["index"][i]) for i in rows], prompts=[batch["prompt"][i] for i in rows],
+                        probabilities=probabilities, mask=probabilities > threshold, seconds=seconds / len(logits)))
+            yield groups
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, float]:
-        """fp32 logits on the CPU and the seconds the model took."""
+        """fp32 logits on the model's device and the seconds the model took."""
         dev = self.device
         was_training = self.model.training
         self.model.eval()
         try:
+            # no_grad, not inference_mode: a model may keep tensors from this pass (caches) for training
             with torch.no_grad():
                 inputs = [batch[k].to(dev) for k in ("pixel_values", "input_ids", "attention_mask")]
                 synchronize(dev)
                 start = time.perf_counter()
                 with inference_precision(dev, self.precision):
-                    logits = self.model(*inputs)
+                    logits = self.model(*inputs).float()
                 synchronize(dev)
                 seconds = time.perf_counter() - start
         finally:
             self.model.train(was_training)
-        return logits.float().cpu(), seconds
+        return logits, seconds
 
 
-__all__ = ["Predictor", "Prediction", "to_original_size", "to_rgb"]
+__all__ = ["Predictor", "Prediction", "PredictionGroup", "to_original_size", "to_rgb"]

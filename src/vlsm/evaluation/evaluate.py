@@ -9,14 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
+import torch
+
 from vlsm.data import load_mask
-from vlsm.evaluation.metrics import MetricAccumulator, score_case
+from vlsm.evaluation.metrics import MetricAccumulator, case_from_counts, overlap_counts
 from vlsm.models import SegmentationModel
 from vlsm.predictor import Predictor
 from vlsm.runs import PER_CASE_FIELDS, EvalResult, model_info, model_label, write_evaluation
 
 #: Scores are computed in fp32 whatever the device, so they do not depend on mixed precision.
 EVAL_PRECISION = "32-true"
+
+
+#: Images per forward pass when evaluating (outputs do not depend on it; memory does).
+EVAL_BATCH_SIZE = 16
 
 
 def _predictor(model: Union[SegmentationModel, Predictor], device, batch_size: int) -> Predictor:
@@ -26,22 +33,37 @@ def _predictor(model: Union[SegmentationModel, Predictor], device, batch_size: i
 
 
 def evaluate_records(model: Union[SegmentationModel, Predictor], records: Sequence, *, prompt: str = "p1",
-                     threshold: float = 0.5, device="auto", batch_size: int = 4) -> MetricAccumulator:
-    """Score every record (its mask is required) at the mask's original size."""
+                     threshold: float = 0.5, device="auto", batch_size: int = EVAL_BATCH_SIZE) -> MetricAccumulator:
+    """Score every record (its mask is required) at the mask's original size.
+
+    Predictions stay on the model's device: the resize to the original size, sigmoid, threshold and
+    overlap counts run there for each group of equal-sized images; each mask file is read once and
+    only the counts come back.
+    """
+    records = list(records)
     missing = [r.name for r in records if r.mask_path is None]
     if missing:
         raise ValueError(f"{len(missing)} image(s) have no ground-truth mask (e.g. {missing[:3]}); "
                          f"use `vlsm predict` for images without masks")
     predictor = _predictor(model, device, batch_size)
-    acc = MetricAccumulator()
-    for record, prediction in zip(records, predictor.predict_records(records, prompt=prompt, threshold=threshold)):
-        gt = load_mask(record.mask_path)
-        if gt.shape != prediction.mask.shape:
-            raise ValueError(f"image and mask sizes differ for {record.name!r}: {record.image_path} is "
-                             f"{prediction.mask.shape[1]}x{prediction.mask.shape[0]}, {record.mask_path} is "
-                             f"{gt.shape[1]}x{gt.shape[0]}. Fix the pair (`vlsm data check` lists all such cases)")
-        acc.add(score_case(record.name, prediction.mask, gt, prediction.prompt))
-    return acc
+    cases: list = [None] * len(records)
+    for group in predictor.predict_record_groups(records, prompt=prompt, threshold=threshold):
+        size = tuple(group.mask.shape[1:])
+        masks = [_ground_truth(records[i], size) for i in group.indices]
+        gt = torch.from_numpy(np.stack(masks)).to(group.mask.device)
+        counts = overlap_counts(group.mask, gt).T.tolist()
+        for index, prompt_text, (inter, pred_area, gt_area) in zip(group.indices, group.prompts, counts):
+            cases[index] = case_from_counts(records[index].name, inter, pred_area, gt_area, size, prompt_text)
+    return MetricAccumulator(cases)
+
+
+def _ground_truth(record, size_hw: tuple) -> np.ndarray:
+    gt = load_mask(record.mask_path)
+    if gt.shape != size_hw:
+        raise ValueError(f"image and mask sizes differ for {record.name!r}: {record.image_path} is "
+                         f"{size_hw[1]}x{size_hw[0]}, {record.mask_path} is "
+                         f"{gt.shape[1]}x{gt.shape[0]}. Fix the pair (`vlsm data check` lists all such cases)")
+    return gt
 
 
 def write_results(out_dir: Path, acc: MetricAccumulator, *, model: dict, dataset: str, split: str,
@@ -52,7 +74,7 @@ def write_results(out_dir: Path, acc: MetricAccumulator, *, model: dict, dataset
 
 
 def evaluate_split(model: Union[SegmentationModel, Predictor], records: Sequence, out_dir: Path, *, dataset: str,
-                   split: str, prompt: str = "p1", threshold: float = 0.5, device="auto", batch_size: int = 4,
+                   split: str, prompt: str = "p1", threshold: float = 0.5, device="auto", batch_size: int = EVAL_BATCH_SIZE,
                    extra: Optional[dict] = None) -> EvalResult:
     """Evaluate ``records`` (one dataset split) and write the evaluation folder ``out_dir``."""
     acc = evaluate_records(model, records, prompt=prompt, threshold=threshold, device=device, batch_size=batch_size)
@@ -73,5 +95,5 @@ def format_results(rows: Sequence[Union[dict, EvalResult]], label: str = "") -> 
     return "\n".join(lines)
 
 
-__all__ = ["EVAL_PRECISION", "PER_CASE_FIELDS", "evaluate_records", "evaluate_split", "format_results", "model_info",
+__all__ = ["EVAL_BATCH_SIZE", "EVAL_PRECISION", "PER_CASE_FIELDS", "evaluate_records", "evaluate_split", "format_results", "model_info",
            "model_label", "write_results"]

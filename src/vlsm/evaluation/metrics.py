@@ -64,8 +64,25 @@ def iou_score(pred, gt) -> float:
 def score_case(name: str, pred, gt, prompt: str = "") -> CaseResult:
     pred_b, gt_b = _as_bool(pred), _as_bool(gt)
     h, w = gt_b.shape[-2:]
-    return CaseResult(name, dice_score(pred_b, gt_b), iou_score(pred_b, gt_b), int(gt_b.sum()),
-                      int(pred_b.sum()), int(h), int(w), prompt)
+    return case_from_counts(name, *_overlap(pred_b, gt_b), (h, w), prompt)
+
+
+def case_from_counts(name: str, inter: int, pred_area: int, gt_area: int, size_hw, prompt: str = "") -> CaseResult:
+    """One image's :class:`CaseResult` from its overlap counts (as :func:`score_case` computes them)."""
+    inter, pred_area, gt_area = int(inter), int(pred_area), int(gt_area)
+    return CaseResult(name, dice_from_counts(inter, pred_area, gt_area), iou_from_counts(inter, pred_area, gt_area),
+                      gt_area, pred_area, int(size_hw[0]), int(size_hw[1]), prompt)
+
+
+def overlap_counts(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(3, n) int64 counts |P∩G|, |P|, |G| of n boolean mask pairs (n, H, W), computed where they are
+    (e.g. on the GPU), for :func:`case_from_counts`."""
+    if pred.dtype != torch.bool or gt.dtype != torch.bool:
+        raise TypeError(f"metrics take boolean masks, got {pred.dtype} and {gt.dtype}; threshold your prediction first")
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(gt.shape)}")
+    dims = tuple(range(1, pred.ndim))
+    return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)])
 
 
 def mean_std(values, scale: float = 1.0) -> tuple[float, float]:
@@ -101,5 +118,5 @@ class MetricAccumulator:
         return EvalResult(dataset=dataset, split=split, **self.summary(), threshold=threshold, prompt=prompt)
 
 
-__all__ = ["CaseResult", "EMPTY_BOTH_SCORE", "MetricAccumulator", "STD_DDOF", "dice_from_counts", "dice_score",
-           "iou_from_counts", "iou_score", "mean_std", "score_case"]
+__all__ = ["CaseResult", "EMPTY_BOTH_SCORE", "MetricAccumulator", "STD_DDOF", "case_from_counts", "dice_from_counts",
+           "dice_score", "iou_from_counts", "iou_score", "mean_std", "overlap_counts", "score_case"]
