@@ -2,7 +2,8 @@
 
 Devices: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` (alias ``gpu``) or
 ``cuda:N``. Precision: Lightning's names (``32-true``, ``16-mixed``, ``bf16-mixed``, ...) or
-``auto``: 16-bit mixed precision on CUDA (as the paper trains), fp32 on a CPU.
+``auto``: 16-bit mixed precision on CUDA (as the paper trains) — bfloat16 where the GPU supports it
+(fp32's range, so no loss scaling and no fp16 overflow), else float16 — and fp32 on a CPU.
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def resolve_accelerator(device: Union[str, None] = AUTO) -> str:
 
 
 def resolve_precision(precision: Optional[str], device: Union[str, torch.device, None]) -> str:
-    """Lightning's precision name: ``auto`` is ``16-mixed`` on CUDA and ``32-true`` on a CPU.
+    """Lightning's precision name: ``auto`` is ``bf16-mixed`` on a CUDA GPU that supports bfloat16,
+    ``16-mixed`` on other CUDA GPUs and ``32-true`` on a CPU.
 
     ``device`` is a device name, a ``torch.device`` or Lightning's accelerator name (``gpu``).
     """
@@ -52,9 +54,13 @@ def resolve_precision(precision: Optional[str], device: Union[str, torch.device,
         if str(precision) not in PRECISION_NAMES:
             raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISION_NAMES)}")
         return str(precision)
-    on_gpu = device == "gpu" or resolve_device(device).type == "cuda"
-    # The paper trains in 16-bit mixed precision on GPU; CPUs run in fp32.
-    return "16-mixed" if on_gpu else "32-true"
+    dev = torch.device("cuda") if device == "gpu" else resolve_device(device)
+    if dev.type != "cuda":
+        return "32-true"
+    # The paper trains in 16-bit mixed precision on GPU; bf16 where the GPU computes it natively
+    # (emulated bf16 on older GPUs is slower than fp16)
+    with torch.cuda.device(dev) if dev.index is not None else contextlib.nullcontext():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
 
 
 def autocast_dtype(precision: str) -> Optional[torch.dtype]:

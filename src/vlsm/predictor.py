@@ -117,7 +117,8 @@ class Predictor:
             name (built with ``pretrained`` and ``model_options``, e.g. ``preset="tiny"``) or a
             :class:`~vlsm.models.SegmentationModel`.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (fp32 on a CPU, 16-bit autocast on CUDA), ``32-true``, ``16-mixed`` or
+        precision: ``auto`` (fp32 on a CPU; bf16 autocast on a CUDA GPU with bfloat16, else fp16),
+            ``32-true``, ``16-mixed`` or
             ``bf16-mixed``.
         batch_size: images per forward pass.
     """
