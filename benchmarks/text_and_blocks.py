@@ -101,6 +101,8 @@ def bench_one(spec: str, batch_size: int, steps: int, tokens: int, precisions) -
             off, on = min(times[False]), min(times[True])
             rows[f"{kind} {precision}"] = {"off_img_s": batch_size / off, "on_img_s": batch_size / on,
                                            "speedup": off / on}
+            print(f"  ({spec} {kind} {precision}: off {batch_size / off:.2f}, on {batch_size / on:.2f} img/s)",
+                  flush=True)
     return {"model": spec, "image_size": size, "batch_size": batch_size, "context_length": ids.shape[1],
             "prompt_tokens": tokens, "max_abs_diff": diff, "logit_scale": scale, "results": rows}
 
