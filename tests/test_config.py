@@ -164,7 +164,7 @@ def test_apply_overrides_sets_dotted_keys_on_a_copy(monkeypatch):
     (("data.augment", 1), "--set: data.augment: expected true or false, got 1 (int)"),
     (("model.overrides", [1]), "--set: model.overrides: expected a mapping, got [1] (list)"),
     (("model.name", None), "--set: model.name: expected a string, got None (NoneType)"),
-    (("train.epoch", 5), "--set: train: unknown key(s) ['epoch']; valid keys: ['batch_size',"),
+    (("train.epoch", 5), "--set: train: unknown key(s) ['epoch']; valid keys: ['allow_partial_weights', 'batch_size',"),
     (("training.epochs", 5), "--set: 'training.epochs': expected SECTION.KEY with SECTION one of"),
     (("train", {"epochs": 5}), "--set: 'train': expected SECTION.KEY"),
     (("train.epochs.max", 5), "--set: train.epochs.max: train.epochs has no sub-keys"),
