@@ -42,3 +42,30 @@ def test_cpu_stays_fp32_and_explicit_names_win(fake_cuda):
 def test_no_gpu_means_fp32(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_precision("auto", "auto") == "32-true"
+
+
+def test_channels_last_convolutions_keep_names_and_outputs():
+    import vlsm
+    from vlsm.devices import channels_last_convolutions
+
+    torch.manual_seed(0)
+    model = vlsm.create_model("unet-d", preset="tiny", image_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+    keys = list(model.state_dict())
+    assert channels_last_convolutions(model) > 0
+    conv = model.encoder[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert list(model.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_tune_kernels_benchmarks_cudnn_on_cuda_unless_deterministic(fake_cuda, monkeypatch):
+    from vlsm.devices import tune_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert tune_kernels("cuda") and torch.backends.cudnn.benchmark
+    assert not tune_kernels("gpu", deterministic=True) and not torch.backends.cudnn.benchmark
+    assert not tune_kernels("cpu") and not torch.backends.cudnn.benchmark

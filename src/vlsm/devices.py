@@ -83,6 +83,26 @@ def inference_precision(device: torch.device, precision: Optional[str] = AUTO):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def channels_last_convolutions(model: torch.nn.Module) -> int:
+    """Store the weights of every 2-D (transposed) convolution channels-last (NHWC), in place; returns
+    how many. The CNN parts (UNet-D, the smp baselines, a ViT's patch embedding) then run cuDNN's NHWC
+    kernels, which use tensor cores under mixed precision without layout transposes. Outputs equal
+    the NCHW ones up to rounding; parameters keep their names and shapes (checkpoints are unchanged)."""
+    convolutions = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for module in convolutions:
+        module.to(memory_format=torch.channels_last)
+    return len(convolutions)
+
+
+def tune_kernels(device: Union[str, torch.device, None], deterministic: bool = False) -> bool:
+    """On CUDA, let cuDNN time its convolution algorithms once per input shape and keep the fastest
+    (``torch.backends.cudnn.benchmark``), unless the run asked for deterministic kernels. Returns
+    whether benchmarking is on."""
+    on = not deterministic and (device == "gpu" or resolve_device(device).type == "cuda")
+    torch.backends.cudnn.benchmark = on
+    return on
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a wall-clock time measures the model, not the queue."""
     if device.type == "cuda":
@@ -90,4 +110,4 @@ def synchronize(device: torch.device) -> None:
 
 
 __all__ = ["resolve_device", "resolve_accelerator", "resolve_precision", "autocast_dtype", "inference_precision",
-           "synchronize", "DEVICE_NAMES", "PRECISION_NAMES"]
+           "synchronize", "channels_last_convolutions", "tune_kernels", "DEVICE_NAMES", "PRECISION_NAMES"]

@@ -118,8 +118,7 @@ class Predictor:
             :class:`~vlsm.models.SegmentationModel`.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp32 on a CPU; bf16 autocast on a CUDA GPU with bfloat16, else fp16),
-            ``32-true``, ``16-mixed`` or
-            ``bf16-mixed``.
+            ``32-true``, ``16-mixed`` or ``bf16-mixed``.
         batch_size: images per forward pass.
     """
 
