@@ -62,3 +62,19 @@ def test_accumulator_mean_std_population():
 def test_mean_std_empty_is_nan():
     m, s = mean_std([])
     assert math.isnan(m) and math.isnan(s)
+
+
+def test_counts_on_tensors_give_the_numpy_scores():
+    from vlsm.evaluation.metrics import case_from_counts, overlap_counts
+
+    rng = np.random.default_rng(0)
+    pred, gt = rng.random((3, 5, 7)) > 0.5, rng.random((3, 5, 7)) > 0.6
+    gt[2] = pred[2] = False                                       # both empty: the policy's 1.0
+    counts = overlap_counts(torch.from_numpy(pred), torch.from_numpy(gt))
+    assert counts.shape == (3, 3) and counts.dtype == torch.int64
+    for i, (inter, p_area, g_area) in enumerate(counts.T.tolist()):
+        assert case_from_counts(f"c{i}", inter, p_area, g_area, (5, 7), "x") == score_case(f"c{i}", pred[i], gt[i], "x")
+    with pytest.raises(TypeError, match="threshold"):
+        overlap_counts(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape"):
+        overlap_counts(torch.zeros(1, 2, 2, dtype=torch.bool), torch.zeros(1, 2, 3, dtype=torch.bool))
