@@ -49,7 +49,7 @@ class BenchResult:
     peak_memory_gb: float
     memory_kind: str
     checkpoint_mb: float
-    text_tokens: int = 0
+    text_tokens: int = 0  # the sample prompt's length in tokens (its attention mask)
     loader_first_img_s: Optional[float] = None
     loader_later_img_s: Optional[float] = None
     epoch_seconds: Optional[float] = None
@@ -107,7 +107,8 @@ def sample_text(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids of a typical descriptive prompt from the model's own tokenizer.
 
     A tokenizer that needs files from a weights folder (BiomedCLIP's WordPiece vocabulary) is not
-    there for a random-init model: then ids of the full context length stand in, the worst case.
+    there for a random-init model: then random ids padded to the context length stand in, with as
+    many real tokens as the prompt has words plus the two special tokens (about what WordPiece gives).
     """
     from vlsm.text.tokenizers import TokenizerNotAvailableError
 
@@ -116,8 +117,11 @@ def sample_text(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["input_ids"], batch["attention_mask"]
     except TokenizerNotAvailableError:
         length = max(1, int(model.preprocess.context_length or 1))
+        used = min(length, len(SAMPLE_PROMPT.split()) + 2)
         ids = torch.randint(1, 1000, (batch_size, length), generator=torch.Generator().manual_seed(0))
-        return ids, torch.ones_like(ids)
+        mask = torch.zeros_like(ids)
+        mask[:, :used] = 1
+        return ids * mask, mask
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -220,7 +224,7 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
                          batch_size=batch_size, precision=precision, device=str(dev), params_total=total,
                          params_trainable=trainable, train_img_s=batch_size / train_s,
                          infer_img_s=batch_size / infer_s, peak_memory_gb=peak / 2**30, memory_kind=kind,
-                         checkpoint_mb=ckpt / 2**20, text_tokens=int(ids.shape[1]))
+                         checkpoint_mb=ckpt / 2**20, text_tokens=int(attention.sum(1).max()) if attention.numel() else 0)
     if data:
         rates, n_train = loader_throughput(model, data, batch_size, num_workers, max_batches=loader_batches)
         result.loader_first_img_s, result.loader_later_img_s = rates[0], rates[-1]
