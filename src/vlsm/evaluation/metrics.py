@@ -82,6 +82,10 @@ def overlap_counts(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != ground-truth shape {tuple(gt.shape)}")
     dims = tuple(range(1, pred.ndim))
+    if pred.device.type == "cpu":  # numpy counts boolean pixels ~10x faster than torch's CPU sums
+        p, g = pred.numpy(), gt.numpy()
+        counts = [np.count_nonzero(p & g, axis=dims), np.count_nonzero(p, axis=dims), np.count_nonzero(g, axis=dims)]
+        return torch.from_numpy(np.stack(counts).astype(np.int64))
     return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)])
 
 
