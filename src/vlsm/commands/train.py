@@ -31,7 +31,10 @@ def register(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
     p.add_argument("--no-augment", action="store_true", help="no flips/colour jitter")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    p.add_argument("--cache", action="store_true", help="keep resized images in memory (fast CPU training)")
+    p.add_argument("--cache", action="store_true",
+                   help="decode and resize each image once into the on-disk cache (the default; see --no-cache)")
+    p.add_argument("--no-cache", action="store_true", help="decode every image every epoch (no decode-once cache)")
+    p.add_argument("--cache-dir", help="folder of the decode-once cache (default $VLSM_CACHE_DIR/decoded)")
     p.add_argument("--limit-train-batches", type=float, help="batches (or fraction) per training epoch")
     p.add_argument("--skip-bad", action="store_true", help="leave out files that fail the data check")
     p.add_argument("--drop-overlap", action="store_true",
@@ -58,14 +61,15 @@ _FLAG_KEYS = {
     "weight_decay": "train.weight_decay", "bce_weight": "train.bce_weight", "dice_weight": "train.dice_weight",
     "patience": "train.early_stopping_patience", "precision": "train.precision", "device": "train.device",
     "num_workers": "train.num_workers", "seed": "train.seed", "max_minutes": "train.max_minutes",
-    "max_pixels": "data.max_pixels",
+    "max_pixels": "data.max_pixels", "cache_dir": "data.cache_dir",
 }
 # flags ignored when empty (``--prompt ""`` keeps the file's prompt; ``--img-size 0`` the model's size)
-_SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out"}
+_SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out", "cache_dir"}
 # switches that set a config field to a fixed value when given
 _SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_bad", True),
                 "drop_overlap": ("data.drop_overlap", True),
-                "cache": ("data.cache", True), "no_progress": ("train.progress_bar", False),
+                "cache": ("data.cache", True), "no_cache": ("data.cache", False),
+                "no_progress": ("train.progress_bar", False),
                 "deterministic": ("train.deterministic", True),
                 "allow_partial_weights": ("train.allow_partial_weights", True)}
 

@@ -16,7 +16,7 @@ import torch
 
 from vlsm.config import ExperimentConfig
 from vlsm.data import load_records
-from vlsm.devices import resolve_accelerator, resolve_precision
+from vlsm.devices import resolve_accelerator, resolve_precision, tune_kernels
 from vlsm.runs import RunFolder, model_info
 from vlsm.training.logging import attach_log_file, detach_log_file, quiet_lightning
 
@@ -230,6 +230,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
                                save_on_train_epoch_end=True)
         callbacks = [ckpt, last, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
                      LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file, resumed_epoch)]
+        tune_kernels(accelerator, t.deterministic)  # cudnn.benchmark on CUDA unless --deterministic
         trainer = L.Trainer(
             default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, precision=precision,
             max_epochs=t.epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
