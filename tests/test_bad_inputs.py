@@ -15,11 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from tiny_runs import TRAIN
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
-
-TRAIN = ["train", "--model", "unet-d", "--preset", "tiny", "--img-size", "32", "--batch-size", "4",
-         "--num-workers", "0", "--no-progress", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")

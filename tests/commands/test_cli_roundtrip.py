@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tiny_runs import TRAIN
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
-
-TRAIN = ["train", "--model", "unet-d", "--preset", "tiny", "--img-size", "32", "--batch-size", "4",
-         "--num-workers", "0", "--no-progress", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
