@@ -484,35 +484,6 @@ def require_writable(folder: PathLike, *, flag: str = "-o") -> None:
         raise PermissionError(errno.EACCES, f"cannot write {folder}: permission denied", str(folder))
 
 
-def check_pixel_limit(paths: Iterable[PathLike], max_pixels: Optional[int] = None, *,
-                      flag: str = "--max-pixels") -> None:
-    """Refuse, by name, an input image with more than ``max_pixels`` pixels (read from its header, nothing
-    decoded), and make Pillow refuse such images wherever they are decoded later. ``None`` keeps
-    Pillow's decompression-bomb limit. Unreadable files are left to the readers, which name them."""
-    import warnings
-
-    from PIL import Image
-
-    limit = int(max_pixels) if max_pixels is not None else Image.MAX_IMAGE_PIXELS
-    if not limit:
-        return
-    Image.MAX_IMAGE_PIXELS = None  # the headers are read here, with the size compared below
-    try:
-        for path in paths:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    with Image.open(path) as img:
-                        width, height = img.size
-            except (OSError, ValueError, SyntaxError):
-                continue
-            if width * height > limit:
-                raise ValueError(f"{path} is too large: {width}x{height} = {width * height} pixels, over the limit "
-                                 f"of {limit} ({flag}); raise {flag} if the file is trusted, or downscale it")
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit  # and wherever images are decoded later
-
-
 def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:
     """A Lightning checkpoint written by ``vlsm train`` (a dict with ``state_dict``); anything else, or a
     truncated or damaged file, is a ``ValueError`` naming the file. ``mmap`` leaves the tensors on disk
@@ -604,6 +575,6 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
 
 
 __all__ = ["RunFolder", "RunFolderError", "CaseResult", "EvalResult", "PerCaseScores", "PER_CASE_FIELDS",
-           "PER_CASE_REQUIRED", "METRICS_FIELDS", "RUN_MARKER", "check_pixel_limit", "require_writable", "load_trained_model", "read_training_checkpoint", "model_info", "model_label",
+           "PER_CASE_REQUIRED", "METRICS_FIELDS", "RUN_MARKER", "require_writable", "load_trained_model", "read_training_checkpoint", "model_info", "model_label",
            "prepare_run_dir", "read_per_case", "read_summary", "summary_files", "summary_label",
            "write_evaluation", "write_per_case", "write_summary", "eval_name"]

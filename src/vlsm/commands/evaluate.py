@@ -59,9 +59,10 @@ def _load(args):
 
 def run(args) -> int:
     from vlsm.data import load_records
+    from vlsm.data.images import check_pixel_limit
     from vlsm.errors import UserError
     from vlsm.evaluation.evaluate import evaluate_split, format_results
-    from vlsm.runs import RunFolder, check_pixel_limit, eval_name, require_writable
+    from vlsm.runs import RunFolder, eval_name, require_writable
 
     for flag, value in (("--batch-size", args.batch_size), ("--max-pixels", args.max_pixels)):
         if value is not None and value < 1:

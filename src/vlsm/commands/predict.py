@@ -66,10 +66,10 @@ def run(args) -> int:
     import numpy as np
 
     from vlsm.data import list_images, load_image
+    from vlsm.data.images import check_pixel_limit
     from vlsm.errors import UserError
     from vlsm.evaluation.evaluate import EVAL_PRECISION
     from vlsm.predictor import Predictor
-    from vlsm.runs import check_pixel_limit
     from vlsm.utils import write_text_atomic
 
     # fp32 as `vlsm evaluate`: the written masks do not depend on the GPU's mixed precision

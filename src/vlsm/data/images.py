@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -124,4 +124,33 @@ def image_size(path) -> tuple[int, int]:
         raise
 
 
-__all__ = ["load_image", "decode_file", "ImageReadError", "image_size"]
+def check_pixel_limit(paths: Iterable, max_pixels: Optional[int] = None, *,
+                      flag: str = "--max-pixels") -> None:
+    """Refuse, by name, an input image with more than ``max_pixels`` pixels (read from its header, nothing
+    decoded), and make Pillow refuse such images wherever they are decoded later. ``None`` keeps
+    Pillow's decompression-bomb limit. Unreadable files are left to the readers, which name them."""
+    import warnings
+
+    from PIL import Image
+
+    limit = int(max_pixels) if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    if not limit:
+        return
+    Image.MAX_IMAGE_PIXELS = None  # the headers are read here, with the size compared below
+    try:
+        for path in paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(path) as img:
+                        width, height = img.size
+            except (OSError, ValueError, SyntaxError):
+                continue
+            if width * height > limit:
+                raise ValueError(f"{path} is too large: {width}x{height} = {width * height} pixels, over the limit "
+                                 f"of {limit} ({flag}); raise {flag} if the file is trusted, or downscale it")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit  # and wherever images are decoded later
+
+
+__all__ = ["load_image", "decode_file", "ImageReadError", "image_size", "check_pixel_limit"]

@@ -109,8 +109,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
     from vlsm.data import SegmentationDataset, load_split
     from vlsm.data.decoded import open_decoded_cache
+    from vlsm.data.images import check_pixel_limit
     from vlsm.data.prompt_lengths import prompt_lengths
-    from vlsm.runs import check_pixel_limit
     from vlsm.training.callbacks import MetricsCSV
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.module import SegmentationTask
