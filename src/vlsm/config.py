@@ -76,6 +76,13 @@ class DataConfig:
         return "p1" if self.prompt == "random" else self.prompt
 
 
+# The choices of the TrainConfig fields that take a name (checked by vlsm.training.run.check_train_config).
+MONITORS = ("val_dice", "val_loss", "val_bce")
+SCHEDULERS = ("plateau", "none")
+FEATURE_CACHE_MODES = ("auto", "on", "off")
+KEEP_CHECKPOINTS = ("last", "all", "none")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 50
@@ -103,6 +110,27 @@ class TrainConfig:
     # Start from a weight source that lacks some of the model's tensors (they keep their initialisation,
     # a warning names them) instead of refusing it: create_model(allow_partial_weights=True).
     allow_partial_weights: bool = False
+    # Multi-node DDP through Lightning (SLURM/torchrun set the ranks); devices counts GPUs per node.
+    num_nodes: int = 1
+    # The quantity early stopping and the best checkpoint follow: val_dice (higher is better),
+    # val_loss or val_bce (lower is better; val_bce is the BCE part of the loss alone).
+    monitor: str = "val_dice"
+    # Smallest change of `monitor` that counts as an improvement for early stopping.
+    min_delta: float = 0.0
+    # Early stopping cannot end training before this many epochs (Lightning's min_epochs).
+    min_epochs: int = 0
+    # Learning-rate schedule: "plateau" (ReduceLROnPlateau on val_loss, scheduler_factor/patience) or "none".
+    scheduler: str = "plateau"
+    # After every epoch, continue from the best weights so far (the paper's UNet-D script does this).
+    reload_best_each_epoch: bool = False
+    # Frozen image encoder: compute its activations once per image and reuse them every epoch.
+    # "auto" = on when that is exact (frozen encoder, no augmentation), "on" (refused when not exact), "off".
+    feature_cache: str = "auto"
+    # What checkpoints/ keeps once the run has finished (model/ then holds the best weights):
+    # "last" (to continue training), "all" (best.ckpt too) or "none".
+    keep_checkpoints: str = "last"
+    # torch.compile the model for training (faster on GPUs after a warm-up; needs a C compiler).
+    compile: bool = False
 
 
 @dataclass
@@ -227,10 +255,12 @@ def expand_path(p, where: str = "config") -> str:
     return s
 
 
-#: settings a resumed run may change: how long it trains, how it reads its data and shows progress, not what
-#: it computes (the decoded-image cache gives bit-identical items)
+#: settings a resumed run may change: how long it trains, how it reads its data, shows progress and keeps its
+#: checkpoints, not what it computes (the decoded-image cache gives bit-identical items; the feature cache and
+#: torch.compile change only float rounding)
 RESUMABLE_KEYS = ("name", "out", "train.epochs", "train.max_minutes", "train.progress_bar", "train.num_workers",
-                  "eval.batch_size", "data.cache", "data.cache_dir", "data.max_pixels")
+                  "eval.batch_size", "data.cache", "data.cache_dir", "data.max_pixels", "train.keep_checkpoints",
+                  "train.feature_cache", "train.compile")
 
 
 def config_changes(old: ExperimentConfig, new: ExperimentConfig, *, ignore: Iterable[str] = ()) -> list[str]:

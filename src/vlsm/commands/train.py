@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from vlsm.commands._common import add_model_args
+from vlsm.config import FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS
 
 
 def register(sub) -> None:
@@ -43,6 +44,19 @@ def register(sub) -> None:
                    help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic GPU kernels (Lightning's deterministic=True; slower)")
+    p.add_argument("--monitor", choices=MONITORS,
+                   help="what early stopping and the best checkpoint follow (val_bce: the loss's BCE part)")
+    p.add_argument("--min-delta", type=float, help="smallest change of --monitor that counts as an improvement")
+    p.add_argument("--min-epochs", type=int, help="early stopping cannot stop before this many epochs")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule (plateau: ReduceLROnPlateau)")
+    p.add_argument("--reload-best-each-epoch", action="store_true",
+                   help="continue every epoch from the best weights so far (the paper's UNet-D script)")
+    p.add_argument("--feature-cache", choices=FEATURE_CACHE_MODES,
+                   help="compute a frozen image encoder's activations once per image (auto: when exact)")
+    p.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS,
+                   help="checkpoints kept once the run has finished (model/ holds the best weights)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    p.add_argument("--num-nodes", type=int, help="machines for multi-node DDP (with SLURM or torchrun)")
     p.add_argument("--allow-partial-weights", action="store_true",
                    help="accept --pretrained weights that lack some of the model's tensors (they stay as initialised)")
     p.add_argument("--resume", action="store_true",
@@ -62,6 +76,9 @@ _FLAG_KEYS = {
     "patience": "train.early_stopping_patience", "precision": "train.precision", "device": "train.device",
     "num_workers": "train.num_workers", "seed": "train.seed", "max_minutes": "train.max_minutes",
     "max_pixels": "data.max_pixels", "cache_dir": "data.cache_dir",
+    "monitor": "train.monitor", "min_delta": "train.min_delta", "min_epochs": "train.min_epochs",
+    "scheduler": "train.scheduler", "feature_cache": "train.feature_cache",
+    "keep_checkpoints": "train.keep_checkpoints", "num_nodes": "train.num_nodes",
 }
 # flags ignored when empty (``--prompt ""`` keeps the file's prompt; ``--img-size 0`` the model's size)
 _SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out", "cache_dir"}
@@ -71,6 +88,8 @@ _SWITCH_KEYS = {"no_augment": ("data.augment", False), "skip_bad": ("data.skip_b
                 "cache": ("data.cache", True), "no_cache": ("data.cache", False),
                 "no_progress": ("train.progress_bar", False),
                 "deterministic": ("train.deterministic", True),
+                "reload_best_each_epoch": ("train.reload_best_each_epoch", True),
+                "compile": ("train.compile", True),
                 "allow_partial_weights": ("train.allow_partial_weights", True)}
 
 

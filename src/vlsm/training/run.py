@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from vlsm.config import ExperimentConfig
+from vlsm.config import FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS, ExperimentConfig
 from vlsm.data import load_records
 from vlsm.devices import resolve_accelerator, resolve_precision, tune_kernels
 from vlsm.runs import RunFolder, model_info
@@ -70,6 +70,16 @@ def check_train_config(cfg: ExperimentConfig) -> None:
              ("--bce-weight/--dice-weight", "train.bce_weight + train.dice_weight", (t.bce_weight, t.dice_weight),
               t.bce_weight >= 0 and t.dice_weight >= 0 and t.bce_weight + t.dice_weight > 0,
               "non-negative and not both 0")]
+    rules += [("--min-delta", "train.min_delta", t.min_delta, t.min_delta >= 0, "0 or more"),
+              ("--min-epochs", "train.min_epochs", t.min_epochs, 0 <= t.min_epochs <= t.epochs,
+               f"between 0 and train.epochs ({t.epochs})"),
+              ("--num-nodes", "train.num_nodes", t.num_nodes, t.num_nodes >= 1, "at least 1")]
+    for flag, key, value, choices in (("--monitor", "train.monitor", t.monitor, MONITORS),
+                                      ("--scheduler", "train.scheduler", t.scheduler, SCHEDULERS),
+                                      ("--feature-cache", "train.feature_cache", t.feature_cache, FEATURE_CACHE_MODES),
+                                      ("--keep-checkpoints", "train.keep_checkpoints", t.keep_checkpoints,
+                                       KEEP_CHECKPOINTS)):
+        rules.append((flag, key, value, value in choices, f"one of {', '.join(choices)}"))
     for flag, key, value, ok, want in rules:
         if not ok:
             raise ValueError(f"{flag} ({key}) must be {want}, got {value!r}")
