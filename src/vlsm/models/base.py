@@ -20,13 +20,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+# The image resize filters a model may ask for (Pillow's filters of the same names; vlsm.data.decoded maps them)
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "nearest")
+
 SPEC_FILE = "vlsm_config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
 class Preprocess:
-    """Input contract of a model: square image size, normalisation and text tokenisation."""
+    """Input contract of a model: square image size, resize filter, normalisation and text tokenisation
+    (data, like timm's pretrained_cfg; ``create_model(..., interpolation=, image_mean=, image_std=)`` sets them)."""
 
     image_size: int
     mean: tuple = IMAGENET_MEAN
@@ -34,6 +38,8 @@ class Preprocess:
     # "clip-bpe", "wordpiece" or None for image-only models
     tokenizer: Optional[str] = None
     context_length: int = 0
+    # Pillow filter of the image resize to image_size (one of INTERPOLATIONS; masks are always nearest)
+    interpolation: str = "bilinear"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

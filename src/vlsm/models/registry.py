@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE, ModelSpec, SegmentationModel
+from vlsm.models.base import INTERPOLATIONS, SPEC_FILE, WEIGHTS_FILE, ModelSpec, Preprocess, SegmentationModel
 
 # Modules that define models; each registers its names at import time.
 MODEL_MODULES = (
@@ -67,11 +67,43 @@ def register_model(name: str, *, description: str, presets=("paper", "tiny"), va
 
 def check_options(model: str, given: Iterable[str], valid: Iterable[str], hint: str = "") -> None:
     """Every builder's check of its keyword options: unknown ones are refused with the valid ones listed."""
-    valid = sorted(set(valid))
+    valid = sorted(set(valid) | set(PREPROCESS_OPTIONS))  # (every model takes those: create_model applies them)
     unknown = sorted(set(given) - set(valid))
     if unknown:
         raise ValueError(f"{model}: unknown option(s) {unknown}; valid options: {', '.join(valid)}"
                          + (f" ({hint})" if hint else ""))
+
+
+# create_model options every model takes: its input contract as data (timm's pretrained_cfg style), applied
+# to the built model's Preprocess. image_mean [0, 0, 0] with image_std [1, 1, 1] = pixels scaled to [0, 1] only.
+PREPROCESS_OPTIONS = ("interpolation", "image_mean", "image_std")
+
+
+def _rgb_triple(model: str, key: str, value, *, positive: bool) -> tuple:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 3
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and (not positive or all(v > 0 for v in value)))
+    if not ok:
+        want = "3 positive numbers" if positive else "3 numbers"
+        raise ValueError(f"{model}: {key} must be a list of {want} (R, G, B), got {value!r} "
+                         f"(e.g. image_mean: [0, 0, 0] and image_std: [1, 1, 1] for pixels scaled to [0, 1] only)")
+    return tuple(float(v) for v in value)
+
+
+def preprocess_with_options(pre: Preprocess, options: Mapping, model: str = "model") -> Preprocess:
+    """``pre`` with the :data:`PREPROCESS_OPTIONS` in ``options`` applied, each checked (one line naming
+    the option and its valid values)."""
+    changes = {}
+    if "interpolation" in options:
+        value = options["interpolation"]
+        if value not in INTERPOLATIONS:
+            raise ValueError(f"{model}: interpolation must be one of {', '.join(INTERPOLATIONS)}, got {value!r}")
+        changes["interpolation"] = value
+    if "image_mean" in options:
+        changes["mean"] = _rgb_triple(model, "image_mean", options["image_mean"], positive=False)
+    if "image_std" in options:
+        changes["std"] = _rgb_triple(model, "image_std", options["image_std"], positive=True)
+    return replace(pre, **changes) if changes else pre
 
 
 def _ensure_loaded() -> None:
@@ -119,7 +151,9 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
         tokenizer_dir: the former name of ``model_dir``, still accepted.
         allow_partial_weights: load weight files that lack some of the model's tensors (they keep their
             initialisation; a warning names them) instead of failing. A runtime choice: not in ``model.spec``.
-        overrides: model-specific config fields, e.g. ``image_size=224``.
+        overrides: model-specific config fields, e.g. ``image_size=224``, and for every model the
+            input options of :data:`PREPROCESS_OPTIONS`: ``interpolation`` (the image resize filter,
+            one of ``INTERPOLATIONS``), ``image_mean`` and ``image_std`` (3 numbers each).
     """
     if tokenizer_dir is not None:
         if model_dir is not None and str(model_dir) != str(tokenizer_dir):
@@ -135,9 +169,11 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
         raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
     from vlsm.models.checkpoint import partial_weights_allowed
 
+    builder_options = {k: v for k, v in overrides.items() if k not in PREPROCESS_OPTIONS}
     with partial_weights_allowed(allow_partial_weights):
         model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
-                              model_dir=None if model_dir is None else str(model_dir), **overrides)
+                              model_dir=None if model_dir is None else str(model_dir), **builder_options)
+    model.preprocess = preprocess_with_options(model.preprocess, overrides, name)
     model.spec = ModelSpec(name=name, preset=preset, variant=variant, pretrained=pretrained,
                            overrides=dict(overrides))
     return model
