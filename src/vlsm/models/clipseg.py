@@ -10,6 +10,7 @@ Weights: ``pretrained="CIDAS/clipseg-rd64-refined"`` (hub id, HF cache or local 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -117,6 +118,10 @@ class CLIPSeg(VLSMBase):
         return [outputs[b] for b in self.config.activation_blocks], final
 
     @property
+    def image_modules(self) -> list:
+        return [self.clipseg.clip.vision_model]
+
+    @property
     def text_modules(self) -> list:
         return [self.clipseg.clip.text_model, self.clipseg.clip.text_projection]
 
@@ -155,8 +160,9 @@ def clipseg_from_pretrained(folder: str | Path, what: str, config=None):
     folder = Path(folder)
     weights = next((folder / n for n in CLIPSEG_FILES[1].names if (folder / n).is_file()), folder)
     kwargs = {} if config is None else {"config": config}
-    module, info = CLIPSegForImageSegmentation.from_pretrained(
-        str(folder), local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    with _quiet_transformers():
+        module, info = CLIPSegForImageSegmentation.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     mismatched = sorted(info.get("mismatched_keys") or [])
     if mismatched:
         key, theirs, ours = (tuple(x) if not isinstance(x, str) else x for x in mismatched[0])
@@ -164,6 +170,24 @@ def clipseg_from_pretrained(folder: str | Path, what: str, config=None):
                               f"{ours} ({len(mismatched)} shape mismatch{'es' if len(mismatched) > 1 else ''})")
     allow_missing(str(weights), what, sorted(info.get("missing_keys") or []))
     return module
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' own load report and progress bar off while it loads a folder: the checks after the load
+    report missing and mismatched tensors in one line (a warning under --allow-partial-weights), so the user
+    sees that line alone. (Its handler also writes to the stderr of the moment transformers was imported.)"""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_clipseg_module(folder: str | Path, config: VLSMConfig):
