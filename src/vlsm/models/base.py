@@ -95,6 +95,28 @@ class SegmentationModel(nn.Module):
                 attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    # -- the frozen image encoder, split off (what training's feature cache reuses) -----------------
+    def has_frozen_image_features(self) -> bool:
+        """Whether :meth:`frozen_image_features` returns features now: some image encoder of the model is
+        frozen and deterministic, so its outputs are a fixed function of the image."""
+        return False
+
+    def frozen_image_features(self, pixel_values: torch.Tensor) -> Optional[tuple]:
+        """The outputs of the model's frozen, deterministic image encoder(s) for ``pixel_values``: a tuple
+        of tensors whose first axis is the batch, or ``None`` when no image encoder is frozen. Row ``i``
+        depends on image ``i`` alone, so rows computed once may be reused for the same image later."""
+        return None
+
+    def forward_with_features(self, pixel_values: torch.Tensor, features: Optional[tuple],
+                              input_ids: Optional[torch.Tensor] = None,
+                              attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``forward`` with the frozen image features given (as :meth:`frozen_image_features` returns them
+        for these images); ``features=None`` computes them. A model's ``forward`` is this with ``None``,
+        so both paths run the same code after the frozen encoder."""
+        if features is not None:
+            raise ValueError(f"{type(self).__name__} has no frozen image encoder: pass features=None")
+        return self(pixel_values, input_ids, attention_mask)
+
     def get_tokenizer(self):
         """The callable that turns prompts into ``input_ids``/``attention_mask`` for this model."""
         from vlsm.text.tokenizers import NullTokenizer

@@ -256,6 +256,10 @@ class BiomedCLIPSeg(VLSMBase):
         return [outputs[b] for b in self.config.activation_blocks], final
 
     @property
+    def image_modules(self) -> list:
+        return [self.biomedclip.visual.trunk]
+
+    @property
     def text_modules(self) -> list:
         return [self.biomedclip.text]
 

@@ -7,6 +7,10 @@ Both models follow one pipeline, exposed step by step so that ensembles can reus
     logits = model.decode(activations, conditional_embeddings)          # (B, 1, H, W)
 
 ``model.forward_features(...)`` returns all of them as a :class:`VLSMOutput`; ``model(...)`` the logits.
+A frozen, deterministic image encoder's outputs are a fixed function of the image:
+``model.frozen_image_features(pixel_values)`` returns them (else ``None``) and
+``model.forward_with_features(pixel_values, features, ...)`` runs the rest of the model on them; ``model(...)``
+is ``forward_with_features`` with ``features=None`` (training's feature cache reuses them across epochs).
 ``model.config`` is a :class:`VLSMConfig`.
 
 The ViT stops after the last block the decoder reads, so ``last_hidden_state`` is ``None`` unless asked
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
-from vlsm.models.speedups import TextEmbeddingCache, speedups_enabled
+from vlsm.models.speedups import TextEmbeddingCache, is_deterministic, is_frozen, speedups_enabled
 
 MODEL_CONFIG_FILE = "vlsm_model_config.json"
 
@@ -241,6 +245,11 @@ class VLSMBase(SegmentationModel):
         raise NotImplementedError
 
     @property
+    def image_modules(self) -> list:  # pragma: no cover
+        """The modules :meth:`encode_image` computes with (what decides whether its outputs may be reused)."""
+        raise NotImplementedError
+
+    @property
     def text_modules(self) -> list:  # pragma: no cover
         """The modules the text embedding is computed with (what the text cache watches)."""
         raise NotImplementedError
@@ -325,24 +334,63 @@ class VLSMBase(SegmentationModel):
             logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
         return logits
 
+    # -- the image encoder's outputs as features (see SegmentationModel.frozen_image_features) ----------
+    def image_feature_count(self, with_last_hidden_state: bool = False) -> int:
+        """How many tensors :meth:`image_features` returns."""
+        return len(self.config.extract_layers) + int(bool(with_last_hidden_state))
+
+    def image_features(self, pixel_values: torch.Tensor, with_last_hidden_state: bool = False) -> tuple:
+        """:meth:`encode_image` as one flat tuple: the activations in ``config.extract_layers`` order, then the
+        last block's output when asked for."""
+        activations, last_hidden_state = self.encode_image(pixel_values, with_last_hidden_state)
+        return (*activations, last_hidden_state) if with_last_hidden_state else tuple(activations)
+
+    def has_frozen_image_features(self) -> bool:
+        """The image encoder is frozen and deterministic (eval mode, or no dropout that is on)."""
+        return is_frozen(self.image_modules) and is_deterministic(self.image_modules)
+
+    def frozen_image_features(self, pixel_values: torch.Tensor, with_last_hidden_state: bool = False):
+        """:meth:`image_features` when the image encoder is frozen and deterministic, else ``None``."""
+        if not self.has_frozen_image_features():
+            return None
+        return self.image_features(pixel_values, with_last_hidden_state)
+
+    def split_image_features(self, features, with_last_hidden_state: bool = False) -> tuple[list, Optional[torch.Tensor]]:
+        """(activations, last block's output or ``None``) from what :meth:`image_features` returned."""
+        count = self.image_feature_count(with_last_hidden_state)
+        if len(features) != count:
+            raise ValueError(f"{self.config.model} takes {count} image feature tensors (one per extract layer"
+                             f"{' and the last block' if with_last_hidden_state else ''}), got {len(features)}")
+        features = list(features)
+        last_hidden_state = features.pop() if with_last_hidden_state else None
+        return features, last_hidden_state
+
     def forward_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                          attention_mask: Optional[torch.Tensor] = None,
-                         with_last_hidden_state: bool = False) -> VLSMOutput:
+                         with_last_hidden_state: bool = False, features: Optional[tuple] = None) -> VLSMOutput:
+        """Every output of one pass; ``features``: :meth:`image_features` of these images, computed earlier."""
         if input_ids is None:
             raise ValueError(f"{self.config.model} is a text-prompted model: pass input_ids (and attention_mask) "
                              f"from model.get_tokenizer()")
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"got {input_ids.shape[0]} prompts for {pixel_values.shape[0]} images; pass one "
                              f"prompt per image")
-        activations, last_hidden_state = self.encode_image(pixel_values, with_last_hidden_state)
+        if features is None:
+            features = self.image_features(pixel_values, with_last_hidden_state)
+        activations, last_hidden_state = self.split_image_features(features, with_last_hidden_state)
         conditional = self.encode_text(input_ids, attention_mask)
         logits = self.decode(activations, conditional, output_size=tuple(pixel_values.shape[-2:]))
         return VLSMOutput(logits=logits, activations=activations, conditional_embeddings=conditional,
                           last_hidden_state=last_hidden_state)
 
+    def forward_with_features(self, pixel_values: torch.Tensor, features: Optional[tuple],
+                              input_ids: Optional[torch.Tensor] = None,
+                              attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.forward_features(pixel_values, input_ids, attention_mask, features=features).logits
+
     def forward(self, pixel_values: torch.Tensor, input_ids: Optional[torch.Tensor] = None,
                 attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.forward_features(pixel_values, input_ids, attention_mask).logits
+        return self.forward_with_features(pixel_values, None, input_ids, attention_mask)
 
     # -- tokenizer -------------------------------------------------------------------------------
     def set_tokenizer(self, tokenizer, error: Optional[str] = None) -> None:

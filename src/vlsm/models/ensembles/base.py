@@ -67,6 +67,45 @@ class VLSMEnsemble(SegmentationModel):
         """Subfolder name -> VLSM module inside this ensemble (its config and tokenizer are saved there)."""
         raise NotImplementedError
 
+    def image_feature_sources(self) -> list:
+        """``[(vlsm, with_last_hidden_state), ...]``: the VLSMs whose image encoders this ensemble runs, in the
+        order their features are concatenated, and whether it reads each one's last ViT block."""
+        raise NotImplementedError
+
+    # -- frozen image features: the frozen VLSMs' image_features, one after another --------------------
+    def has_frozen_image_features(self) -> bool:
+        return any(vlsm.has_frozen_image_features() for vlsm, _ in self.image_feature_sources())
+
+    def frozen_image_features(self, pixel_values: torch.Tensor) -> Optional[tuple]:
+        """The image features of every VLSM whose image encoder is frozen (those of a trainable one are
+        computed in the forward pass), concatenated; ``None`` when none is frozen."""
+        frozen = [(vlsm, last) for vlsm, last in self.image_feature_sources() if vlsm.has_frozen_image_features()]
+        if not frozen:
+            return None
+        return tuple(t for vlsm, last in frozen for t in vlsm.image_features(pixel_values, last))
+
+    def split_image_features(self, features: Optional[tuple]) -> list:
+        """Per source VLSM, its part of ``features`` (from :meth:`frozen_image_features`), or ``None`` where
+        it computes its own."""
+        sources = self.image_feature_sources()
+        if features is None:
+            return [None] * len(sources)
+        parts, start = [], 0
+        for vlsm, last in sources:
+            if not vlsm.has_frozen_image_features():
+                parts.append(None)
+                continue
+            count = vlsm.image_feature_count(last)
+            parts.append(tuple(features[start:start + count]))
+            start += count
+        if start != len(features):
+            raise ValueError(f"{self.ensemble.model} takes {start} frozen image feature tensors, got {len(features)}: "
+                             f"pass what frozen_image_features returns")
+        return parts
+
+    def forward(self, pixel_values, input_ids=None, attention_mask=None):
+        return self.forward_with_features(pixel_values, None, input_ids, attention_mask)
+
     def parameter_groups(self) -> dict:
         """(total, trainable) per component, e.g. ``{"vlsm.encoder": (..), "unet": (..)}``."""
         groups: dict = {}

@@ -50,6 +50,9 @@ class Branch(nn.Module):
         self.unet = UNetD(unet_d_config(**{**unet_overrides, "inject_channels": inject, "fuse_channels": 1}))
         self.fusion = nn.Conv2d(2, 1, 1) if own_fusion else None
 
+    #: whether the branch reads the VLSM's last ViT block (besides the extracted layers)
+    with_last_hidden_state = False
+
     def run_unet(self, pixel_values, amap, extra: Sequence[torch.Tensor], fuse, strict: bool, what: str):
         """(bottleneck map, UNet-D logits) for adapter map ``amap``."""
         bott = fit_map(amap, bottleneck_size(self.unet, pixel_values), strict, what)
@@ -73,8 +76,11 @@ class BranchA(Branch):
         self.strict = strict
 
     def parts(self, pixel_values, input_ids, attention_mask, extra: Sequence[torch.Tensor] = (),
-              decoder_align_corners: Optional[bool] = None) -> BranchOutputs:
-        acts, _ = self.vlsm.encode_image(pixel_values)
+              decoder_align_corners: Optional[bool] = None, features: Optional[tuple] = None) -> BranchOutputs:
+        """``features``: the VLSM's image features of these images, computed earlier (else computed here)."""
+        if features is None:
+            features = self.vlsm.image_features(pixel_values)
+        acts, _ = self.vlsm.split_image_features(features)
         cond = self.vlsm.encode_text(input_ids, attention_mask)
         logits = self.vlsm.decoder_module(acts, cond).logits
         logits = logits.reshape(cond.shape[0], 1, *logits.shape[-2:])
@@ -103,11 +109,14 @@ class BranchB(Branch):
         super().__init__(vlsm, adapter, None, sizes.reduce_dim, unet_overrides, extra_inject=extra_inject,
                          duplicate_map=duplicate_map, own_fusion=True)
         self.reference = reference
-
-    def parts(self, pixel_values, input_ids, attention_mask, extra: Sequence[torch.Tensor] = ()) -> BranchOutputs:
         # the reference adapter reads the ViT's last block; the fixed one only the extracted layers
+        self.with_last_hidden_state = reference
+
+    def parts(self, pixel_values, input_ids, attention_mask, extra: Sequence[torch.Tensor] = (),
+              features: Optional[tuple] = None) -> BranchOutputs:
+        """``features``: the VLSM's image features of these images, computed earlier (else computed here)."""
         out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask,
-                                         with_last_hidden_state=self.reference)
+                                         with_last_hidden_state=self.reference, features=features)
         if self.reference:
             amap = self.adapter(out.last_hidden_state, out.conditional_embeddings)
         else:

@@ -67,6 +67,9 @@ class SingleBranchEnsemble(VLSMEnsemble):
     def vlsms(self) -> dict:
         return {self.VLSM_NAME: self.branch.vlsm}
 
+    def image_feature_sources(self) -> list:
+        return [(self.branch.vlsm, self.branch.with_last_hidden_state)]
+
     def get_tokenizer(self):
         return self.branch.vlsm.get_tokenizer()
 
@@ -79,8 +82,9 @@ class BiomedCLIPSegA(SingleBranchEnsemble):
     def make_branch(self, vlsm, sizes, unet, *, reference):
         return BranchA(vlsm, sizes, unet, strict=reference)
 
-    def forward(self, pixel_values, input_ids=None, attention_mask=None):
-        p = self.branch.parts(pixel_values, input_ids, attention_mask)
+    def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
+        (own,) = self.split_image_features(features)
+        p = self.branch.parts(pixel_values, input_ids, attention_mask, features=own)
         return self.branch.fusion(torch.cat([p.vlsm_logits, p.unet_logits], dim=1))
 
 
@@ -92,8 +96,9 @@ class CLIPSegB(SingleBranchEnsemble):
     def make_branch(self, vlsm, sizes, unet, *, reference):
         return BranchB(vlsm, sizes, unet, reference=reference)
 
-    def forward(self, pixel_values, input_ids=None, attention_mask=None):
-        return self.branch.parts(pixel_values, input_ids, attention_mask).logits
+    def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
+        (own,) = self.split_image_features(features)
+        return self.branch.parts(pixel_values, input_ids, attention_mask, features=own).logits
 
 
 def reference_c_decoder(vlsm) -> nn.Module:
@@ -142,6 +147,10 @@ class EnsembleC(VLSMEnsemble):
     def vlsms(self) -> dict:
         return {"biomedclipseg": self.biomed.vlsm, "clipseg": self.clip.vlsm}
 
+    def image_feature_sources(self) -> list:
+        return [(self.biomed.vlsm, self.biomed.with_last_hidden_state),
+                (self.clip.vlsm, self.clip.with_last_hidden_state)]
+
     def get_tokenizer(self):
         first = self.biomed.vlsm.get_tokenizer()
         if self.reference:
@@ -161,15 +170,16 @@ class EnsembleC(VLSMEnsemble):
         mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         return (input_ids[:, :l1], mask[:, :l1]), (input_ids[:, l1:], mask[:, l1:])
 
-    def forward(self, pixel_values, input_ids=None, attention_mask=None):
+    def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
         (ids_b, mask_b), (ids_c, mask_c) = self._split_text(input_ids, attention_mask)
+        feats_b, feats_c = self.split_image_features(features)
         if self.reference:
-            pb = self.biomed.parts(pixel_values, ids_b, mask_b, decoder_align_corners=True)
+            pb = self.biomed.parts(pixel_values, ids_b, mask_b, decoder_align_corners=True, features=feats_b)
             b_out = self.fusion(torch.cat([pb.vlsm_logits, pb.unet_logits], dim=1))
-            pc = self.clip.parts(pixel_values, ids_c, mask_c)
+            pc = self.clip.parts(pixel_values, ids_c, mask_c, features=feats_c)
             return self.fusion(torch.cat([b_out, pc.logits], dim=1))
-        pc = self.clip.parts(pixel_values, ids_c, mask_c)
-        pb = self.biomed.parts(pixel_values, ids_b, mask_b, extra=[pc.map])
+        pc = self.clip.parts(pixel_values, ids_c, mask_c, features=feats_c)
+        pb = self.biomed.parts(pixel_values, ids_b, mask_b, extra=[pc.map], features=feats_b)
         b_out = self.biomed.fusion(torch.cat([pb.vlsm_logits, pb.unet_logits], dim=1))
         return self.fusion(torch.cat([b_out, pc.logits], dim=1))
 

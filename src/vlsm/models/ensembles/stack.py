@@ -99,8 +99,12 @@ class Stack(VLSMEnsemble):
     def get_tokenizer(self):
         return self.vlsm.get_tokenizer()
 
-    def forward(self, pixel_values, input_ids=None, attention_mask=None):
-        out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask)
+    def image_feature_sources(self) -> list:
+        return [(self.vlsm, False)]
+
+    def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
+        (own,) = self.split_image_features(features)
+        out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask, features=own)
         if self.adapter is not None:
             amap = self.adapter(out.activations, out.conditional_embeddings)
             amap = fit_map(amap, bottleneck_size(self.cnn, pixel_values), False, "Stack")
