@@ -247,11 +247,11 @@ def _check_case(image: Path, mask: Optional[Path], decoded=None, dataset: str = 
         empty = None if fg is None else not fg.any()
     usable = pil is not None and (mask is None or fg is not None)
     if key is not None and usable and not any(i.kind in _ERROR_KINDS for i in issues):
-        from vlsm.data.decoded import DecodedCase, resize_pair
+        from vlsm.data.decoded import DecodedCase
 
         which = {str(image): "image", str(mask): "mask"}
         verdict = {"empty": empty, "issues": [[i.kind, i.problem, which[i.file]] for i in issues]}
-        small_image, small_mask = resize_pair(pil, fg, decoded.image_size)
+        small_image, small_mask = decoded.resize(pil, fg)  # at the cache's size, with its filter
         decoded.write(key, DecodedCase(small_image, small_mask, size[1], size[0], verdict), dataset,
                       files=(image, mask))
     return empty, issues

@@ -3,8 +3,9 @@
 Each item is a dict:
 
 =================  ==============================================================================
-pixel_values       float32 (3, S, S): the image resized to S x S (bilinear, antialiased when
-                   shrinking — Pillow's resize), scaled to [0, 1], normalised with the model's mean/std
+pixel_values       float32 (3, S, S): the image resized to S x S (Pillow's resize with the model's
+                   ``preprocess.interpolation``, bilinear by default; antialiased when shrinking),
+                   scaled to [0, 1], normalised with the model's mean/std
 mask               float32 (1, S, S) of 0/1: the binarised mask resized with nearest neighbour
                    (as medvlsm does), so it stays exactly binary; zeros when the record has no mask
 input_ids          int64 (L,) and attention_mask int64 (L,): the tokenised prompt
@@ -32,7 +33,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vlsm.data._util import preview
-from vlsm.data.decoded import DecodedCache, DecodedCase, open_decoded_cache, resize_pair
+from vlsm.data.decoded import DecodedCache, DecodedCase, open_decoded_cache, resample_filter, resize_pair
 from vlsm.data.images import load_image
 from vlsm.data.masks import load_mask
 from vlsm.data.prompts import RANDOM, is_prompt_key, prompt_keys, select_prompt
@@ -47,7 +48,7 @@ class SegmentationDataset(Dataset):
 
     Args:
         records: the cases (e.g. from :func:`vlsm.data.load_split`).
-        preprocess: the model's :class:`vlsm.models.base.Preprocess` (image_size, mean, std).
+        preprocess: the model's :class:`vlsm.models.base.Preprocess` (image_size, interpolation, mean, std).
         tokenizer: the model's tokenizer (``model.get_tokenizer()``); None means
             :class:`vlsm.text.tokenizers.NullTokenizer` (image-only models).
         prompt: ``"p0"``..``"p9"``, ``"random"`` or a fixed prompt text (see :mod:`vlsm.data.prompts`).
@@ -70,14 +71,20 @@ class SegmentationDataset(Dataset):
         if size <= 0:
             raise ValueError(f"preprocess.image_size must be a positive integer, got {size!r}")
         self.image_size = size
+        # the image resize filter (masks are always resized nearest)
+        self.interpolation = getattr(preprocess, "interpolation", "bilinear")
+        resample_filter(self.interpolation)  # a known filter, checked before any image is read
         self._decoded: Optional[DecodedCache] = None
         if isinstance(cache, DecodedCache):
             if cache.image_size != size:
                 raise ValueError(f"the decoded-image cache holds {cache.image_size}px images but the model "
                                  f"takes {size}px: open it with image_size={size}")
+            if cache.interpolation != self.interpolation:
+                raise ValueError(f"the decoded-image cache holds {cache.interpolation}-resized images but the model "
+                                 f"resizes {self.interpolation}: open it with interpolation={self.interpolation!r}")
             self._decoded = cache
         elif cache:
-            self._decoded = open_decoded_cache(cache_dir, size)
+            self._decoded = open_decoded_cache(cache_dir, size, self.interpolation)
         # keys are taken now, so every epoch sees the files as they were when the dataset was built
         self._keys = ([self._decoded.key(r.image_path, r.mask_path) for r in self.records]
                       if self._decoded is not None else None)
@@ -224,7 +231,7 @@ class SegmentationDataset(Dataset):
         mask = None
         if rec.mask_path is not None:
             mask = load_mask(rec.mask_path, size=(width, height), image_path=rec.image_path, name=rec.name)
-        resized, small = resize_pair(image, mask, self.image_size)
+        resized, small = resize_pair(image, mask, self.image_size, self.interpolation)
         return resized, small, height, width
 
     @staticmethod

@@ -3,18 +3,20 @@ all DataLoader workers, all epochs and all runs on the same files.
 
 Where::
 
-    <cache dir>/<dataset>-<S>px/<key>.bin      one entry per case and image size S
+    <cache dir>/<dataset>-<S>px/<key>.bin            one entry per case and image size S (bilinear resize)
+    <cache dir>/<dataset>-<S>px-<filter>/<key>.bin   the same with another resize filter (e.g. bicubic)
 
 The cache dir is ``cache_dir`` if given (``data.cache_dir``), else :func:`default_cache_dir`:
 ``$VLSM_CACHE_DIR/decoded`` or ``~/.cache/vlsm/decoded``. Delete it at any time; it is rebuilt.
 
 What an entry holds: exactly what :class:`~vlsm.data.dataset.SegmentationDataset` computes from the
-files before normalising (:func:`resize_pair`): the RGB image resized to S x S by Pillow (bilinear,
-antialiased when shrinking) as uint8, the binarised mask resized nearest as 0/1, the original height
+files before normalising (:func:`resize_pair`): the RGB image resized to S x S by Pillow (with the
+model's filter, ``Preprocess.interpolation``: bilinear by default; antialiased when shrinking) as uint8, the binarised mask resized nearest as 0/1, the original height
 and width, and, when the data check wrote it, the check's verdict on the pair (so that a second run's
 check does not decode the files again).
 
-The key: SHA-256 of the entry format, Pillow's version (its resize defines the pixels), S, and for the
+The key: SHA-256 of the entry format, Pillow's version (its resize defines the pixels), S, the resize
+filter (so bicubic and bilinear entries never mix), and for the
 image and the mask their absolute path, size in bytes and modification time in nanoseconds. Editing,
 re-exporting, copying over or re-downloading a file changes its modification time, so its entry is
 rebuilt; a stat costs microseconds where hashing the contents would cost as much as decoding them.
@@ -64,16 +66,32 @@ def default_cache_dir() -> Path:
     return cache_root() / "decoded"
 
 
-def resize_pair(image: Image.Image, mask: Optional[np.ndarray], size: int):
+# Preprocess.interpolation -> Pillow's filter (the names of vlsm.models.base.INTERPOLATIONS)
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
+
+
+def resample_filter(interpolation: str):
+    """Pillow's filter named ``interpolation`` (a ``Preprocess.interpolation``)."""
+    try:
+        return RESAMPLING[interpolation]
+    except (KeyError, TypeError):
+        raise ValueError(f"image interpolation must be one of {', '.join(RESAMPLING)}, got {interpolation!r}") from None
+
+
+def resize_pair(image: Image.Image, mask: Optional[np.ndarray], size: int, interpolation: str = "bilinear"):
     """The one resize of the data pipeline: (uint8 (S, S, 3), bool (S, S) or None).
 
-    The RGB image with Pillow's bilinear filter (antialiased when shrinking); the boolean mask with
-    nearest neighbour, so it stays exactly binary (as medvlsm does).
+    The RGB image with Pillow's ``interpolation`` filter on the 8-bit image (antialiased when shrinking;
+    Pillow rounds and clips to uint8, as ``PIL.Image.resize`` in the reference UNet-D script and
+    torchvision's ``Resize`` on PIL images in medvlsm do); the boolean mask with nearest neighbour, so
+    it stays exactly binary (as medvlsm and the UNet-D script do).
     """
+    resample = resample_filter(interpolation)
     small = None
     if mask is not None:
         small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((size, size), Image.NEAREST)) > 127
-    resized = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    resized = np.asarray(image.resize((size, size), resample), dtype=np.uint8)
     return resized, small
 
 
@@ -100,20 +118,26 @@ class DecodedCache:
     DataLoader workers share it; use :func:`open_decoded_cache` to get one that has been checked
     to be writable."""
 
-    def __init__(self, folder, image_size: int):
+    def __init__(self, folder, image_size: int, interpolation: str = "bilinear"):
         self.folder = Path(folder)
         self.image_size = int(image_size)
         if self.image_size <= 0:
             raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+        resample_filter(interpolation)  # a known filter
+        self.interpolation = interpolation
         self._write_failed = False
 
     def __repr__(self) -> str:
-        return f"DecodedCache({str(self.folder)!r}, image_size={self.image_size})"
+        return f"DecodedCache({str(self.folder)!r}, image_size={self.image_size}, interpolation={self.interpolation!r})"
+
+    def resize(self, image: Image.Image, mask: Optional[np.ndarray]):
+        """:func:`resize_pair` at this cache's image size and filter (what its entries hold)."""
+        return resize_pair(image, mask, self.image_size, self.interpolation)
 
     # -- keys and paths ----------------------------------------------------------------------
     def key(self, image_path, mask_path=None) -> Optional[str]:
         """The entry key of a case as its files are now, or None when a file is missing."""
-        parts = [f"vlsm-decoded/{FORMAT}", f"pillow {PIL.__version__}", str(self.image_size)]
+        parts = [f"vlsm-decoded/{FORMAT}", f"pillow {PIL.__version__}", str(self.image_size), self.interpolation]
         for path in (image_path, mask_path):
             if path is None:
                 parts.append("-")
@@ -126,7 +150,8 @@ class DecodedCache:
 
     def path(self, key: str, dataset: str = "") -> Path:
         group = "".join(c if c.isalnum() or c in "-_." else "_" for c in (dataset or "data"))
-        return self.folder / f"{group}-{self.image_size}px" / f"{key}.bin"
+        resize = "" if self.interpolation == "bilinear" else f"-{self.interpolation}"
+        return self.folder / f"{group}-{self.image_size}px{resize}" / f"{key}.bin"
 
     # -- reading -----------------------------------------------------------------------------
     def _parse_header(self, data: bytes) -> Optional[tuple[dict, int]]:
@@ -205,9 +230,9 @@ class DecodedCache:
         return True
 
 
-def open_decoded_cache(cache_dir=None, image_size: int = 0) -> Optional[DecodedCache]:
-    """A :class:`DecodedCache` for ``image_size`` in ``cache_dir`` (default :func:`default_cache_dir`),
-    or None with one warning when the folder cannot be created or written (then nothing is cached)."""
+def open_decoded_cache(cache_dir=None, image_size: int = 0, interpolation: str = "bilinear") -> Optional[DecodedCache]:
+    """A :class:`DecodedCache` for ``image_size`` and the resize filter ``interpolation`` in ``cache_dir``
+    (default :func:`default_cache_dir`), or None with one warning when the folder cannot be created or written (then nothing is cached)."""
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -219,7 +244,7 @@ def open_decoded_cache(cache_dir=None, image_size: int = 0) -> Optional[DecodedC
                     "every epoch; choose a writable folder with --cache-dir (data.cache_dir) or $VLSM_CACHE_DIR",
                     folder, err.strerror or err)
         return None
-    return DecodedCache(folder, image_size)
+    return DecodedCache(folder, image_size, interpolation)
 
 
-__all__ = ["DecodedCache", "DecodedCase", "open_decoded_cache", "default_cache_dir", "resize_pair"]
+__all__ = ["DecodedCache", "DecodedCase", "open_decoded_cache", "default_cache_dir", "resize_pair", "resample_filter"]
