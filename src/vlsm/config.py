@@ -81,6 +81,7 @@ MONITORS = ("val_dice", "val_loss", "val_bce")
 SCHEDULERS = ("plateau", "none")
 FEATURE_CACHE_MODES = ("auto", "on", "off")
 KEEP_CHECKPOINTS = ("last", "all", "none")
+DICE_REDUCTIONS = ("image", "batch")
 
 
 @dataclass
@@ -91,6 +92,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     bce_weight: float = 1.0
     dice_weight: float = 1.0
+    # The soft Dice term per image, averaged ("image"), or one Dice over all the batch's pixels ("batch",
+    # the paper's UNet-D script: its dice_loss with reduce_batch_first=True).
+    dice_reduction: str = "image"
     scheduler_patience: int = 5
     scheduler_factor: float = 0.5
     early_stopping_patience: int = 10

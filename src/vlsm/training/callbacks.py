@@ -66,3 +66,53 @@ class MetricsCSV(L.Callback):
             writer.writerow(row)
         log.info("epoch %s: train_loss %s val_loss %s val_dice %s lr %s", row["epoch"],
                  row["train_loss"], row["val_loss"], row["val_dice"], row["lr"])
+
+
+class ReloadBestEachEpoch(L.Callback):
+    """``train.reload_best_each_epoch``: after each epoch's validation, training continues from the best
+    weights so far, as the paper's UNet-D script does (modeling_UNet_D/train.py: after its early-stopping
+    check, every epoch ends with ``model.load_state_dict(torch.load(checkpoint.pt))``, the checkpoint of
+    the lowest validation loss so far).
+
+    What is reloaded is what the script reloads: the model's weights (parameters and buffers, BatchNorm's
+    running statistics included) from ``best``'s checkpoint; the optimizer (AdamW's moments and step
+    count), the learning rate and the epoch counter go on as they are. An epoch that improves on the best
+    keeps its own weights (it becomes the best; ``best``, a ModelCheckpoint, saves it right after).
+    Improvement is ``best``'s own rule (strictly better ``monitor`` in its mode), decided from its state
+    before it sees this epoch: this callback runs before the checkpoint callbacks, so ``last.ckpt`` holds
+    the weights the next epoch starts from and a resumed run continues exactly.
+    """
+
+    def __init__(self, best):
+        self.best = best
+
+    def _improves(self, current) -> bool:
+        import torch
+
+        best = self.best.best_model_score
+        if best is None:
+            return True
+        better = torch.lt if self.best.mode == "min" else torch.gt
+        return bool(better(torch.as_tensor(current).float().cpu(), best.float().cpu()))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        # Lightning replays this hook when it resumes from an end-of-epoch checkpoint, whose weights are
+        # already the ones the next epoch starts from
+        if trainer.sanity_checking or trainer.fit_loop.restarting:
+            return
+        current = trainer.callback_metrics.get(self.best.monitor)
+        if current is None or self._improves(current) or not self.best.best_model_path:
+            return
+        from vlsm.runs import read_training_checkpoint
+
+        path = self.best.best_model_path
+        state = read_training_checkpoint(path)["state_dict"]
+        missing, unexpected = pl_module.load_state_dict(state, strict=False)
+        # a slim checkpoint may leave out frozen weights (they never change); anything else must be there
+        trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
+        lost = sorted(set(missing) & trainable)
+        if lost or unexpected:
+            raise RuntimeError(f"reload_best_each_epoch: {path} does not fit the model being trained "
+                               f"(missing: {lost[:5]}, unexpected: {sorted(unexpected)[:5]})")
+        log.info("epoch %d: no improvement of %s; continuing from the best weights (%s)", trainer.current_epoch,
+                 self.best.monitor, Path(path).name)

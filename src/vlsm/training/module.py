@@ -8,6 +8,7 @@ from vlsm.evaluation.metrics import dice_from_counts
 from vlsm.models import SegmentationModel
 from vlsm.training.losses import BCEDiceLoss
 from vlsm.training.sampling import seed_epoch
+from vlsm.training.slim_checkpoints import SlimCheckpoints
 
 
 def _as_list(x) -> list:
@@ -24,20 +25,33 @@ def batch_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.
     return dice_from_counts((pred * target).sum(1), pred.sum(1), target.sum(1))
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(SlimCheckpoints, L.LightningModule):
+    """Trains ``model`` with AdamW on ``bce_weight`` x BCE + ``dice_weight`` x soft Dice.
+
+    Validation logs ``val_loss``, ``val_bce`` (the BCE-with-logits part alone, what the paper's UNet-D
+    script validates on) and ``val_dice`` (hard Dice at ``dice_threshold``, the evaluation threshold, as
+    medvlsm validates with its model's threshold). ``scheduler``: ``"plateau"`` (ReduceLROnPlateau on
+    val_loss) or ``"none"`` (a constant learning rate).
+    """
+
     def __init__(self, model: SegmentationModel, *, lr: float = 1e-3, weight_decay: float = 1e-4,
                  bce_weight: float = 1.0, dice_weight: float = 1.0, scheduler_patience: int = 5,
-                 scheduler_factor: float = 0.5, model_spec: dict | None = None, seed: int | None = None):
+                 scheduler_factor: float = 0.5, model_spec: dict | None = None, seed: int | None = None,
+                 scheduler: str = "plateau", dice_threshold: float = 0.5, dice_reduction: str = "image"):
         super().__init__()
+        if scheduler not in ("plateau", "none"):
+            raise ValueError(f"scheduler must be 'plateau' or 'none', got {scheduler!r}")
         self.model = model
         # every epoch's global random draws (dropout) come from (seed, epoch): a resumed run repeats them
         self.seed = seed
-        self.loss_fn = BCEDiceLoss(bce_weight, dice_weight)
+        self.dice_threshold = dice_threshold
+        self.loss_fn = BCEDiceLoss(bce_weight, dice_weight, dice_reduction)
         # The spec lets a bare .ckpt be rebuilt later without the experiment file.
         self.save_hyperparameters({"model_spec": model_spec or model.spec.to_dict(), "lr": lr,
                                    "weight_decay": weight_decay, "bce_weight": bce_weight,
                                    "dice_weight": dice_weight, "scheduler_patience": scheduler_patience,
-                                   "scheduler_factor": scheduler_factor})
+                                   "scheduler_factor": scheduler_factor, "scheduler": scheduler,
+                                   "dice_threshold": dice_threshold, "dice_reduction": dice_reduction})
 
     def forward(self, batch):
         return self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
@@ -51,7 +65,8 @@ class SegmentationTask(L.LightningModule):
         self.log(f"{stage}_loss", losses["loss"], prog_bar=True, on_step=on_step, on_epoch=True,
                  batch_size=bs, sync_dist=True)
         if stage != "train":
-            self.log(f"{stage}_dice", batch_dice(logits, batch["mask"]).mean(), prog_bar=True,
+            self.log(f"{stage}_bce", losses["bce"], on_epoch=True, batch_size=bs, sync_dist=True)
+            self.log(f"{stage}_dice", batch_dice(logits, batch["mask"], self.dice_threshold).mean(), prog_bar=True,
                      on_epoch=True, batch_size=bs, sync_dist=True)
         return losses["loss"]
 
@@ -96,6 +111,9 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"model {self.model.spec.name!r} has no trainable parameters")
         hp = self.hparams
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.get("scheduler", "plateau") == "none":
+            # a constant rate (the UNet-D script builds a ReduceLROnPlateau but never steps it)
+            return optimizer
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=hp.scheduler_factor, patience=hp.scheduler_patience)
         return {"optimizer": optimizer,

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from vlsm.config import FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS, ExperimentConfig
+from vlsm.config import DICE_REDUCTIONS, FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS, ExperimentConfig
 from vlsm.data import load_records
 from vlsm.devices import resolve_accelerator, resolve_precision, tune_kernels
 from vlsm.runs import RunFolder, model_info
@@ -76,6 +76,8 @@ def check_train_config(cfg: ExperimentConfig) -> None:
               ("--num-nodes", "train.num_nodes", t.num_nodes, t.num_nodes >= 1, "at least 1")]
     for flag, key, value, choices in (("--monitor", "train.monitor", t.monitor, MONITORS),
                                       ("--scheduler", "train.scheduler", t.scheduler, SCHEDULERS),
+                                      ("--set train.dice_reduction", "train.dice_reduction", t.dice_reduction,
+                                       DICE_REDUCTIONS),
                                       ("--feature-cache", "train.feature_cache", t.feature_cache, FEATURE_CACHE_MODES),
                                       ("--keep-checkpoints", "train.keep_checkpoints", t.keep_checkpoints,
                                        KEEP_CHECKPOINTS)):
@@ -121,7 +123,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     from vlsm.data.decoded import open_decoded_cache
     from vlsm.data.images import check_pixel_limit
     from vlsm.data.prompt_lengths import prompt_lengths
-    from vlsm.training.callbacks import MetricsCSV
+    from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.module import SegmentationTask
     from vlsm.training.sampling import EpochShuffleSampler
@@ -141,7 +143,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
     notes: list = []
     # decode once: the data check fills the on-disk cache of decoded, resized images that training reads
-    decoded = open_decoded_cache(cfg.data.cache_dir, model.preprocess.image_size) if cfg.data.cache else None
+    pre = model.preprocess
+    decoded = open_decoded_cache(cfg.data.cache_dir, pre.image_size, pre.interpolation) if cfg.data.cache else None
 
     # images over the pixel limit are refused by name from their headers, before anything decodes them
     listed = [load_split(path, split, class_name=cfg.data.class_name)
@@ -229,21 +232,28 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
         task = SegmentationTask(model, lr=t.lr, weight_decay=t.weight_decay, bce_weight=t.bce_weight,
                                 dice_weight=t.dice_weight, scheduler_patience=t.scheduler_patience,
-                                scheduler_factor=t.scheduler_factor, seed=t.seed)
+                                scheduler_factor=t.scheduler_factor, seed=t.seed, scheduler=t.scheduler,
+                                dice_threshold=cfg.eval.threshold, dice_reduction=t.dice_reduction)
         # both saved at the end of the epoch (after validation and the scheduler step), so a resumed run
         # starts at the next epoch. The last checkpoint has its own callback: Lightning 2.6's save_last
         # writes last.ckpt only in epochs that also improve the best one.
-        ckpt = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.best_checkpoint.stem, monitor="val_dice",
-                               mode="max", save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=True)
+        # the best checkpoint and early stopping follow train.monitor (Dice up, losses down)
+        mode = monitor_mode(t.monitor)
+        ckpt = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.best_checkpoint.stem, monitor=t.monitor,
+                               mode=mode, save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=True)
         last = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.last_checkpoint.stem, monitor=None,
                                save_top_k=1, every_n_epochs=1, enable_version_counter=False,
                                save_on_train_epoch_end=True)
-        callbacks = [ckpt, last, EarlyStopping(monitor="val_dice", mode="max", patience=t.early_stopping_patience),
+        callbacks = [ckpt, last, EarlyStopping(monitor=t.monitor, mode=mode, patience=t.early_stopping_patience,
+                                               min_delta=t.min_delta),
                      LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file, resumed_epoch)]
+        if t.reload_best_each_epoch:
+            callbacks.append(ReloadBestEachEpoch(ckpt))
         tune_kernels(accelerator, t.deterministic)  # cudnn.benchmark on CUDA unless --deterministic
         trainer = L.Trainer(
             default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, precision=precision,
-            max_epochs=t.epochs, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+            max_epochs=t.epochs, min_epochs=t.min_epochs or None,
+            max_time={"minutes": t.max_minutes} if t.max_minutes else None,
             gradient_clip_val=t.grad_clip or None, callbacks=callbacks, logger=_loggers(run, resume),
             log_every_n_steps=max(1, min(50, len(train_loader))), enable_progress_bar=t.progress_bar,
             enable_model_summary=False, deterministic=t.deterministic, plugins=[AtomicCheckpointIO()],
@@ -263,9 +273,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         model = task.model.cpu()
         model.save_pretrained(run.model_dir)
         train_info = {"epochs_run": trainer.current_epoch, "dropped_overlap": cfg.data.drop_overlap, "best_checkpoint": Path(best_path).name,
-                      "best_val_dice": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
+                      "monitor": t.monitor, "best_score": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
                       "precision": precision, "accelerator": accelerator, "devices": t.devices,
                       "parameters": {"total": total, "trainable": trainable}}
+        if t.monitor == "val_dice":  # (the key model cards and older summaries know)
+            train_info["best_val_dice"] = train_info["best_score"]
         evaluate_run(run, model, cfg, train_info=train_info, leakage=leakage,
                      test_sets=[(split, named) for _, split, named in test_sets])
         return run.path
@@ -284,6 +296,11 @@ def _leakage(cfg: ExperimentConfig) -> dict:
         if pairs:
             found[dataset_name(path)] = pairs
     return found
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"max"`` for a Dice, ``"min"`` for a loss (the ModelCheckpoint/EarlyStopping mode of ``train.monitor``)."""
+    return "max" if monitor.endswith("dice") else "min"
 
 
 def _launched_rank() -> int:
