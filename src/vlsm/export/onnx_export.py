@@ -152,7 +152,9 @@ def preprocess_info(model: SegmentationModel, input_names: list[str], threshold:
         "opset": opset,
         "image_size": s,
         "image": ("RGB (grey/RGBA converted, alpha dropped); resized to image_size x image_size with Pillow's "
-                  "bilinear resize; float32 / 255; (x - mean) / std per channel; layout (B, 3, H, W)"),
+                  f"{pre.interpolation} resize (the interpolation field); float32 / 255; (x - mean) / std per "
+                  "channel; layout (B, 3, H, W)"),
+        "interpolation": pre.interpolation,  # a Pillow filter name: Image.Resampling[interpolation.upper()]
         "mean": list(pre.mean), "std": list(pre.std),
         "tokenizer": pre.tokenizer,
         "context_length": pre.context_length if model.uses_text else 0,
