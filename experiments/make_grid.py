@@ -1,27 +1,74 @@
-"""Write the paper's experiment grid (models x datasets) as YAML files in this folder.
+"""Write the two experiment grids (7 models x 5 datasets = 35 runs each) as YAML files:
 
-Recipe (medvlsm's configs, which VLSM-Ensemble reuses): AdamW, weight decay 1e-3, ReduceLROnPlateau
-(factor 0.1, patience 5) on val loss, early stopping on val Dice (patience 20), gradient clipping
-0.5, batch 16, up to 1000 epochs, 16-bit mixed precision on GPU, seed 42. Loss: Dice + 0.2 x BCE.
-Learning rates: 2e-4 for the CLIP-based models, 2e-5 for CRIS, 1e-3 for UNet-D (its reference
-training script; the ensembles use the VLSM's rate). Prompt p6 (class + shape, colour, size,
-number, location): the richest prompt every dataset has.
+    experiments/paper/<model>-<dataset>.yaml   reproduces the paper's numbers
+    experiments/fixed/<model>-<dataset>.yaml   the same study with the reference code's defects removed
 
-CLIPSeg's encoders: transformers runs them under no_grad, so the papers' "fine-tuned" CLIPSeg
-trained only its decoder. The grid reproduces that explicitly (freeze_encoder: true) in CLIPSeg and
-in the CLIPSeg branches of the ensembles; drop it to fine-tune all of CLIP. The ensembles use the
-`fixed` variant (the architecture the paper describes); add `variant: reference` to reproduce the
-reference code's numbers exactly.
+Run:  python experiments/make_grid.py            (rewrites both folders)
+      python experiments/make_grid.py --check    (exit 1 if a file differs from what this script writes)
+Train a grid:  vlsm sweep experiments/paper/*.yaml   (dataset folders under $VLSM_DATA_ROOT, CRIS weights
+under $VLSM_WEIGHTS/cris)
 
-Run:  python experiments/make_grid.py   (rewrites the YAML files)
+Where each value comes from
+---------------------------
+medvlsm's recipe (naamiinepal/medvlsm, which the VLSM-Ensemble paper reuses for every VLSM and ensemble):
+  configs/model/{clipseg,biomed_clipseg,cris}.yaml   AdamW lr 2e-4 (CRIS 2e-5), weight decay 1e-3;
+      ReduceLROnPlateau factor 0.1, patience 5 (on the validation loss); loss DiceCELoss with
+      lambda_dice 1.0, lambda_ce 0.2 -> dice_weight 1.0, bce_weight 0.2; cris.yaml's threshold 0.35
+      (medvlsm's validation and test Dice threshold the sigmoid at the model's threshold, so CRIS's
+      numbers are at 0.35: eval.threshold 0.35, which vlsm's validation Dice uses too)
+  configs/callbacks/default.yaml   best checkpoint and early stopping on the validation Dice (mode max),
+      early stopping patience 20, min_delta 1e-4
+  configs/experiment/*.yaml   trainer min_epochs 10, max_epochs 1000, gradient_clip_val 0.5, precision
+      16-mixed, seed 42; no augmentation (the transforms are Resize, ToTensor, Normalize only)
+  configs/datamodule/img_txt_mask/*.yaml   batch size 16, 4 workers
+  Prompt p6 (class + shape, colour, size, number, location): the richest prompt every dataset has.
+  Not reproduced: medvlsm feeds sigmoid outputs to MONAI's DiceCELoss, whose single-channel CE term
+  is zero or double-sigmoid depending on MONAI's version; vlsm's loss is BCE-with-logits + soft Dice
+  on one logit channel (see README, "What this avoids from the original code").
+
+The paper's UNet-D script (juliadietlmeier/VLSM-Ensemble, modeling_UNet_D/train.py run with its
+defaults), used for UNet-D alone in the paper grid:
+  train_model()/get_args() defaults   AdamW lr 1e-5, weight_decay 1e-3; batch size 10; up to 1000
+      epochs; gradient clipping (clip_grad_norm_) 1.0; amp False -> fp32 (32-true)
+  ReduceLROnPlateau(optimizer, 'max', patience=5) is created but never stepped -> scheduler none
+  loss = BCEWithLogitsLoss + dice_loss(sigmoid, multiclass=False), 1:1; dice_loss reduces over the whole
+      batch (utils/dice_score.py, reduce_batch_first=True, epsilon 1e-6) -> dice_reduction batch
+  validation loss = BCEWithLogitsLoss alone -> monitor val_bce; early_stopping.py with patience 20,
+      delta 0, saving the weights of the lowest validation loss -> best checkpoint on val_bce
+  after every epoch (when it does not stop) model.load_state_dict(checkpoint.pt): the best weights so
+      far, the optimizer going on -> reload_best_each_epoch true
+  utils/data_loading.py   images resized to 352 x 352 with PIL's BICUBIC, scaled to [0, 1] (/ 255), no
+      mean/std -> interpolation bicubic, image_mean [0, 0, 0], image_std [1, 1, 1]; masks resized NEAREST
+      (vlsm always resizes masks nearest); no augmentation
+  predict.py   mask threshold 0.5
+  Not reproduced: its validation loader drops the last incomplete batch of 10 (vlsm validates on every
+  image); it keeps mask pixels equal to 255 only (vlsm binarises masks by one rule for every model).
+
+Models (both grids): CLIPSeg's encoders run under no_grad in transformers, so medvlsm's "fine-tuned"
+CLIPSeg trained only its decoder: freeze_encoder true, here and in the ensembles' CLIPSeg branches.
+
+paper/   ensembles in variant `reference` (the reference code's architecture, batch-dependent adapter
+         included), CRIS with padding_mask zero_ids (medvlsm's CRIS masks only id 0 and its tokenizer
+         pads with 49407, so the paper's CRIS attended to all 77 tokens), fp16 mixed precision as medvlsm,
+         UNet-D alone with its script's recipe (above).
+fixed/   ensembles in variant `fixed` (the architecture the paper describes), CRIS masking padded words
+         (padding_mask attention_mask, the default), precision auto (bf16 where the GPU has it), and
+         medvlsm's recipe for every model including UNet-D alone (lr 1e-3: medvlsm's rate for its CNN
+         baselines, configs/model/unet.yaml; ImageNet mean/std and bilinear resize as its CNN experiments).
 """
+from __future__ import annotations
+
+import sys
 from pathlib import Path
 
 import yaml
 
+HERE = Path(__file__).parent
+GRIDS = ("paper", "fixed")
 DATASETS = ["kvasir_polyp", "clinicdb_polyp", "bkai_polyp", "busi", "chexlocalize"]
 CLIPSEG = "CIDAS/clipseg-rd64-refined"
 BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+ENSEMBLES = ("biomedclipseg-a", "clipseg-b", "ensemble-c")
 MODELS = {
     # name: (pretrained weights, model overrides, lr). Ensembles name their VLSM's weights in overrides.
     "unet-d": (None, {}, 1e-3),
@@ -33,31 +80,81 @@ MODELS = {
     "ensemble-c": (None, {"biomedclipseg": {"pretrained": BIOMEDCLIP},
                           "clipseg": {"pretrained": CLIPSEG, "freeze_encoder": True}}, 2e-4),
 }
+# medvlsm's per-model threshold (configs/model/cris.yaml; the others keep BaseModule's 0.5)
+THRESHOLDS = {"cris": 0.35}
 
 
-def experiment(model: str, dataset: str) -> dict:
+def medvlsm_train(lr: float, precision: str) -> dict:
+    return {"epochs": 1000, "min_epochs": 10, "batch_size": 16, "lr": lr, "weight_decay": 1e-3,
+            "bce_weight": 0.2, "dice_weight": 1.0, "scheduler": "plateau", "scheduler_patience": 5,
+            "scheduler_factor": 0.1, "monitor": "val_dice", "early_stopping_patience": 20, "min_delta": 1e-4,
+            "grad_clip": 0.5, "precision": precision, "seed": 42, "num_workers": 4}
+
+
+# modeling_UNet_D/train.py run with its defaults (see the docstring)
+UNET_D_SCRIPT_TRAIN = {"epochs": 1000, "batch_size": 10, "lr": 1e-5, "weight_decay": 1e-3, "bce_weight": 1.0,
+                       "dice_weight": 1.0, "dice_reduction": "batch", "scheduler": "none", "monitor": "val_bce",
+                       "early_stopping_patience": 20, "min_delta": 0.0, "reload_best_each_epoch": True,
+                       "grad_clip": 1.0, "precision": "32-true", "seed": 42, "num_workers": 4}
+UNET_D_SCRIPT_INPUT = {"image_size": 352, "interpolation": "bicubic", "image_mean": [0, 0, 0],
+                       "image_std": [1, 1, 1]}
+
+
+def experiment(grid: str, model: str, dataset: str) -> dict:
+    """One run of ``grid`` ("paper" or "fixed") as the dict its YAML file holds."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     pretrained, overrides, lr = MODELS[model]
+    overrides = dict(overrides)
+    variant = ("reference" if grid == "paper" else "fixed") if model in ENSEMBLES else None
+    if grid == "paper" and model == "cris":
+        overrides["padding_mask"] = "zero_ids"
+    if grid == "paper" and model == "unet-d":
+        overrides.update(UNET_D_SCRIPT_INPUT)
+        train = dict(UNET_D_SCRIPT_TRAIN)
+    else:
+        train = medvlsm_train(lr, "16-mixed" if grid == "paper" else "auto")
     return {
         "name": f"{model}-{dataset}",
-        "model": {"name": model, "preset": "paper", "variant": None, "pretrained": pretrained,
+        "model": {"name": model, "preset": "paper", "variant": variant, "pretrained": pretrained,
                   "overrides": overrides},
-        "data": {"paths": [f"$VLSM_DATA_ROOT/{dataset}"], "prompt": "p6"},
-        "train": {"epochs": 1000, "batch_size": 16, "lr": lr, "weight_decay": 1e-3, "bce_weight": 0.2,
-                  "dice_weight": 1.0, "scheduler_patience": 5, "scheduler_factor": 0.1,
-                  "early_stopping_patience": 20, "grad_clip": 0.5, "precision": "auto", "seed": 42,
-                  "num_workers": 4},
-        "eval": {"threshold": 0.5, "splits": ["test"]},
+        "data": {"paths": [f"$VLSM_DATA_ROOT/{dataset}"], "prompt": "p6", "augment": False},
+        "train": train,
+        "eval": {"threshold": THRESHOLDS.get(model, 0.5), "splits": ["test"]},
     }
 
 
-def main() -> None:
-    here = Path(__file__).parent
+def grid_files(grid: str) -> dict[str, str]:
+    """``{file name: YAML text}`` of every run of ``grid``, as this script writes them."""
+    files = {}
     for model in MODELS:
         for dataset in DATASETS:
-            path = here / f"{model}-{dataset}.yaml"
-            header = f"# {model} on {dataset} (generated by make_grid.py; see its docstring for the recipe)\n"
-            path.write_text(header + yaml.safe_dump(experiment(model, dataset), sort_keys=False))
+            header = (f"# {model} on {dataset}, {grid} grid (generated by experiments/make_grid.py; "
+                      f"its docstring gives the recipe and the source of every value)\n")
+            files[f"{model}-{dataset}.yaml"] = header + yaml.safe_dump(experiment(grid, model, dataset),
+                                                                       sort_keys=False)
+    return files
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for grid in GRIDS:
+        folder = HERE / grid
+        for name, text in grid_files(grid).items():
+            path = folder / name
+            if check:
+                if not path.is_file() or path.read_text() != text:
+                    stale.append(str(path))
+                continue
+            folder.mkdir(exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"{len(stale)} file(s) differ from make_grid.py's output: {', '.join(stale)}; "
+              f"run `python experiments/make_grid.py`", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,7 @@ from vlsm.commands.sweep import plan
 from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.models import list_models
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "paper").glob("*.yaml"))
 
 
 def test_paper_grid_is_complete_and_loads(monkeypatch, tmp_path):
