@@ -25,11 +25,13 @@ ALLOWED = {
     # model cards are written from a run's summary and config (plain dicts)
     "vlsm.model_card": BASE | {"vlsm.models"},
     "vlsm.runs": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.model_card"},
+    # run-folder claims (one trainer per run folder): the runs layer, next to vlsm.runs
+    "vlsm.claims": BASE,
     "vlsm.predictor": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs"},
     "vlsm.evaluation": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs",
                                "vlsm.predictor"},
     "vlsm.training": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.runs",
-                             "vlsm.predictor", "vlsm.evaluation", "vlsm.model_card"},
+                             "vlsm.claims", "vlsm.predictor", "vlsm.evaluation", "vlsm.model_card"},
 }
 # The user-facing top: the command line and the apps built on everything below.
 TOP = ("vlsm.cli", "vlsm.commands", "vlsm.serve", "vlsm.export", "vlsm.bench")
