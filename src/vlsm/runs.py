@@ -5,7 +5,9 @@ A run folder (written by ``vlsm train``)::
     RUN/config.yaml              the resolved experiment
     RUN/log.txt                  the log, one learning-curve line per epoch
     RUN/metrics.csv              epoch, step, train_loss, val_loss, val_dice, lr, seconds
-    RUN/checkpoints/{best,last}.ckpt   (and last.prev.ckpt: the last checkpoint before last.ckpt)
+    RUN/checkpoints/{best,last}.ckpt   best: weights only; last: for --resume (with the optimizer state). Both slim
+                                 when frozen weights come from a source (vlsm.models.frozen); once the run
+                                 has finished, train.keep_checkpoints says which stay (default: last)
     RUN/.vlsm-run                the marker: this folder was made by ``vlsm train`` (``--overwrite``
                                  removes only folders that carry it)
     RUN/model/                   the best weights as a model folder (vlsm.load_pretrained)
@@ -41,7 +43,7 @@ METRICS_FILE = "metrics.csv"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best"  # Lightning's ModelCheckpoint file names, without ".ckpt"
 LAST_CHECKPOINT = "last"
-PREVIOUS_LAST_CHECKPOINT = "last.prev"  # kept until a newer last.ckpt is complete (resume falls back to it)
+PREVIOUS_LAST_CHECKPOINT = "last.prev"  # written by older versions only; resume still falls back to it
 CHECKPOINT_SUFFIX = ".ckpt"
 MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
@@ -49,6 +51,8 @@ EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
+#: the entry of a slim training checkpoint that names its frozen weights' source (vlsm.models.frozen)
+FROZEN_CHECKPOINT_KEY = "vlsm_frozen"
 #: written into every run folder at creation: --overwrite and the failed-start restart touch only such folders
 RUN_MARKER = ".vlsm-run"
 
@@ -403,10 +407,25 @@ class RunFolder:
             write_text_atomic(self.marker_file, json.dumps({"written_by": "vlsm train", "created": now()}) + "\n")
         return self
 
+    def prune_checkpoints(self, keep: str) -> list[Path]:
+        """After a finished run (model/ and summary.json written): keep ``"all"`` checkpoints, only ``"last"``
+        (best.ckpt's weights are in model/) or ``"none"``. Returns the files removed."""
+        if keep not in ("all", "last", "none"):
+            raise ValueError(f"train.keep_checkpoints must be one of all, last, none; got {keep!r}")
+        if keep == "all" or not (self.summary_file.is_file() and self.model_dir.is_dir()):
+            return []
+        doomed = [self.best_checkpoint, self.previous_last_checkpoint]
+        if keep == "none":
+            doomed.append(self.last_checkpoint)
+        removed = [path for path in doomed if path.is_file()]
+        for path in removed:
+            path.unlink()
+        return removed
+
     def resume_checkpoint(self) -> tuple[Path, int]:
         """The checkpoint a resumed run continues from and the epoch it ended: ``last.ckpt``, or, when that
-        is missing or unreadable (a kill or a full disk while it was written by an older version, a
-        damaged disk), the previous one (``last.prev.ckpt``), which then becomes ``last.ckpt``."""
+        is missing or unreadable (a damaged disk, or a kill or a full disk while an older version wrote it), the
+        previous one that older versions kept (``last.prev.ckpt``), which then becomes ``last.ckpt``."""
         import logging
 
         errors = []
@@ -537,6 +556,7 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
     from vlsm.models import ModelSpec, create_model, load_pretrained
     from vlsm.models.base import SPEC_FILE
     from vlsm.models.checkpoint import load_state_dict_strict
+    from vlsm.models.registry import restore_slim
 
     path = Path(path)
     if not path.exists():
@@ -561,17 +581,20 @@ def load_trained_model(path: PathLike, map_location: str = "cpu"):
     if not spec:
         raise ValueError(f"{path} is not a vlsm training checkpoint (no model_spec in hyper_parameters); "
                          f"for a reference-code checkpoint use `vlsm convert-checkpoint`")
+    run = RunFolder(path.parent.parent)
+    prefix = "model."  # SegmentationTask keeps the model as its `model` attribute
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if ckpt.get(FROZEN_CHECKPOINT_KEY) is not None:
+        # a slim checkpoint: the frozen weights come from their sources (digest checked)
+        return restore_slim(ckpt[FROZEN_CHECKPOINT_KEY], state, source=str(path)).to(map_location), run.read_config()
     # the checkpoint holds every weight: rebuild the architecture only, without backbone sources
     spec = ModelSpec.from_dict(spec).without_weights()
-    run = RunFolder(path.parent.parent)
     # the tokenizer files sit in the run's model/ folder (or tokenizer/ while training runs)
     saved = next((d for d in (run.model_dir, run.tokenizer_dir) if d.is_dir()), None)
     model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
                          model_dir=str(saved) if saved else None, **spec.overrides)
-    prefix = "model."  # SegmentationTask keeps the model as its `model` attribute
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     load_state_dict_strict(model, state, source=str(path), model_name=spec.name)
-    return model, run.read_config()
+    return model.to(map_location), run.read_config()
 
 
 __all__ = ["RunFolder", "RunFolderError", "CaseResult", "EvalResult", "PerCaseScores", "PER_CASE_FIELDS",

@@ -130,16 +130,20 @@ class SegmentationModel(nn.Module):
         return total, trainable
 
     # -- persistence -------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write spec + weights (+ tokenizer files) so :func:`vlsm.load_pretrained` rebuilds this model."""
-        from safetensors.torch import save_model
+    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
+        """Write spec + weights (+ tokenizer files) so :func:`vlsm.load_pretrained` rebuilds this model.
 
+        Slim by default: frozen tensors that come from a weight source named in the spec (a pretrained
+        encoder) are left out and rebuilt from that source on loading (:mod:`vlsm.models.frozen`);
+        ``standalone=True`` writes every weight, so the folder loads without the source."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict()}
         tmp = directory / (SPEC_FILE + ".tmp")
+        frozen = write_weights(self, directory, standalone=standalone)
+        if frozen is not None:
+            payload["frozen"] = frozen
         tmp.write_text(json.dumps(payload, indent=2))
-        save_model(self, str(directory / WEIGHTS_FILE))
         from vlsm.text.tokenizers import TokenizerNotAvailableError
 
         try:
@@ -150,3 +154,20 @@ class SegmentationModel(nn.Module):
             tok.save(directory)
         tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
         return directory
+
+
+def write_weights(model: nn.Module, directory: Path, *, standalone: bool = False) -> Optional[dict]:
+    """``directory/model.safetensors`` of a model folder: every tensor (``standalone``, or a model without
+    sourced frozen tensors; returns None) or all but the sourced frozen ones (returns the
+    :class:`~vlsm.models.frozen.FrozenSource` record for the folder's spec file)."""
+    from safetensors.torch import save_file, save_model
+
+    from vlsm.models.frozen import frozen_keys, frozen_source, slim_state_dict
+
+    record = None if standalone else frozen_source(model)
+    if record is None:
+        save_model(model, str(directory / WEIGHTS_FILE))
+        return None
+    slim = slim_state_dict(model.state_dict(), frozen_keys(model))
+    save_file({k: v.detach().contiguous().clone() for k, v in slim.items()}, str(directory / WEIGHTS_FILE))
+    return record.to_dict()

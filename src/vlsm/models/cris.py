@@ -372,11 +372,11 @@ class CRIS(SegmentationModel):
         self.backbone.load_state_dict(state, strict=False)
 
     # -- persistence ---------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_text_atomic(directory / CRIS_CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
-        return super().save_pretrained(directory)
+        return super().save_pretrained(directory, standalone=standalone)
 
 
 def cris_config(preset: str, overrides: dict) -> CRISConfig:

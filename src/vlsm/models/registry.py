@@ -179,9 +179,29 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
     return model
 
 
+def create_from_spec(spec: ModelSpec | Mapping, **runtime: Any) -> SegmentationModel:
+    """``create_model`` of a spec (a :class:`ModelSpec` or its dict), weight sources included."""
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(dict(spec))
+    return create_model(spec.name, spec.pretrained, preset=spec.preset, variant=spec.variant,
+                        **spec.overrides, **runtime)
+
+
+def restore_slim(record: Mapping, slim_state: Mapping, *, source: str, **runtime: Any) -> SegmentationModel:
+    """The model of a slim checkpoint or model folder: rebuilt from the weight sources named in ``record`` (a
+    :class:`~vlsm.models.frozen.FrozenSource` dict), frozen tensors checked against its digest, then
+    ``slim_state`` (everything else) loaded strictly. Missing or changed sources fail with one line."""
+    from vlsm.models.frozen import FrozenSource, restore_frozen
+
+    frozen = FrozenSource.from_dict(record, where=source)
+    return restore_frozen(frozen, slim_state, build=lambda spec: create_from_spec(spec, **runtime), source=source)
+
+
 def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
     """Rebuild a model written by :meth:`SegmentationModel.save_pretrained` (``runtime`` options such as
-    ``allow_partial_weights=True`` go to :func:`create_model`)."""
+    ``allow_partial_weights=True`` go to :func:`create_model`).
+
+    A slim folder (its spec file has a ``frozen`` record) is rebuilt from the frozen weights' sources, checked
+    against their digest (:func:`restore_slim`); a standalone one from its own files only."""
     from vlsm.models.checkpoint import load_state_dict_strict, partial_weights_allowed, read_state_dict_file
 
     directory = Path(directory)
@@ -191,6 +211,10 @@ def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime:
             f"{directory} is not a saved vlsm model: {SPEC_FILE} is missing. Point at a folder written "
             f"by `model.save_pretrained(dir)` or at a training run folder's `model/` subfolder.")
     payload = json.loads(spec_path.read_text())
+    if payload.get("frozen") is not None:
+        weights = directory / WEIGHTS_FILE
+        model = restore_slim(payload["frozen"], read_state_dict_file(weights), source=str(directory), **runtime)
+        return model.to(map_location)
     spec = ModelSpec.from_dict(payload["spec"])
     model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
                          model_dir=str(directory), **spec.overrides, **runtime)

@@ -405,8 +405,8 @@ class VLSMBase(SegmentationModel):
         return self._tokenizer
 
     # -- persistence -----------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory)  # the exact architecture, read back by the builder on reload
-        return super().save_pretrained(directory)
+        return super().save_pretrained(directory, standalone=standalone)

@@ -3,8 +3,9 @@
 Lightning's own writer goes through fsspec, which stages the file in ``$TMPDIR`` and then moves it;
 across filesystems that move is a copy, so a kill or a full disk can leave a truncated ``last.ckpt``.
 Here every checkpoint is written to a temporary file beside its destination, flushed to disk
-(fsync) and renamed over it. Before ``last.ckpt`` is replaced, the previous one becomes
-``last.prev.ckpt`` (the layout lives in :mod:`vlsm.runs`), so a resume always finds a complete one.
+(fsync) and renamed over it: the rename is atomic, so ``last.ckpt`` is always the previous complete file or
+the new complete one, and no third copy is needed (older versions kept ``last.prev.ckpt``; a resume still
+falls back to it, see :mod:`vlsm.runs`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from vlsm.runs import CHECKPOINT_SUFFIX, LAST_CHECKPOINT, PREVIOUS_LAST_CHECKPOINT
 from vlsm.utils import default_file_mode
 
 
@@ -36,8 +36,8 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save(obj, path)`` through a temporary file in ``path``'s folder, fsynced, then renamed;
-    a ``last.ckpt`` being replaced is kept as ``last.prev.ckpt``. On any error nothing changes."""
+    """``torch.save(obj, path)`` through a temporary file in ``path``'s folder, fsynced, then renamed over
+    ``path``. On any error nothing changes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -52,8 +52,6 @@ def save_atomically(obj: Any, path: Path) -> None:
                 raise
             fh.flush()
             os.fsync(fh.fileno())
-        if path.name == LAST_CHECKPOINT + CHECKPOINT_SUFFIX and path.is_file():
-            os.replace(path, path.with_name(PREVIOUS_LAST_CHECKPOINT + CHECKPOINT_SUFFIX))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

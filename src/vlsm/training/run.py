@@ -127,6 +127,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.module import SegmentationTask
     from vlsm.training.sampling import EpochShuffleSampler
+    from vlsm.training.slim_checkpoints import complete_checkpoint
 
     check_train_config(cfg)
     accelerator = resolve_accelerator(cfg.train.device)
@@ -239,8 +240,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         # writes last.ckpt only in epochs that also improve the best one.
         # the best checkpoint and early stopping follow train.monitor (Dice up, losses down)
         mode = monitor_mode(t.monitor)
+        # best.ckpt holds weights only (the model/ folder is made from it); last.ckpt the optimizer state too
         ckpt = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.best_checkpoint.stem, monitor=t.monitor,
-                               mode=mode, save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=True)
+                               mode=mode, save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=True,
+                               save_weights_only=True)
         last = ModelCheckpoint(dirpath=str(run.checkpoints_dir), filename=run.last_checkpoint.stem, monitor=None,
                                save_top_k=1, every_n_epochs=1, enable_version_counter=False,
                                save_on_train_epoch_end=True)
@@ -268,10 +271,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         if not trainer.is_global_zero:
             return run.path
         best_path = ckpt.best_model_path or str(run.last_checkpoint)
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        task.load_state_dict(state)
+        best = torch.load(best_path, map_location="cpu", weights_only=False)
+        task.load_state_dict(complete_checkpoint(task.model, best, source=best_path))  # (slim: frozen tensors back)
         model = task.model.cpu()
-        model.save_pretrained(run.model_dir)
+        model.save_pretrained(run.model_dir)  # slim when the frozen weights come from a source
         train_info = {"epochs_run": trainer.current_epoch, "dropped_overlap": cfg.data.drop_overlap, "best_checkpoint": Path(best_path).name,
                       "monitor": t.monitor, "best_score": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
                       "precision": precision, "accelerator": accelerator, "devices": t.devices,
@@ -280,6 +283,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             train_info["best_val_dice"] = train_info["best_score"]
         evaluate_run(run, model, cfg, train_info=train_info, leakage=leakage,
                      test_sets=[(split, named) for _, split, named in test_sets])
+        run.prune_checkpoints(t.keep_checkpoints)  # finished (model/ and summary.json written)
         return run.path
     finally:
         detach_log_file(handler)

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE, SegmentationModel
+from vlsm.models.base import SPEC_FILE, SegmentationModel, write_weights
 from vlsm.models.registry import check_options, create_model
 from vlsm.models.unet_d import PRESETS as UNET_PRESETS
 from vlsm.models.unet_d import UNetD
@@ -115,10 +115,9 @@ class VLSMEnsemble(SegmentationModel):
             groups[key] = (t + p.numel(), tr + (p.numel() if p.requires_grad else 0))
         return groups
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Spec + weights, and each VLSM's config and tokenizer files in a subfolder named after it."""
-        from safetensors.torch import save_model
-
+    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
+        """Spec + weights, and each VLSM's config and tokenizer files in a subfolder named after it (slim unless
+        ``standalone``: see :meth:`SegmentationModel.save_pretrained`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name, vlsm in self.vlsms().items():
@@ -133,9 +132,11 @@ class VLSMEnsemble(SegmentationModel):
                 tok.save(sub)
         payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict(),
                    "ensemble": self.ensemble.to_dict()}
+        frozen = write_weights(self, directory, standalone=standalone)
+        if frozen is not None:
+            payload["frozen"] = frozen
         tmp = directory / (SPEC_FILE + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
-        save_model(self, str(directory / WEIGHTS_FILE))
         tmp.replace(directory / SPEC_FILE)
         return directory
 
