@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Union
 
 import yaml
 
+from vlsm.devices import CHANNELS_LAST_MODES  # noqa: F401 - the choices of train.channels_last, with the others
 from vlsm.models import ModelSpec
 from vlsm.utils import check_fields, typed_dataclass_from_dict, write_text_atomic
 
@@ -135,6 +136,8 @@ class TrainConfig:
     keep_checkpoints: str = "last"
     # torch.compile the model for training (faster on GPUs after a warm-up; needs a C compiler).
     compile: bool = False
+    # Convolution weights channels-last (NHWC) while training: "auto" = on a CUDA GPU, "on" (CPUs too), "off".
+    channels_last: str = "auto"
 
 
 @dataclass
@@ -261,10 +264,10 @@ def expand_path(p, where: str = "config") -> str:
 
 #: settings a resumed run may change: how long it trains, how it reads its data, shows progress and keeps its
 #: checkpoints, not what it computes (the decoded-image cache gives bit-identical items; the feature cache and
-#: torch.compile change only float rounding)
+#: torch.compile and channels-last convolutions change only float rounding)
 RESUMABLE_KEYS = ("name", "out", "train.epochs", "train.max_minutes", "train.progress_bar", "train.num_workers",
                   "eval.batch_size", "data.cache", "data.cache_dir", "data.max_pixels", "train.keep_checkpoints",
-                  "train.feature_cache", "train.compile")
+                  "train.feature_cache", "train.compile", "train.channels_last")
 
 
 def config_changes(old: ExperimentConfig, new: ExperimentConfig, *, ignore: Iterable[str] = ()) -> list[str]:

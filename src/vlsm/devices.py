@@ -18,6 +18,8 @@ _FP16 = ("16", "16-mixed", "16-true")
 _BF16 = ("bf16", "bf16-mixed", "bf16-true")
 _FP32 = ("32", "32-true")
 PRECISION_NAMES = ("auto",) + _FP32 + _FP16 + _BF16 + ("64", "64-true")
+#: train.channels_last / --channels-last: auto (on a CUDA GPU), on, off
+CHANNELS_LAST_MODES = ("auto", "on", "off")
 
 
 def resolve_device(device: Union[str, torch.device, None] = AUTO) -> torch.device:
@@ -94,6 +96,25 @@ def channels_last_convolutions(model: torch.nn.Module) -> int:
     return len(convolutions)
 
 
+def contiguous_convolutions(model: torch.nn.Module) -> int:
+    """Undo :func:`channels_last_convolutions` in place (plain NCHW weights, as safetensors and ONNX
+    export want them); returns how many convolutions were converted."""
+    convolutions = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for module in convolutions:
+        module.to(memory_format=torch.contiguous_format)
+    return len(convolutions)
+
+
+def use_channels_last(mode: str, device: Union[str, torch.device, None]) -> bool:
+    """Whether training stores its convolutions channels-last: ``auto`` on a CUDA device (where cuDNN's
+    NHWC kernels pay off), ``on`` anywhere (the CPU too, e.g. to test it), ``off`` never."""
+    if mode not in CHANNELS_LAST_MODES:
+        raise ValueError(f"unknown channels-last mode {mode!r}; use one of {', '.join(CHANNELS_LAST_MODES)}")
+    if mode != AUTO:
+        return mode == "on"
+    return device == "gpu" or resolve_device(device).type == "cuda"
+
+
 def tune_kernels(device: Union[str, torch.device, None], deterministic: bool = False) -> bool:
     """On CUDA, let cuDNN time its convolution algorithms once per input shape and keep the fastest
     (``torch.backends.cudnn.benchmark``), unless the run asked for deterministic kernels. Returns
@@ -110,4 +131,5 @@ def synchronize(device: torch.device) -> None:
 
 
 __all__ = ["resolve_device", "resolve_accelerator", "resolve_precision", "autocast_dtype", "inference_precision",
-           "synchronize", "channels_last_convolutions", "tune_kernels", "DEVICE_NAMES", "PRECISION_NAMES"]
+           "synchronize", "channels_last_convolutions", "contiguous_convolutions", "use_channels_last", "tune_kernels",
+           "DEVICE_NAMES", "PRECISION_NAMES", "CHANNELS_LAST_MODES"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from vlsm.commands._common import add_model_args
-from vlsm.config import FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS
+from vlsm.config import CHANNELS_LAST_MODES, FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS
 
 
 def register(sub) -> None:
@@ -56,6 +56,8 @@ def register(sub) -> None:
     p.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS,
                    help="checkpoints kept once the run has finished (model/ holds the best weights)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    p.add_argument("--channels-last", choices=CHANNELS_LAST_MODES,
+                   help="convolution weights in NHWC memory format while training (auto: on a CUDA GPU)")
     p.add_argument("--num-nodes", type=int, help="machines for multi-node DDP (with SLURM or torchrun)")
     p.add_argument("--allow-partial-weights", action="store_true",
                    help="accept --pretrained weights that lack some of the model's tensors (they stay as initialised)")
@@ -79,6 +81,7 @@ _FLAG_KEYS = {
     "monitor": "train.monitor", "min_delta": "train.min_delta", "min_epochs": "train.min_epochs",
     "scheduler": "train.scheduler", "feature_cache": "train.feature_cache",
     "keep_checkpoints": "train.keep_checkpoints", "num_nodes": "train.num_nodes",
+    "channels_last": "train.channels_last",
 }
 # flags ignored when empty (``--prompt ""`` keeps the file's prompt; ``--img-size 0`` the model's size)
 _SKIP_EMPTY = {"img_size", "data", "test_data", "prompt", "class_name", "out", "cache_dir"}

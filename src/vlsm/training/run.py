@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Optional
 
 import torch
 
+from vlsm.claims import DEFAULT_STALE_MINUTES, RunClaim, claim_run, wait_until_ready
 from vlsm.config import DICE_REDUCTIONS, FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS, ExperimentConfig
 from vlsm.data import load_records
-from vlsm.devices import resolve_accelerator, resolve_precision, tune_kernels
-from vlsm.runs import RunFolder, model_info
+from vlsm.devices import CHANNELS_LAST_MODES, resolve_accelerator, resolve_precision, tune_kernels, use_channels_last
+from vlsm.runs import RunFolder, model_info, require_writable
 from vlsm.training.logging import attach_log_file, detach_log_file, quiet_lightning
 
 log = logging.getLogger("vlsm")
@@ -80,7 +82,9 @@ def check_train_config(cfg: ExperimentConfig) -> None:
                                        DICE_REDUCTIONS),
                                       ("--feature-cache", "train.feature_cache", t.feature_cache, FEATURE_CACHE_MODES),
                                       ("--keep-checkpoints", "train.keep_checkpoints", t.keep_checkpoints,
-                                       KEEP_CHECKPOINTS)):
+                                       KEEP_CHECKPOINTS),
+                                      ("--channels-last", "train.channels_last", t.channels_last,
+                                       CHANNELS_LAST_MODES)):
         rules.append((flag, key, value, value in choices, f"one of {', '.join(choices)}"))
     for flag, key, value, ok, want in rules:
         if not ok:
@@ -105,7 +109,8 @@ def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
                          f"with another --out")
 
 
-def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
+def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+          stale_minutes: float = DEFAULT_STALE_MINUTES) -> Path:
     """Train the configured model; returns the run folder (with summary.json when finished).
 
     Everything is checked before the run folder is touched: the settings, the model, and every dataset
@@ -114,7 +119,24 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     existing run needs ``resume`` or ``overwrite``. Resuming continues from ``checkpoints/last.ckpt``
     (or the previous one if that is unreadable) and reproduces the uninterrupted run exactly on a CPU:
     the order, the datasets' draws and the global generators depend on (seed, epoch) only.
+
+    The run folder is claimed first (:mod:`vlsm.claims`): while another live process trains it, this
+    raises :class:`~vlsm.claims.RunClaimedError`; a stale claim (``stale_minutes``) is taken over. The
+    claim is released however training ends, SIGTERM included. In a DDP job only global rank 0 claims
+    and prepares the folder; the other ranks wait until it is ready.
     """
+    check_train_config(cfg)
+    if _launched_rank() != 0:
+        return _train(cfg, resume=resume, overwrite=overwrite)
+    require_writable(cfg.out, flag="--out")  # (the claim file goes beside the run folder)
+    with claim_run(cfg.out, stale_minutes=stale_minutes) as claim:
+        if claim.took_over:
+            print(f"vlsm: {claim.took_over}", file=sys.stderr, flush=True)
+        return _train(cfg, resume=resume, overwrite=overwrite, claim=claim)
+
+
+def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optional[RunClaim] = None) -> Path:
+    """:func:`train` itself, once rank 0 holds the run folder's ``claim``."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from torch.utils.data import ConcatDataset, DataLoader
@@ -123,6 +145,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     from vlsm.data.decoded import open_decoded_cache
     from vlsm.data.images import check_pixel_limit
     from vlsm.data.prompt_lengths import prompt_lengths
+    from vlsm.devices import channels_last_convolutions, contiguous_convolutions
     from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.module import SegmentationTask
@@ -188,6 +211,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     if rank0:
         restarted = run.failed_start and not overwrite
         run.prepare(resume=resume, overwrite=overwrite)
+        if claim is not None:
+            claim.mark_ready()  # the job's other DDP ranks may open the folder now
+    else:
+        wait_until_ready(run.path)  # srun/torchrun start every rank at once: rank 0 prepares the folder
     handler = attach_log_file(run.log_file)
     try:
         resumed_epoch = None
@@ -197,6 +224,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             log.info("resuming %s from %s (end of epoch %d)", run.path, ckpt_path.name, resumed_epoch)
         elif rank0 and restarted:
             log.info("%s held a run that stopped before its first checkpoint: starting it again", run.path)
+        if claim is not None and claim.took_over:
+            log.warning(claim.took_over)
         if rank0:
             run.write_config(cfg)
         for note in dict.fromkeys(notes):  # the data check ran before the log file existed
@@ -253,8 +282,13 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         if t.reload_best_each_epoch:
             callbacks.append(ReloadBestEachEpoch(ckpt))
         tune_kernels(accelerator, t.deterministic)  # cudnn.benchmark on CUDA unless --deterministic
+        if use_channels_last(t.channels_last, accelerator):  # NHWC convolutions (cuDNN's fast path)
+            log.info("channels-last memory format for %d convolutions", channels_last_convolutions(task.model))
+        # Lightning compiles the module's forward and steps in place: checkpoints keep the original keys
+        fit_module = torch.compile(task) if t.compile else task
         trainer = L.Trainer(
-            default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, precision=precision,
+            default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            precision=precision,
             max_epochs=t.epochs, min_epochs=t.min_epochs or None,
             max_time={"minutes": t.max_minutes} if t.max_minutes else None,
             gradient_clip_val=t.grad_clip or None, callbacks=callbacks, logger=_loggers(run, resume),
@@ -267,13 +301,18 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             # Lightning nags about worker counts and small logging intervals on tiny data sets.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
-            trainer.fit(task, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(fit_module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        if t.compile:
+            from lightning.pytorch.utilities.compile import to_uncompiled
+
+            to_uncompiled(task)  # evaluation runs the plain module
         if not trainer.is_global_zero:
             return run.path
         best_path = ckpt.best_model_path or str(run.last_checkpoint)
         best = torch.load(best_path, map_location="cpu", weights_only=False)
         task.load_state_dict(complete_checkpoint(task.model, best, source=best_path))  # (slim: frozen tensors back)
         model = task.model.cpu()
+        contiguous_convolutions(model)  # safetensors stores plain (NCHW) tensors
         model.save_pretrained(run.model_dir)  # slim when the frozen weights come from a source
         train_info = {"epochs_run": trainer.current_epoch, "dropped_overlap": cfg.data.drop_overlap, "best_checkpoint": Path(best_path).name,
                       "monitor": t.monitor, "best_score": _float(ckpt.best_model_score), "seconds": round(time.time() - started, 1),
@@ -307,9 +346,20 @@ def monitor_mode(monitor: str) -> str:
     return "max" if monitor.endswith("dice") else "min"
 
 
-def _launched_rank() -> int:
-    """Rank of this process when Lightning's DDP launcher started it (0 otherwise)."""
-    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) or 0)
+def _launched_rank(environ=None) -> int:
+    """Global rank of this process in a DDP job (0 when it is not one), read from the environment the way
+    Lightning's cluster environments read it: SLURM's task rank when srun started the processes (not in
+    an interactive ``bash`` job), torchrun's ``RANK``, else Lightning's own launcher, which re-runs the
+    command with ``NODE_RANK`` (``GROUP_RANK``) and ``LOCAL_RANK``. (``LOCAL_RANK`` alone is 0 on every
+    node's first process, so it cannot say who prepares the run folder.)"""
+    env = os.environ if environ is None else environ
+    if "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return int(env.get("SLURM_PROCID") or 0)
+    if env.get("TORCHELASTIC_RUN_ID") and "RANK" in env:
+        return int(env["RANK"])
+    node, local = int(env.get("NODE_RANK", env.get("GROUP_RANK", 0)) or 0), int(env.get("LOCAL_RANK", 0) or 0)
+    per_node = int(env.get("LOCAL_WORLD_SIZE", 0) or 0) or local + 1  # (any value > 0 keeps node > 0 nonzero)
+    return node * per_node + local
 
 
 def _float(v) -> Optional[float]:
