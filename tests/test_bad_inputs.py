@@ -28,7 +28,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
-    """A finished two-epoch run (checkpoints/last.ckpt and last.prev.ckpt)."""
+    """A finished two-epoch run (checkpoints/last.ckpt)."""
     out = tmp_path_factory.mktemp("runs") / "unetd"
     assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2"]) == 0
     return out
@@ -149,11 +149,16 @@ def test_failed_start_then_rerun_without_any_flag(data, tmp_path, monkeypatch, c
     assert json.loads((out / "summary.json").read_text())["results"][0]["n"] == 4
 
 
-def test_truncated_last_checkpoint_falls_back_on_resume(trained, tmp_path, capsys):
-    run = tmp_path / "copy"
-    shutil.copytree(trained, run)
+def test_truncated_last_checkpoint_falls_back_on_resume(data, tmp_path, capsys):
+    # a run folder of an older version, which kept the previous last.ckpt as last.prev.ckpt
+    run = tmp_path / "old"
+    assert main(TRAIN + ["--data", str(data), "--out", str(run), "--epochs", "1"]) == 0
     last = run / "checkpoints" / "last.ckpt"
-    assert (run / "checkpoints" / "last.prev.ckpt").is_file()
+    epoch0 = last.read_bytes()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2"]) == 0
+    assert not (run / "checkpoints" / "last.prev.ckpt").exists()  # this version keeps no third copy
+    (run / "checkpoints" / "last.prev.ckpt").write_bytes(epoch0)
+    (run / "summary.json").unlink()
     last.write_bytes(last.read_bytes()[:1000])  # what a kill or a full disk used to leave
     assert main(["train", "--out", str(run), "--resume"]) == 0
     log = (run / "log.txt").read_text()
@@ -344,13 +349,13 @@ def test_convert_checkpoint_bad_files_and_foreign_output(tmp_path, capsys):
     assert (mine / "notes.txt").read_text() == "keep"
 
 
-def test_checkpoint_writer_is_atomic_and_keeps_the_previous_last(tmp_path, monkeypatch):
+def test_checkpoint_writer_is_atomic_and_keeps_no_third_copy(tmp_path, monkeypatch):
     from vlsm.training.checkpoint_io import save_atomically
 
     last = tmp_path / "last.ckpt"
     save_atomically({"epoch": 0}, last)
     save_atomically({"epoch": 1}, last)
-    assert torch.load(last)["epoch"] == 1 and torch.load(tmp_path / "last.prev.ckpt")["epoch"] == 0
+    assert torch.load(last)["epoch"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
     def full_disk(obj, fh, *args, **kwargs):
         fh.write(b"PK\x03\x04 half")
@@ -360,5 +365,5 @@ def test_checkpoint_writer_is_atomic_and_keeps_the_previous_last(tmp_path, monke
     with pytest.raises(OSError):
         save_atomically({"epoch": 2}, last)
     monkeypatch.undo()
-    assert torch.load(last)["epoch"] == 1 and torch.load(tmp_path / "last.prev.ckpt")["epoch"] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.prev.ckpt"]  # no temporary file left
+    assert torch.load(last)["epoch"] == 1  # the failed write changed nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left

@@ -309,8 +309,13 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
         if not trainer.is_global_zero:
             return run.path
         best_path = ckpt.best_model_path or str(run.last_checkpoint)
-        best = torch.load(best_path, map_location="cpu", weights_only=False)
-        task.load_state_dict(complete_checkpoint(task.model, best, source=best_path))  # (slim: frozen tensors back)
+        if Path(best_path).is_file():
+            best = torch.load(best_path, map_location="cpu", weights_only=False)
+            task.load_state_dict(complete_checkpoint(task.model, best, source=best_path))  # slim: frozen ones back
+        else:  # a finished run resumed for more epochs, without a better one: its best is model/ (best.ckpt pruned)
+            from vlsm.models import load_pretrained
+
+            task.model.load_state_dict(load_pretrained(run.model_dir).state_dict())
         model = task.model.cpu()
         contiguous_convolutions(model)  # safetensors stores plain (NCHW) tensors
         model.save_pretrained(run.model_dir)  # slim when the frozen weights come from a source
