@@ -6,6 +6,7 @@ import torch
 
 from vlsm.evaluation.metrics import dice_from_counts
 from vlsm.models import SegmentationModel
+from vlsm.training.feature_cache import SAMPLE_KEY
 from vlsm.training.losses import BCEDiceLoss
 from vlsm.training.sampling import seed_epoch
 from vlsm.training.slim_checkpoints import SlimCheckpoints
@@ -53,11 +54,21 @@ class SegmentationTask(SlimCheckpoints, L.LightningModule):
                                    "scheduler_factor": scheduler_factor, "scheduler": scheduler,
                                    "dice_threshold": dice_threshold, "dice_reduction": dice_reduction})
 
-    def forward(self, batch):
-        return self.model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    #: a FeatureCache when the frozen image encoder's outputs are reused across epochs (set by training.run)
+    feature_cache = None
+
+    def forward(self, batch, stage: str | None = None):
+        pixels, ids, mask = batch["pixel_values"], batch["input_ids"], batch["attention_mask"]
+        cache = self.feature_cache
+        if cache is None or stage is None or SAMPLE_KEY not in batch or not self.model.has_frozen_image_features():
+            return self.model(pixels, ids, mask)
+        # a batch seen before: its stored features; else the frozen encoder runs here, as in the plain pass
+        features = cache.features(stage, batch[SAMPLE_KEY], lambda: self.model.frozen_image_features(pixels),
+                                  pixels.device)
+        return self.model.forward_with_features(pixels, features, ids, mask)
 
     def _step(self, batch, stage: str):
-        logits = self(batch)
+        logits = self(batch, stage)
         losses = self.loss_fn(logits, batch["mask"])
         bs = batch["pixel_values"].shape[0]
         on_step = stage == "train"

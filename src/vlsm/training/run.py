@@ -148,6 +148,8 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     from vlsm.devices import channels_last_convolutions, contiguous_convolutions
     from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
+    from vlsm.training.feature_cache import FeatureCache, NumberedConcatDataset, resolve_feature_cache
+    from vlsm.training.feature_cache import default_folder as feature_cache_folder
     from vlsm.training.module import SegmentationTask
     from vlsm.training.sampling import EpochShuffleSampler
     from vlsm.training.slim_checkpoints import complete_checkpoint
@@ -165,6 +167,8 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     quiet_lightning()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     model = build_model(cfg)  # fail on a bad model name before touching the run folder
+    # a frozen image encoder runs once per image when that is exact (--feature-cache on a bad model: one line)
+    use_feature_cache, feature_cache_why = resolve_feature_cache(cfg.train.feature_cache, model, cfg.data.augment)
     notes: list = []
     # decode once: the data check fills the on-disk cache of decoded, resized images that training reads
     pre = model.preprocess
@@ -198,7 +202,9 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     eval_prompt = cfg.data.resolved_eval_prompt()
 
     def make(sets, *, prompt, augment):
-        return ConcatDataset([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
+        # the feature cache keys items by their position in the whole (pooled) set
+        concat = NumberedConcatDataset if use_feature_cache else ConcatDataset
+        return concat([SegmentationDataset(recs, pre, tokenizer, prompt=prompt, augment=augment,
                                                   seed=cfg.train.seed, cache=decoded or False)
                               for _, recs in sets if recs])
 
@@ -216,6 +222,7 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     else:
         wait_until_ready(run.path)  # srun/torchrun start every rank at once: rank 0 prepares the folder
     handler = attach_log_file(run.log_file)
+    feature_cache = None
     try:
         resumed_epoch = None
         ckpt_path = None
@@ -264,6 +271,11 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
                                 dice_weight=t.dice_weight, scheduler_patience=t.scheduler_patience,
                                 scheduler_factor=t.scheduler_factor, seed=t.seed, scheduler=t.scheduler,
                                 dice_threshold=cfg.eval.threshold, dice_reduction=t.dice_reduction)
+        log.info("feature cache: %s", feature_cache_why)
+        if use_feature_cache:  # (its memory or disk use is logged when each stage's first batch arrives)
+            feature_cache = FeatureCache({"train": len(train_ds), "val": len(val_ds)},
+                                         feature_cache_folder(cfg.data.cache_dir))
+            task.feature_cache = feature_cache
         # both saved at the end of the epoch (after validation and the scheduler step), so a resumed run
         # starts at the next epoch. The last checkpoint has its own callback: Lightning 2.6's save_last
         # writes last.ckpt only in epochs that also improve the best one.
@@ -330,6 +342,10 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
         run.prune_checkpoints(t.keep_checkpoints)  # finished (model/ and summary.json written)
         return run.path
     finally:
+        if feature_cache is not None:
+            log.info("feature cache: %s; removed", feature_cache.describe())
+            feature_cache.close()
+            task.feature_cache = None
         detach_log_file(handler)
 
 
