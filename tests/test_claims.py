@@ -8,37 +8,20 @@ import time
 
 import pytest
 
+from claim_helpers import forge_claim, live_process, reaped_pid
 from vlsm import claims
 from vlsm.claims import RunClaimedError, claim_path, claim_run, claim_state, read_claim
 
 
-def forge_claim(run_dir, *, pid, host=None, token="someone-else", ready=False, age_s=0.0):
-    """A claim file as another process would have written it."""
-    path = claim_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    info = {"run": str(run_dir), "host": host or socket.gethostname(), "pid": pid, "pid_start": None,
-            "started": "2025-01-01 00:00:00", "slurm_job": "77_3", "job": None, "command": "vlsm sweep",
-            "token": token, "ready": ready}
-    path.write_text(json.dumps(info))
-    if age_s:
-        stamp = time.time() - age_s
-        os.utime(path, (stamp, stamp))
-    return path
-
-
 @pytest.fixture()
 def live_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
+    with live_process() as pid:
+        yield pid
 
 
 @pytest.fixture()
 def dead_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()  # reaped: the pid no longer runs
-    return proc.pid
+    return reaped_pid()
 
 
 def test_claim_is_a_hidden_file_beside_the_run_folder_and_is_released(tmp_path, monkeypatch):
