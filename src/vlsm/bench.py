@@ -4,6 +4,8 @@ Everything runs offline on randomly initialised models (paper size by default), 
 describe the architecture and the code path, not the weights. Measured per model and precision:
 
 * train step: forward + loss (BCE + soft Dice, as in training) + backward + AdamW step, images/s;
+* cached train step (models with a frozen image encoder): the same step on the encoder's stored
+  features, as epochs 2+ run with training's feature cache (:mod:`vlsm.training.feature_cache`);
 * inference: forward under ``no_grad`` in eval mode, images/s;
 * data loading (with ``data=``): the training split through ``SegmentationDataset`` and a
   ``DataLoader``, images/s for the first pass and for a later pass (what caching buys);
@@ -54,6 +56,8 @@ class BenchResult:
     loader_later_img_s: Optional[float] = None
     epoch_seconds: Optional[float] = None
     train_images: Optional[int] = None
+    cached_train_img_s: Optional[float] = None  # the train step on stored frozen image features
+
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -204,6 +208,21 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
             loss.backward()
             optimizer.step()
 
+    features = None
+
+    def cached_train_step():
+        # what SegmentationTask runs once the feature cache holds the batch's images
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_for(precision, dev):
+            loss = loss_fn(model.forward_with_features(pixels, features, ids, attention), target)["loss"]
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
     def infer_step():
         with torch.no_grad(), autocast_for(precision, dev):
             model(pixels, ids, attention)
@@ -213,6 +232,11 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
     with PeakRSS() as rss:
         model.train()
         train_s = _timed(train_step, steps, warmup, dev) if optimizer is not None else float("nan")
+        cached_s = None
+        if optimizer is not None and model.has_frozen_image_features():
+            with torch.no_grad(), autocast_for(precision, dev):
+                features = model.frozen_image_features(pixels)
+            cached_s = _timed(cached_train_step, steps, warmup, dev)
         model.eval()
         infer_s = _timed(infer_step, steps, warmup, dev)
     if dev.type == "cuda":
@@ -224,7 +248,8 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
                          batch_size=batch_size, precision=precision, device=str(dev), params_total=total,
                          params_trainable=trainable, train_img_s=batch_size / train_s,
                          infer_img_s=batch_size / infer_s, peak_memory_gb=peak / 2**30, memory_kind=kind,
-                         checkpoint_mb=ckpt / 2**20, text_tokens=int(attention.sum(1).max()) if attention.numel() else 0)
+                         checkpoint_mb=ckpt / 2**20, text_tokens=int(attention.sum(1).max()) if attention.numel() else 0,
+                         cached_train_img_s=None if cached_s is None else batch_size / cached_s)
     if data:
         rates, n_train = loader_throughput(model, data, batch_size, num_workers, max_batches=loader_batches)
         result.loader_first_img_s, result.loader_later_img_s = rates[0], rates[-1]
@@ -257,13 +282,14 @@ def format_table(results: Sequence[BenchResult]) -> str:
         return format(v, fmt) if v is not None and v == v else "-".rjust(width)
 
     head = (f"{'model':<16} {'variant':<9} {'precision':<10} {'px':>4} {'batch':>5} {'tokens':>6} "
-            f"{'train img/s':>11} {'infer img/s':>11} {'load 1st':>9} {'load 2nd+':>9} {'epoch s':>8} "
+            f"{'train img/s':>11} {'cached img/s':>12} {'infer img/s':>11} {'load 1st':>9} {'load 2nd+':>9} {'epoch s':>8} "
             f"{'peak GB':>8} {'ckpt MB':>8} {'params M (train)':>17}")
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r.model:<16} {r.variant or '':<9} {r.precision:<10} {r.image_size:>4} {r.batch_size:>5} "
-            f"{r.text_tokens:>6} {num(r.train_img_s, '11.2f')} {num(r.infer_img_s, '11.2f')} "
+            f"{r.text_tokens:>6} {num(r.train_img_s, '11.2f')} {num(r.cached_train_img_s, '12.2f')} "
+            f"{num(r.infer_img_s, '11.2f')} "
             f"{num(r.loader_first_img_s, '9.1f')} {num(r.loader_later_img_s, '9.1f')} {num(r.epoch_seconds, '8.0f')} "
             f"{r.peak_memory_gb:8.2f} {r.checkpoint_mb:8.1f} "
             f"{r.params_total / 1e6:8.2f} ({r.params_trainable / 1e6:6.2f})")

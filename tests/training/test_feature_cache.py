@@ -197,3 +197,13 @@ def test_paper_size_logits_from_cached_features(tmp_path):
         got = model.forward_with_features(x, feats, ids, mask)
         cache.close()
     assert torch.equal(got, want)
+
+
+def test_bench_measures_the_cached_train_step():
+    from vlsm.bench import bench_model, format_table
+
+    frozen = bench_model("biomedclipseg", preset="tiny", device="cpu", steps=1, warmup=0)
+    trained = bench_model("clipseg", preset="tiny", device="cpu", steps=1, warmup=0)
+    assert frozen.cached_train_img_s > 0 and trained.cached_train_img_s is None
+    table = format_table([frozen, trained])
+    assert "cached img/s" in table.splitlines()[0]
