@@ -93,8 +93,9 @@ def front_matter(summary: dict, config: dict) -> dict:
 
 
 def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = None,
-                      load_path: str = "path/to/model") -> str:
-    """The card's text. ``preprocess``: the model folder's input contract (``vlsm_config.json``'s)."""
+                      load_path: str = "path/to/model", frozen: Optional[dict] = None) -> str:
+    """The card's text. ``preprocess``: the model folder's input contract (``vlsm_config.json``'s); ``frozen``:
+    its frozen-source record when the folder is slim (``vlsm_config.json``'s ``frozen``)."""
     model = summary.get("model", {})
     train = summary.get("train", {}) or {}
     data = config.get("data", {}) or {}
@@ -210,19 +211,38 @@ def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = 
               + (" --prompt \"polyp\"" if uses_text else "") + "`, `vlsm serve RUN` (a web app) or "
               "`vlsm export RUN --format onnx OUT` (ONNX Runtime, no PyTorch).", ""]
 
+    lines += _weights_section(frozen, load_path)
     lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def _weights_section(frozen: Optional[dict], load_path: str) -> list:
+    """Whether the folder holds every weight, or which source its frozen weights come from (slim)."""
+    lines = ["## Weights", ""]
+    if not frozen:
+        return lines + ["This folder is **standalone**: `model.safetensors` holds every weight, so it loads without "
+                        "any other file.", ""]
+    sources = ", ".join(f"`{s}`" for s in frozen.get("sources", ())) or "its weight sources"
+    run = load_path.split("/")[0] if "/" in load_path else "RUN"
+    return lines + [f"This folder is **slim**: `model.safetensors` holds the trained tensors and buffers, not the "
+                    f"{frozen.get('keys', '?')} frozen tensors that come unchanged from {sources}. "
+                    f"`vlsm.load_pretrained` rebuilds those from that source (the Hugging Face cache or the folder) "
+                    f"and checks them against their content digest `{frozen.get('digest', '?')}`; a missing or "
+                    f"changed source is refused with a message saying so.", "",
+                    f"For a copy that loads without the source (to share the model): "
+                    f"`vlsm export {run} --standalone OUT`.", ""]
 
 
 def write_model_card(model_dir, summary: dict, config: dict) -> Path:
     """Write ``model_dir/README.md`` for a trained model folder; returns its path."""
     model_dir = Path(model_dir)
     spec_path = model_dir / SPEC_FILE
-    preprocess = None
+    preprocess = frozen = None
     if spec_path.is_file():
-        preprocess = json.loads(spec_path.read_text()).get("preprocess")
+        payload = json.loads(spec_path.read_text())
+        preprocess, frozen = payload.get("preprocess"), payload.get("frozen")
     run_name = model_dir.parent.name or "RUN"
-    text = render_model_card(summary, config, preprocess, load_path=f"{run_name}/{model_dir.name}")
+    text = render_model_card(summary, config, preprocess, load_path=f"{run_name}/{model_dir.name}", frozen=frozen)
     path = model_dir / CARD_FILE
     write_text_atomic(path, text)
     return path

@@ -9,12 +9,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from weight_sources import clipseg_source
 
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.models.frozen import frozen_keys
 from vlsm.runs import RunFolder, load_trained_model
+from weight_sources import clipseg_source
 
 TRAIN = ["train", "--model", "clipseg", "--preset", "tiny", "--batch-size", "4", "--num-workers", "0",
          "--no-progress", "--seed", "3", "--device", "cpu", "--precision", "32-true"]
