@@ -32,6 +32,14 @@ def test_checkpoint_bytes_grows_with_optimizer_state():
     assert checkpoint_bytes(model, opt) > before + 2 * 4 * 10_100 - 1
 
 
+def test_checkpoint_bytes_are_slim_without_frozen_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.Linear(100, 1))
+    model[0].requires_grad_(False)  # a frozen part, as if from a pretrained source: not in the checkpoint
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    slim, full = checkpoint_bytes(model, opt), checkpoint_bytes(model, opt, slim=False)
+    assert full - slim >= 4 * 10_100 and slim < 4 * 10_100
+
+
 def test_peak_rss_sees_a_large_allocation():
     # In a fresh process: a long test session's allocator reuses pages that are already resident,
     # so a new block there need not raise the RSS at all.

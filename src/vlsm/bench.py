@@ -11,7 +11,10 @@ describe the architecture and the code path, not the weights. Measured per model
   ``DataLoader``, images/s for the first pass and for a later pass (what caching buys);
 * peak memory of the measured steps: CUDA's max allocated on a GPU, the peak resident set size
   (sampled) on a CPU;
-* checkpoint size: the bytes of what a training checkpoint holds (model state + optimizer state).
+* checkpoint size: the bytes of ``last.ckpt`` as training writes it for the model trained from its pretrained
+  sources: slim (:mod:`vlsm.models.frozen`), i.e. without the frozen parameters, which would come from those
+  sources, with the trainable ones, the buffers and the AdamW state. (The models here are random-init and
+  have no source; their frozen parameters are counted as sourced.)
 
 Compare variants side by side in one process (these machines are noisy): ratios between rows of
 one table mean more than absolute numbers across runs.
@@ -128,11 +131,18 @@ def sample_text(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         return ids * mask, mask
 
 
-def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, slim: bool = True) -> int:
     """Size of a training checkpoint's payload (model state under ``model.`` + optimizer state), as
-    ``torch.save`` writes it."""
+    ``torch.save`` writes it. ``slim``: without the frozen parameters, as training saves a model whose frozen
+    parts come from a pretrained source (here every frozen parameter counts as sourced)."""
+    from vlsm.models.frozen import slim_state_dict
+
     buffer = io.BytesIO()
-    state = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+    weights = model.state_dict()
+    if slim:
+        weights = slim_state_dict(weights, [n for n, p in model.named_parameters(remove_duplicate=False)
+                                            if not p.requires_grad])
+    state = {"state_dict": {f"model.{k}": v for k, v in weights.items()},
              "optimizer_states": [optimizer.state_dict()]}
     torch.save(state, buffer)
     return buffer.tell()
@@ -294,5 +304,6 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"{r.peak_memory_gb:8.2f} {r.checkpoint_mb:8.1f} "
             f"{r.params_total / 1e6:8.2f} ({r.params_trainable / 1e6:6.2f})")
     if results:
-        lines.append(f"memory: {results[0].memory_kind}; device: {results[0].device}")
+        lines.append(f"memory: {results[0].memory_kind}; device: {results[0].device}; ckpt MB: last.ckpt when trained "
+                     f"from pretrained sources (slim: trainable parameters, buffers, AdamW state)")
     return "\n".join(lines)
