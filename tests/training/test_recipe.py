@@ -240,3 +240,27 @@ def test_training_and_the_predictor_resize_with_the_model_interpolation(tmp_path
     h, w = pred.probabilities.shape
     want = torch.sigmoid(F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[0, 0]).numpy()
     np.testing.assert_allclose(pred.probabilities, want, atol=1e-6)
+
+
+def test_resume_stays_exact_with_reload_best_each_epoch(tmp_path, data, caplog):
+    """A run continued from its last.ckpt ends as the run that was never stopped: the reload happens before
+    the epoch's checkpoints are written, and the best score lives in the checkpoint callback's state."""
+    caplog.set_level("INFO", logger="vlsm")
+    options = dict(monitor="val_dice", reload_best_each_epoch=True, scheduler="none", lr=0.3)
+    whole = _train(tmp_path / "whole", data, epochs=3, **options)
+    assert any("continuing from the best weights" in r.getMessage() for r in caplog.records)
+    part = _train(tmp_path / "part", data, epochs=1, **options)
+    cfg = config_from_dict({"out": str(part), "model": {"name": "unet-d", "preset": "tiny",
+                                                        "overrides": {"image_size": 32}},
+                            "data": {"paths": [str(data)], "augment": False, "cache_dir": str(tmp_path / "cache")},
+                            "train": {"epochs": 3, "batch_size": 4, "seed": 1, "precision": "32-true",
+                                      "device": "cpu", "progress_bar": False, "num_workers": 0,
+                                      "keep_checkpoints": "all", **options}})
+    train(cfg, resume=True)
+
+    def curve(run):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(run / "metrics.csv")]
+
+    assert curve(part) == curve(whole)
+    a, b = _state(whole / "checkpoints" / "last.ckpt"), _state(part / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
