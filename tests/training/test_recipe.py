@@ -175,6 +175,10 @@ def test_preprocess_options_for_every_model_and_their_errors(tmp_path):
     model.save_pretrained(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "vlsm_config.json").read_text())["preprocess"]["interpolation"] == "bicubic"
     assert vlsm.load_pretrained(tmp_path / "m").preprocess == model.preprocess
+    from vlsm.export.onnx_export import preprocess_info  # what an ONNX runtime is told
+
+    info = preprocess_info(model, ["pixel_values"], 0.5, 18, None, [])
+    assert info["interpolation"] == "bicubic" and "bicubic resize" in info["image"] and info["std"] == [1.0] * 3
     with pytest.raises(ValueError, match="interpolation must be one of bilinear, bicubic, lanczos, nearest"):
         vlsm.create_model("unet-d", preset="tiny", interpolation="cubic")
     with pytest.raises(ValueError, match="image_std must be a list of 3 positive numbers"):
