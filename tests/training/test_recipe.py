@@ -268,3 +268,13 @@ def test_resume_stays_exact_with_reload_best_each_epoch(tmp_path, data, caplog):
     assert curve(part) == curve(whole)
     a, b = _state(whole / "checkpoints" / "last.ckpt"), _state(part / "checkpoints" / "last.ckpt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_unknown_dice_reduction_is_one_line_naming_the_key(data, tmp_path):
+    from vlsm.training.run import check_train_config
+
+    cfg = config_from_dict({"out": str(tmp_path / "run"), "data": {"paths": [str(data)]},
+                            "train": {"dice_reduction": "pixel"}})
+    with pytest.raises(ValueError, match=r"train.dice_reduction \(experiment file\) must be one of image, batch, "
+                                         r"got 'pixel'"):
+        check_train_config(cfg)

@@ -78,7 +78,7 @@ def check_train_config(cfg: ExperimentConfig) -> None:
               ("--num-nodes", "train.num_nodes", t.num_nodes, t.num_nodes >= 1, "at least 1")]
     for flag, key, value, choices in (("--monitor", "train.monitor", t.monitor, MONITORS),
                                       ("--scheduler", "train.scheduler", t.scheduler, SCHEDULERS),
-                                      ("--set train.dice_reduction", "train.dice_reduction", t.dice_reduction,
+                                      ("train.dice_reduction", "experiment file", t.dice_reduction,
                                        DICE_REDUCTIONS),
                                       ("--feature-cache", "train.feature_cache", t.feature_cache, FEATURE_CACHE_MODES),
                                       ("--keep-checkpoints", "train.keep_checkpoints", t.keep_checkpoints,
