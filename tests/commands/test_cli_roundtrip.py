@@ -20,7 +20,8 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "unetd"
-    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2"]) == 0
+    # keep best.ckpt too (the default, --keep-checkpoints last, removes it once model/ holds its weights)
+    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2", "--keep-checkpoints", "all"]) == 0
     return out
 
 
