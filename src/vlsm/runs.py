@@ -379,6 +379,10 @@ class RunFolder:
         if overwrite:
             return
         if resume:
+            if not self.has_checkpoint and self.summary_file.is_file():
+                raise RunFolderError(f"cannot resume: {out} has finished and its checkpoints were removed "
+                                     f"(train.keep_checkpoints: none); its best weights are in {MODEL_DIR}/. Train "
+                                     f"again with --overwrite or another --out")
             if not self.has_checkpoint:
                 raise RunFolderError(f"cannot resume: {self.last_checkpoint} does not exist (the run stopped "
                                      f"before its first checkpoint: run the same command without --resume to "

@@ -116,3 +116,11 @@ def test_keep_checkpoints(setup, tmp_path, keep, left):
     assert run.status == "done"
     model, _ = load_trained_model(run.path)
     assert model.spec.name == "clipseg"
+
+
+def test_a_finished_run_without_checkpoints_says_why_it_cannot_resume(setup, tmp_path, capsys):
+    run = _train(setup, tmp_path / "none", "--epochs", "1", "--keep-checkpoints", "none")
+    capsys.readouterr()
+    assert main(["train", "--out", str(run.path), "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoints were removed" in err and "keep_checkpoints" in err
