@@ -40,7 +40,12 @@ class SlimCheckpoints:
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        complete_checkpoint(self.model, checkpoint, source="the checkpoint")
+        record = checkpoint.get(FROZEN_KEY)
+        trainer = getattr(self, "_trainer", None)  # (None when the module is not attached to a Trainer)
+        complete_checkpoint(self.model, checkpoint, source=str(getattr(trainer, "ckpt_path", None) or "the checkpoint"))
+        if record is not None:  # the live frozen tensors matched its digest: later saves reuse the record
+            self._frozen_record = FrozenSource.from_dict(record)
+            self._frozen_keys = frozen_keys(self.model)
         super().on_load_checkpoint(checkpoint)
 
 
