@@ -53,7 +53,7 @@ CLIPSEG_DECODER_FILES = (
     FileSpec.of("model.safetensors", "pytorch_model.bin", what="CLIPSeg weights"),
 )
 BIOMEDCLIPSEG_OPTIONS = ("image_size", "freeze_encoder", "freeze_decoder", "extract_layers", "activation_offset",
-                         "context_length")
+                         "context_length", "frozen_dropout")
 # BERT configs shipped with the package, by the hub names open_clip configs use for the text tower
 KNOWN_TEXT_CONFIGS = {
     "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract": "biomedbert_base.json",
@@ -191,6 +191,7 @@ def biomedclipseg_config(open_clip_cfg: dict, text_config: dict, clipseg_cfg: di
         freeze_encoder=bool(overrides.get("freeze_encoder", entry["freeze_encoder"])),
         freeze_decoder=bool(overrides.get("freeze_decoder", entry["freeze_decoder"])),
         clipseg_config=dec, open_clip_config=open_clip_cfg, text_config=dict(text_config),
+        frozen_dropout=overrides.get("frozen_dropout", entry["frozen_dropout"]),
     )
 
 
@@ -368,7 +369,7 @@ def _entry_from(saved: VLSMConfig) -> dict:
     return dict(image_size=saved.image_size, context_length=saved.context_length,
                 activation_offset=saved.activation_offset, freeze_encoder=saved.freeze_encoder,
                 freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std),
-                tokenizer=saved.tokenizer)
+                tokenizer=saved.tokenizer, frozen_dropout=saved.frozen_dropout)
 
 
 @register_model("biomedclipseg", description="BiomedCLIPSeg: frozen BiomedCLIP (ViT-B/16 + PubMedBERT) encoders + "

@@ -33,7 +33,7 @@ CLIPSEG_FILES = (
     FileSpec.of("model.safetensors", "pytorch_model.bin", what="weights"),
 )
 CLIPSEG_OPTIONS = ("image_size", "freeze_encoder", "freeze_decoder", "extract_layers", "activation_offset",
-                   "context_length")
+                   "context_length", "frozen_dropout")
 
 
 def clipseg_config_from_hf(hf: dict, entry: dict, preset: str, overrides: dict) -> VLSMConfig:
@@ -65,6 +65,7 @@ def clipseg_config_from_hf(hf: dict, entry: dict, preset: str, overrides: dict) 
         freeze_encoder=bool(overrides.get("freeze_encoder", entry["freeze_encoder"])),
         freeze_decoder=bool(overrides.get("freeze_decoder", entry["freeze_decoder"])),
         clipseg_config=hf,
+        frozen_dropout=overrides.get("frozen_dropout", entry["frozen_dropout"]),
     )
 
 
@@ -224,7 +225,8 @@ def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[s
         hf = saved.clipseg_config
         entry.update(image_size=saved.image_size, context_length=saved.context_length,
                      activation_offset=saved.activation_offset, freeze_encoder=saved.freeze_encoder,
-                     freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std))
+                     freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std),
+                     frozen_dropout=saved.frozen_dropout)
     elif pretrained is not None:
         resolved = resolve_weights(pretrained, CLIPSEG_FILES, model="clipseg")
         hf = _clean_hf_dict(json.loads(resolved.path("config.json").read_text()))

@@ -15,7 +15,8 @@ is ``forward_with_features`` with ``features=None`` (training's feature cache re
 
 The ViT stops after the last block the decoder reads, so ``last_hidden_state`` is ``None`` unless asked
 for (``with_last_hidden_state=True``); the text encoder sees the batch cut to its longest prompt and, when
-frozen and deterministic, computes each distinct prompt once (:mod:`vlsm.models.speedups`).
+frozen and deterministic, computes each distinct prompt once (:mod:`vlsm.models.speedups`). In train mode a
+frozen encoder runs its dropout (as the reference code) unless ``frozen_dropout=False`` keeps it in eval mode.
 """
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ class VLSMConfig:
     (medvlsm, VLSM-Ensemble) uses 1, i.e. blocks 4, 7, 10 for extract layers 3, 6, 9.
     ``clipseg_config`` is the full transformers ``CLIPSegConfig`` dict of the decoder (and, for CLIPSeg,
     of the encoders); ``open_clip_config``/``text_config`` describe BiomedCLIP's towers.
+    ``frozen_dropout``: whether a frozen encoder (image or text, every parameter frozen) follows the model
+    into train mode, running its dropout as the reference code does (true, the default and the value of
+    folders saved before the option existed); false keeps frozen encoders in eval mode, so they are
+    deterministic and their outputs can be cached during training too (:meth:`VLSMBase.train`).
     """
 
     model: str
@@ -89,6 +94,7 @@ class VLSMConfig:
     clipseg_config: dict = field(default_factory=dict)
     open_clip_config: Optional[dict] = None
     text_config: Optional[dict] = None
+    frozen_dropout: bool = True
 
     def __post_init__(self):
         self.extract_layers = tuple(int(i) for i in self.extract_layers)
@@ -131,6 +137,10 @@ class VLSMConfig:
                 f"0..{self.num_hidden_layers - 1}")
         if self.context_length < 2:
             raise ValueError(f"{self.model}: context_length must be >= 2, got {self.context_length}")
+        if not isinstance(self.frozen_dropout, bool):
+            raise ValueError(f"{self.model}: frozen_dropout must be true or false, got {self.frozen_dropout!r} "
+                             f"(true: frozen encoders run their dropout in training, as the reference code; "
+                             f"false: they stay in eval mode)")
 
     def clipseg_hf_config(self):
         """The decoder's (and CLIPSeg's) ``transformers.CLIPSegConfig``."""
@@ -296,10 +306,27 @@ class VLSMBase(SegmentationModel):
 
     # -- freezing ------------------------------------------------------------------------------
     def apply_freezing(self) -> None:
-        """Set requires_grad from ``config.freeze_encoder`` / ``config.freeze_decoder``."""
+        """Set requires_grad from ``config.freeze_encoder`` / ``config.freeze_decoder`` (and, with
+        ``config.frozen_dropout`` false, put the encoders frozen now in eval mode)."""
         for module in self.encoder_modules:
             module.requires_grad_(not self.config.freeze_encoder)
         self.decoder_module.requires_grad_(not self.config.freeze_decoder)
+        if not self.config.frozen_dropout:
+            self.train(self.training)  # which encoders are frozen may have changed
+
+    def frozen_encoders(self) -> list:
+        """The modules of the image and of the text encoder, for each one whose parameters are all frozen."""
+        return [m for group in (self.image_modules, self.text_modules) if is_frozen(group) for m in group]
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train``, except that with ``config.frozen_dropout`` false the frozen encoders stay in
+        eval mode: their dropout off, they compute the same outputs every step, so the text cache and the
+        frozen image features serve training too. The decoder and every trainable part switch as usual."""
+        super().train(mode)
+        if mode and not self.config.frozen_dropout:
+            for module in self.frozen_encoders():
+                module.eval()
+        return self
 
     def _encoder_context(self):
         """``no_grad`` while the encoder is frozen (never inference_mode: its outputs feed trainable layers)."""
