@@ -15,12 +15,18 @@ It prints img/s per setting and the speed-ups of epoch 2+ over ``cache off`` and
 checks that epoch 2+ computes the losses of an uncached pass over the same batches (fp32: equal up to
 the summation order of a batch of other images).
 
+A ``:eval-frozen`` model (``frozen_dropout=False``: frozen encoders kept in eval mode, so BiomedCLIPSeg's
+BERT is deterministic and the per-prompt text cache serves training) is also compared with the ``before``
+of the same model with the default ``frozen_dropout`` (the code before issue 9 ran BERT's dropout in
+training), when that model is measured in the same process.
+
 BiomedCLIP's WordPiece vocabulary is not available offline: the prompts are tokenised with a
 vocabulary of their own words (about the token count of the real one). A subset of the 800 training
 images stands in for the epoch (img/s does not depend on the epoch's length once the cache is warm).
 
     .venv/bin/python benchmarks/feature_cache.py                               # the three models, 32 images
     .venv/bin/python benchmarks/feature_cache.py --models biomedclipseg --images 64 --json out.json
+    .venv/bin/python benchmarks/feature_cache.py --models biomedclipseg biomedclipseg:eval-frozen
 """
 from __future__ import annotations
 
@@ -44,15 +50,38 @@ from vlsm.training.feature_cache import FeatureCache, NumberedConcatDataset
 from vlsm.training.module import SegmentationTask
 
 DEFAULT_DATA = Path(os.environ.get("VLSM_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
-MODELS = ("biomedclipseg", "biomedclipseg-a:reference", "clipseg:frozen")
+MODELS = ("biomedclipseg", "biomedclipseg:eval-frozen", "biomedclipseg-a:reference", "clipseg:frozen")
+
+
+# the VLSMs inside each ensemble, by the names of their nested option dicts
+ENSEMBLE_VLSMS = {"biomedclipseg-a": ("biomedclipseg",), "clipseg-b": ("clipseg",),
+                  "ensemble-c": ("biomedclipseg", "clipseg")}
+EVAL_FROZEN = "eval-frozen"
 
 
 def build(spec: str):
-    """A paper-size model from ``name[:variant]`` (``clipseg:frozen``: CLIPSeg with freeze_encoder, the grid's)."""
-    name, _, variant = spec.partition(":")
-    options = {"freeze_encoder": True} if variant == "frozen" else {}
+    """A paper-size model from ``name[:tag...]``: ``frozen`` = freeze_encoder (CLIPSeg as in the grid),
+    ``eval-frozen`` = frozen_dropout false (frozen encoders kept in eval mode; an ensemble's VLSMs get it
+    through their nested options), any other tag = the variant."""
+    name, *tags = spec.split(":")
+    options, variant = {}, None
+    for tag in tags:
+        if tag == "frozen":
+            options["freeze_encoder"] = True
+        elif tag == EVAL_FROZEN:
+            for vname in ENSEMBLE_VLSMS.get(name, ()):
+                options[vname] = {"frozen_dropout": False}
+            if name not in ENSEMBLE_VLSMS:
+                options["frozen_dropout"] = False
+        else:
+            variant = tag
     torch.manual_seed(0)
-    return create_model(name, variant=None if variant in ("", "frozen") else variant, **options)
+    return create_model(name, variant=variant, **options)
+
+
+def default_dropout_spec(spec: str) -> str:
+    """The same model spec with the default frozen_dropout (its ``eval-frozen`` tag removed)."""
+    return ":".join(part for part in spec.split(":") if part != EVAL_FROZEN)
 
 
 def local_wordpiece(records, prompt: str, context_length: int) -> WordPieceTokenizer:
@@ -128,6 +157,22 @@ def bench_one(spec: str, records, args) -> dict:
     return row
 
 
+def compare_frozen_dropout(rows: list) -> None:
+    """Each ``eval-frozen`` row against the same model with frozen dropout on (the code before issue 9 ran it)."""
+    by_spec = {row["model"]: row for row in rows}
+    for row in rows:
+        reference = by_spec.get(default_dropout_spec(row["model"]))
+        if reference is None or reference is row:
+            continue
+        row["speedup_vs_before_default_dropout"] = row["cache_on_epoch2_img_s"] / reference["before_img_s"]
+        row["speedup_vs_epoch2_default_dropout"] = row["cache_on_epoch2_img_s"] / reference["cache_on_epoch2_img_s"]
+        row["cache_off_speedup_vs_default_dropout"] = row["cache_off_img_s"] / reference["cache_off_img_s"]
+        print(f"{row['model']} vs {reference['model']} (frozen dropout on): epoch 2+ "
+              f"x{row['speedup_vs_before_default_dropout']:.1f} its before, x"
+              f"{row['speedup_vs_epoch2_default_dropout']:.2f} its epoch 2+; cache off "
+              f"x{row['cache_off_speedup_vs_default_dropout']:.2f} its cache off", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA / "kvasir_polyp"))
@@ -154,6 +199,7 @@ def main() -> None:
                   f"x{row['speedup_vs_before']:.1f} | {row['feature_bytes_per_image'] / 2**20:.2f} MB/image | "
                   f"max |loss diff| {row['max_loss_diff']:.1e}, epoch 1 = plain: {row['epoch1_equals_plain']}",
                   flush=True)
+    compare_frozen_dropout(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
