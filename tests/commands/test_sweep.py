@@ -51,6 +51,13 @@ def test_sweep_runs_skips_finished_and_dry_run(two_experiments, tmp_path, capsys
     assert main(["sweep", *map(str, two_experiments), "--out-root", str(root)]) == 0
     assert capsys.readouterr().out.count("done") == 2
     assert (root / "exp-a" / "summary.json").stat().st_mtime_ns == stamp
+    # the same run names with other settings (the paper and fixed grids share names): not "done", refused
+    assert main(["sweep", *map(str, two_experiments), "--out-root", str(root), "--set", "train.lr=0.01",
+                 "--keep-going"]) == 1
+    captured = capsys.readouterr()
+    assert "exp-a holds a finished run of other settings" in captured.err and "train.lr: 0.001 -> 0.01" in captured.err
+    assert "own --out-root" in captured.err
+    assert (root / "exp-a" / "summary.json").stat().st_mtime_ns == stamp
 
 
 def test_sweep_set_override_validation(two_experiments, tmp_path, capsys):

@@ -91,6 +91,21 @@ def _check_distinct(items) -> None:
         seen[str(out)] = path
 
 
+def _check_same_settings(path, cfg, out) -> None:
+    """Refuse to count a finished run as done when its config.yaml differs from the experiment (e.g. the
+    paper and fixed grids, whose runs share names, sent to one --out-root)."""
+    from vlsm.config import RESUMABLE_KEYS, config_changes
+    from vlsm.errors import UserError
+    from vlsm.runs import RunFolder
+
+    stored = RunFolder(out).read_config()
+    changes = config_changes(stored, cfg, ignore=RESUMABLE_KEYS) if stored is not None else []
+    if changes:
+        raise UserError(f"{out} holds a finished run of other settings than {path} ({len(changes)} differ: "
+                        f"{'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''}); give this grid its own "
+                        f"--out-root (the paper and fixed grids use the same run names)")
+
+
 def run(args) -> int:
     from vlsm.claims import FREE, RunClaimedError, claim_run, claim_state
     from vlsm.errors import UserError
@@ -123,6 +138,7 @@ def run(args) -> int:
                     print(f"vlsm sweep: {claim.took_over}", file=sys.stderr)
                 status = RunFolder(out).status  # now, not at planning time: another worker may have run it
                 if status == DONE:
+                    _check_same_settings(path, cfg, out)  # a finished run of other settings is not this one
                     continue
                 print(f"\n=== {path} ({status}) ===", flush=True)
                 # a run that failed before its first checkpoint is "new" again: train() starts it afresh
