@@ -44,6 +44,10 @@ defaults), used for UNet-D alone in the paper grid:
   Not reproduced: its validation loader drops the last incomplete batch of 10 (vlsm validates on every
   image); it keeps mask pixels equal to 255 only (vlsm binarises masks by one rule for every model).
 
+Disk (both grids): train.keep_checkpoints none: once a run has finished (summary.json written) its
+checkpoints are removed and model/ keeps the best weights, slim where the frozen weights come from a
+pretrained source; the 70 finished run folders take 8.8 GB at paper size (benchmarks/grid_disk.py).
+
 Models (both grids): CLIPSeg's encoders run under no_grad in transformers, so medvlsm's "fine-tuned"
 CLIPSeg trained only its decoder: freeze_encoder true, here and in the ensembles' CLIPSeg branches.
 
@@ -80,6 +84,10 @@ MODELS = {
     "ensemble-c": (None, {"biomedclipseg": {"pretrained": BIOMEDCLIP},
                           "clipseg": {"pretrained": CLIPSEG, "freeze_encoder": True}}, 2e-4),
 }
+# A finished run keeps model/ (its best weights) and no training checkpoint: both grids' 70 run folders then take
+# 8.8 GB at paper size (benchmarks/grid_disk.py), 35 GB when last.ckpt is kept (CRIS's, with AdamW state for all
+# its 147 M parameters, is 1.76 GB). Unfinished runs keep last.ckpt, so a grid still resumes after a crash.
+GRID_KEEP_CHECKPOINTS = "none"
 # medvlsm's per-model threshold (configs/model/cris.yaml; the others keep BaseModule's 0.5)
 THRESHOLDS = {"cris": 0.35}
 
@@ -114,6 +122,7 @@ def experiment(grid: str, model: str, dataset: str) -> dict:
         train = dict(UNET_D_SCRIPT_TRAIN)
     else:
         train = medvlsm_train(lr, "16-mixed" if grid == "paper" else "auto")
+    train["keep_checkpoints"] = GRID_KEEP_CHECKPOINTS
     return {
         "name": f"{model}-{dataset}",
         "model": {"name": model, "preset": "paper", "variant": variant, "pretrained": pretrained,
