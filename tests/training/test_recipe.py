@@ -15,7 +15,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 import vlsm
-from vlsm.config import DICE_REDUCTIONS, config_from_dict
+from vlsm.config import DICE_REDUCTIONS, config_from_dict, load_config
 from vlsm.data import load_split
 from vlsm.data.dataset import SegmentationDataset
 from vlsm.data.decoded import RESAMPLING, DecodedCache
@@ -280,3 +280,20 @@ def test_an_unknown_dice_reduction_is_one_line_naming_the_key(data, tmp_path):
     with pytest.raises(ValueError, match=r"train.dice_reduction \(experiment file\) must be one of image, batch, "
                                          r"got 'pixel'"):
         check_train_config(cfg)
+
+
+def test_a_finished_run_resumed_for_more_epochs_reloads_its_best_from_model_when_best_ckpt_was_pruned(
+        tmp_path, data, caplog):
+    """keep_checkpoints=last removes best.ckpt once the run has finished; resumed for more epochs, an epoch
+    that does not improve continues from model/ (the same best weights)."""
+    options = dict(monitor="val_dice", reload_best_each_epoch=True, scheduler="none", lr=0.3, epochs=1,
+                   keep_checkpoints="last")
+    run = _train(tmp_path, data, **options)
+    assert not (run / "checkpoints" / "best.ckpt").exists()
+    cfg = load_config(run / "config.yaml")
+    cfg.train.epochs = 3
+    caplog.set_level("INFO", logger="vlsm")
+    train(cfg, resume=True)
+    reloads = [r.getMessage() for r in caplog.records if "continuing from the best weights" in r.getMessage()]
+    assert reloads and all("(model)" in message for message in reloads), reloads
+    assert (run / "summary.json").is_file()

@@ -83,8 +83,11 @@ class ReloadBestEachEpoch(L.Callback):
     the weights the next epoch starts from and a resumed run continues exactly.
     """
 
-    def __init__(self, best):
+    def __init__(self, best, model_dir: Optional[Path] = None):
         self.best = best
+        # a finished run resumed for more epochs may have had best.ckpt pruned (train.keep_checkpoints):
+        # its best weights are then the run's model/ folder
+        self.model_dir = model_dir
 
     def _improves(self, current) -> bool:
         import torch
@@ -106,8 +109,15 @@ class ReloadBestEachEpoch(L.Callback):
         from vlsm.runs import read_training_checkpoint
 
         path = self.best.best_model_path
-        state = read_training_checkpoint(path)["state_dict"]
-        missing, unexpected = pl_module.load_state_dict(state, strict=False)
+        if not Path(path).is_file() and self.model_dir is not None and Path(self.model_dir).is_dir():
+            from vlsm.models import load_pretrained
+
+            path = self.model_dir
+            pl_module.model.load_state_dict(load_pretrained(path).state_dict())
+            missing, unexpected = [], []
+        else:
+            state = read_training_checkpoint(path)["state_dict"]
+            missing, unexpected = pl_module.load_state_dict(state, strict=False)
         # a slim checkpoint may leave out frozen weights (they never change); anything else must be there
         trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
         lost = sorted(set(missing) & trainable)

@@ -292,7 +292,7 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
                                                min_delta=t.min_delta),
                      LearningRateMonitor(logging_interval="epoch"), MetricsCSV(run.metrics_file, resumed_epoch)]
         if t.reload_best_each_epoch:
-            callbacks.append(ReloadBestEachEpoch(ckpt))
+            callbacks.append(ReloadBestEachEpoch(ckpt, run.model_dir))
         tune_kernels(accelerator, t.deterministic)  # cudnn.benchmark on CUDA unless --deterministic
         if use_channels_last(t.channels_last, accelerator):  # NHWC convolutions (cuDNN's fast path)
             log.info("channels-last memory format for %d convolutions", channels_last_convolutions(task.model))
