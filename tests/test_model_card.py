@@ -84,3 +84,20 @@ def test_text_model_card_names_prompt_and_split_sizes():
     assert "| initial weights | `CIDAS/clipseg-rd64-refined` |" in text and "`freeze_encoder` | `true`" in text
     assert "clip-bpe tokenizer, 77 tokens" in text and 'prompts="polyp"' in text
     assert "vision-language" in yaml.safe_load(text.split("---\n")[1])["tags"]
+
+
+def test_model_card_states_the_recipe_as_trained():
+    """The card names the monitored quantity, the schedule and the Dice reduction the run really used."""
+    summary = {"model": {"name": "unet-d", "preset": "paper", "variant": None, "label": "UNet-D"},
+               "results": [], "train": {"epochs_run": 30, "monitor": "val_bce", "best_score": 0.12345,
+                                        "best_checkpoint": "best.ckpt"}}
+    config = {"model": {"name": "unet-d"}, "data": {"paths": ["/data/kvasir_polyp"], "augment": False},
+              "train": {"epochs": 1000, "lr": 1e-5, "scheduler": "none", "monitor": "val_bce", "min_delta": 0.0,
+                        "early_stopping_patience": 20, "reload_best_each_epoch": True, "dice_reduction": "batch"}}
+    text = render_model_card(summary, config, {"image_size": 352, "mean": [0] * 3, "std": [1] * 3})
+    assert "early stopping on validation BCE, patience 20)" in text
+    assert "constant rate, continuing each epoch from the best weights so far |" in text
+    assert "ReduceLROnPlateau" not in text and "soft Dice (over the whole batch)" in text
+    assert "| best validation BCE | 0.1235 (checkpoint `best.ckpt`) |" in text
+    plateau = render_model_card(summary, {**config, "train": {"min_epochs": 10, "min_delta": 1e-4}}, {"image_size": 8})
+    assert "ReduceLROnPlateau" in plateau and "min_delta 0.0001, at least 10 epochs" in plateau

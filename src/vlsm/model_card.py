@@ -148,14 +148,22 @@ def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = 
                      + (f" ({n} images) |" if n is not None else " |"))
     lines.append("")
 
+    monitor = {"val_dice": "validation Dice", "val_loss": "validation loss",
+               "val_bce": "validation BCE"}.get(train.get("monitor") or recipe.get("monitor", "val_dice"), "—")
     lines += ["## Training recipe", "", "| | |", "|---|---|",
               f"| epochs run | {train.get('epochs_run', '—')} (at most {recipe.get('epochs', '—')}; early stopping "
-              f"patience {recipe.get('early_stopping_patience', '—')}) |",
+              f"on {monitor}, patience {recipe.get('early_stopping_patience', '—')}"
+              f"{', min_delta ' + str(recipe['min_delta']) if recipe.get('min_delta') else ''}"
+              f"{', at least ' + str(recipe['min_epochs']) + ' epochs' if recipe.get('min_epochs') else ''}) |",
               f"| optimiser | AdamW, lr {recipe.get('lr', '—')}, weight decay {recipe.get('weight_decay', '—')}, "
-              f"ReduceLROnPlateau (factor {recipe.get('scheduler_factor', '—')}, patience "
-              f"{recipe.get('scheduler_patience', '—')}) |",
+              + (f"ReduceLROnPlateau (factor {recipe.get('scheduler_factor', '—')}, patience "
+                 f"{recipe.get('scheduler_patience', '—')})" if recipe.get("scheduler", "plateau") == "plateau"
+                 else "constant rate")
+              + (", continuing each epoch from the best weights so far" if recipe.get("reload_best_each_epoch")
+                 else "") + " |",
               f"| batch size | {recipe.get('batch_size', '—')} |",
-              f"| loss | {recipe.get('bce_weight', '—')} × BCE-with-logits + {recipe.get('dice_weight', '—')} × soft Dice |",
+              f"| loss | {recipe.get('bce_weight', '—')} × BCE-with-logits + {recipe.get('dice_weight', '—')} × soft Dice"
+              f"{' (over the whole batch)' if recipe.get('dice_reduction') == 'batch' else ''} |",
               f"| precision | {train.get('precision') or recipe.get('precision', '—')} on "
               f"{train.get('accelerator', '—')} × {train.get('devices', 1)} |",
               f"| augmentation | {'flips and colour jitter' if data.get('augment', True) else 'none'} |",
@@ -163,6 +171,9 @@ def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = 
               f"| seed | {recipe.get('seed', '—')} |"]
     if train.get("best_val_dice") is not None:
         lines.append(f"| best validation Dice | {100 * train['best_val_dice']:.2f} % (checkpoint "
+                     f"`{train.get('best_checkpoint', 'best.ckpt')}`) |")
+    elif train.get("best_score") is not None:
+        lines.append(f"| best {monitor} | {train['best_score']:.4f} (checkpoint "
                      f"`{train.get('best_checkpoint', 'best.ckpt')}`) |")
     if train.get("seconds") is not None:
         lines.append(f"| training time | {train['seconds']:.0f} s |")
