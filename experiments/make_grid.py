@@ -56,7 +56,11 @@ paper/   ensembles in variant `reference` (the reference code's architecture, ba
          pads with 49407, so the paper's CRIS attended to all 77 tokens), fp16 mixed precision as medvlsm,
          UNet-D alone with its script's recipe (above).
 fixed/   ensembles in variant `fixed` (the architecture the paper describes), CRIS masking padded words
-         (padding_mask attention_mask, the default), precision auto (bf16 where the GPU has it), and
+         (padding_mask attention_mask, the default), frozen encoders in eval mode (frozen_dropout false:
+         medvlsm's frozen BiomedCLIP text encoder ran its dropout in training, because Lightning's train()
+         reaches every submodule, so a frozen encoder gave random text features; in eval mode they are
+         deterministic, and the text and feature caches serve every epoch), precision auto (bf16 where
+         the GPU has it), and
          medvlsm's recipe for every model including UNet-D alone (lr 1e-3: medvlsm's rate for its CNN
          baselines, configs/model/unet.yaml; ImageNet mean/std and bilinear resize as its CNN experiments).
 """
@@ -108,6 +112,14 @@ UNET_D_SCRIPT_INPUT = {"image_size": 352, "interpolation": "bicubic", "image_mea
                        "image_std": [1, 1, 1]}
 
 
+def _frozen_encoders_in_eval_mode(model: str, overrides: dict) -> dict:
+    """``frozen_dropout: false`` for every VLSM of ``model``, nested ones (an ensemble's) included."""
+    if model in ("clipseg", "biomedclipseg"):
+        return {**overrides, "frozen_dropout": False}
+    return {key: {**value, "frozen_dropout": False} if key in ("clipseg", "biomedclipseg") else value
+            for key, value in overrides.items()}
+
+
 def experiment(grid: str, model: str, dataset: str) -> dict:
     """One run of ``grid`` ("paper" or "fixed") as the dict its YAML file holds."""
     if grid not in GRIDS:
@@ -117,6 +129,8 @@ def experiment(grid: str, model: str, dataset: str) -> dict:
     variant = ("reference" if grid == "paper" else "fixed") if model in ENSEMBLES else None
     if grid == "paper" and model == "cris":
         overrides["padding_mask"] = "zero_ids"
+    if grid == "fixed":  # frozen encoders run in eval mode (see the docstring)
+        overrides = _frozen_encoders_in_eval_mode(model, overrides)
     if grid == "paper" and model == "unet-d":
         overrides.update(UNET_D_SCRIPT_INPUT)
         train = dict(UNET_D_SCRIPT_TRAIN)

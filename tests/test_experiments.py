@@ -80,6 +80,12 @@ def test_the_fixed_grid_removes_the_defects(grids):
             ("plateau", 0.2, "image", False)
         if m.name != "unet-d":
             assert t.lr == paper.train.lr and cfg.eval.threshold == paper.eval.threshold
+        # every VLSM's frozen encoders run in eval mode (deterministic, so the text and feature caches serve
+        # every epoch); the paper grid keeps the reference's active dropout (the option's default)
+        vlsms = [m.overrides] if m.name in ("clipseg", "biomedclipseg") else \
+            [m.overrides[k] for k in ("clipseg", "biomedclipseg") if k in m.overrides]
+        assert all(v["frozen_dropout"] is False for v in vlsms) and (m.name in ("cris", "unet-d")) == (not vlsms)
+        assert "frozen_dropout" not in str(paper.model.overrides)
 
 
 def test_make_grid_writes_exactly_these_files():
@@ -101,7 +107,7 @@ def test_every_distinct_model_of_the_grids_builds(grids):
             spec = cfg.model.without_weights()
             options = {k: v for k, v in spec.overrides.items() if k != "image_size"}
             seen[repr((spec.name, spec.variant, sorted(options.items())))] = (spec, options)
-    assert len(seen) == 12  # 7 models x 2 grids, CLIPSeg and BiomedCLIPSeg being the same in both
+    assert len(seen) == 14  # 7 models x 2 grids (the fixed grid's VLSMs run frozen encoders in eval mode)
     for spec, options in seen.values():
         model = vlsm.create_model(spec.name, preset="tiny", variant=spec.variant, **options)
         assert isinstance(model.spec, ModelSpec) and model.spec.variant == spec.variant
