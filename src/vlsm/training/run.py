@@ -313,6 +313,8 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
             # Lightning nags about worker counts and small logging intervals on tiny data sets.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
+            # frozen_dropout false keeps frozen encoders in eval mode on purpose
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
             trainer.fit(fit_module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
         if t.compile:
             from lightning.pytorch.utilities.compile import to_uncompiled
