@@ -63,3 +63,20 @@ def raw_samples_root() -> Path:
     env = os.environ.get("VLSM_DATA_ROOT")
     base = Path(env).parent if env else shared_root()
     return _require(base / "raw-samples", "raw dataset samples")
+
+
+@pytest.fixture()
+def live_pid():
+    """The pid of a process on this host that runs for the whole test (a live claim holder)."""
+    from claim_helpers import live_process
+
+    with live_process() as pid:
+        yield pid
+
+
+@pytest.fixture()
+def dead_pid():
+    """The pid of a process on this host that has ended (a stale claim holder)."""
+    from claim_helpers import reaped_pid
+
+    return reaped_pid()

@@ -8,20 +8,9 @@ import time
 
 import pytest
 
-from claim_helpers import forge_claim, live_process, reaped_pid
+from claim_helpers import forge_claim
 from vlsm import claims
 from vlsm.claims import RunClaimedError, claim_path, claim_run, claim_state, read_claim
-
-
-@pytest.fixture()
-def live_pid():
-    with live_process() as pid:
-        yield pid
-
-
-@pytest.fixture()
-def dead_pid():
-    return reaped_pid()
 
 
 def test_claim_is_a_hidden_file_beside_the_run_folder_and_is_released(tmp_path, monkeypatch):

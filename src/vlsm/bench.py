@@ -206,10 +206,11 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
     optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
     scaler = torch.amp.GradScaler(dev.type) if precision == "16-mixed" and dev.type == "cuda" else None
 
-    def train_step():
+    def optimizer_step(forward):
+        """One forward + backward + optimizer step of ``forward()``'s logits."""
         optimizer.zero_grad(set_to_none=True)
         with autocast_for(precision, dev):
-            loss = loss_fn(model(pixels, ids, attention), target)["loss"]
+            loss = loss_fn(forward(), target)["loss"]
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -220,18 +221,12 @@ def bench_model(name: str, *, preset: str = "paper", variant: Optional[str] = No
 
     features = None
 
+    def train_step():
+        optimizer_step(lambda: model(pixels, ids, attention))
+
     def cached_train_step():
         # what SegmentationTask runs once the feature cache holds the batch's images
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_for(precision, dev):
-            loss = loss_fn(model.forward_with_features(pixels, features, ids, attention), target)["loss"]
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(lambda: model.forward_with_features(pixels, features, ids, attention))
 
     def infer_step():
         with torch.no_grad(), autocast_for(precision, dev):

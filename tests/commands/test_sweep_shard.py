@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from claim_helpers import forge_claim, live_process, reaped_pid
+from claim_helpers import forge_claim
 from tiny_runs import TRAIN
 from vlsm.claims import claim_path
 from vlsm.cli import main
@@ -16,17 +16,6 @@ from vlsm.commands.sweep import plan, shard_of
 from vlsm.data.synthetic import make_synthetic_dataset
 
 PAPER = sorted((Path(__file__).resolve().parents[2] / "experiments" / "paper").glob("*.yaml"))
-
-@pytest.fixture()
-def live_pid():
-    with live_process() as pid:
-        yield pid
-
-
-@pytest.fixture()
-def dead_pid():
-    return reaped_pid()
-
 
 @pytest.fixture()
 def grid(tmp_path):

@@ -11,31 +11,19 @@ import torch
 import vlsm
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
-from weight_sources import clipseg_source
+from weight_sources import frozen_clipseg_experiment, seeded_logits
 
 
 @pytest.fixture(scope="module")
 def slim_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("standalone")
     data = make_synthetic_dataset(root / "synthetic_polyp", n_train=4, n_val=4, n_test=4, image_size=48, seed=4)
-    source = clipseg_source(root / "clipseg-source")
-    exp = root / "exp.yaml"
-    exp.write_text(f"model:\n  name: clipseg\n  preset: tiny\n  pretrained: {source}\n"
-                   f"  overrides: {{freeze_encoder: true}}\n")
+    source, exp = frozen_clipseg_experiment(root)
     out = root / "run"
     assert main(["train", "-c", str(exp), "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size",
                  "4", "--num-workers", "0", "--no-progress", "--device", "cpu", "--precision", "32-true"]) == 0
     assert "frozen" in json.loads((out / "model" / "vlsm_config.json").read_text())
     return out, source
-
-
-def _logits(model):
-    model.eval()
-    t = model.get_tokenizer()(["a polyp"])
-    s = model.preprocess.image_size
-    x = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return model(x, t["input_ids"], t["attention_mask"])
 
 
 def test_standalone_export_loads_without_the_source(slim_run, tmp_path, capsys):
@@ -47,11 +35,11 @@ def test_standalone_export_loads_without_the_source(slim_run, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "**standalone**" in card and "Results" in card
     assert "**slim**" in (run / "model" / "README.md").read_text() and str(source) in (run / "model" / "README.md").read_text()
-    want = _logits(vlsm.load_pretrained(run / "model"))
+    want = seeded_logits(vlsm.load_pretrained(run / "model"))
     moved = tmp_path / "away"
     shutil.move(source, moved)
     try:
-        assert torch.equal(_logits(vlsm.load_pretrained(out)), want)
+        assert torch.equal(seeded_logits(vlsm.load_pretrained(out)), want)
         with pytest.raises(FileNotFoundError, match="is slim"):
             vlsm.load_pretrained(run / "model")
     finally:

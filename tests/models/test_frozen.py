@@ -19,21 +19,12 @@ from vlsm.models.frozen import (
     frozen_source,
     tensors_digest,
 )
-from weight_sources import clipseg_source
+from weight_sources import clipseg_source, seeded_logits
 
 
 @pytest.fixture()
 def source(tmp_path):
     return clipseg_source(tmp_path / "clipseg-source")
-
-
-def _logits(model):
-    model.eval()
-    t = model.get_tokenizer()(["a polyp"])
-    s = model.preprocess.image_size
-    x = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return model(x, t["input_ids"], t["attention_mask"])
 
 
 def test_only_frozen_tensors_with_a_source_count(source):
@@ -86,10 +77,10 @@ def test_slim_model_folder_roundtrip(source, tmp_path, name, options):
     assert set(slim) == set(model.state_dict()) - set(frozen_keys(model))
     assert json.loads((tmp_path / "slim" / "vlsm_config.json").read_text())["frozen"]["keys"] == len(frozen_keys(model))
     assert "frozen" not in json.loads((tmp_path / "full" / "vlsm_config.json").read_text())
-    want = _logits(model)
-    assert torch.equal(_logits(vlsm.load_pretrained(tmp_path / "slim")), want)
+    want = seeded_logits(model)
+    assert torch.equal(seeded_logits(vlsm.load_pretrained(tmp_path / "slim")), want)
     shutil.rmtree(source)
-    assert torch.equal(_logits(vlsm.load_pretrained(tmp_path / "full")), want)  # standalone: no source needed
+    assert torch.equal(seeded_logits(vlsm.load_pretrained(tmp_path / "full")), want)  # standalone: no source needed
     with pytest.raises(FrozenSourceMissing) as err:
         vlsm.load_pretrained(tmp_path / "slim")
     msg = str(err.value)

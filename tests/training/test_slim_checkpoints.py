@@ -14,7 +14,7 @@ from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.models.frozen import frozen_keys
 from vlsm.runs import RunFolder, load_trained_model
-from weight_sources import clipseg_source
+from weight_sources import clipseg_source, frozen_clipseg_experiment
 
 TRAIN = ["train", "--model", "clipseg", "--preset", "tiny", "--batch-size", "4", "--num-workers", "0",
          "--no-progress", "--seed", "3", "--device", "cpu", "--precision", "32-true"]
@@ -24,10 +24,7 @@ TRAIN = ["train", "--model", "clipseg", "--preset", "tiny", "--batch-size", "4",
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("slim")
     data = make_synthetic_dataset(root / "synthetic_polyp", n_train=8, n_val=4, n_test=4, image_size=48, seed=2)
-    source = clipseg_source(root / "clipseg-source")
-    exp = root / "exp.yaml"
-    exp.write_text(f"model:\n  name: clipseg\n  preset: tiny\n  pretrained: {source}\n"
-                   f"  overrides: {{freeze_encoder: true}}\n")
+    source, exp = frozen_clipseg_experiment(root)
     return data, source, exp
 
 
