@@ -106,23 +106,24 @@ class ReloadBestEachEpoch(L.Callback):
         current = trainer.callback_metrics.get(self.best.monitor)
         if current is None or self._improves(current) or not self.best.best_model_path:
             return
-        from vlsm.runs import read_training_checkpoint
-
-        path = self.best.best_model_path
-        if not Path(path).is_file() and self.model_dir is not None and Path(self.model_dir).is_dir():
-            from vlsm.models import load_pretrained
-
-            path = self.model_dir
-            pl_module.model.load_state_dict(load_pretrained(path).state_dict())
-            missing, unexpected = [], []
-        else:
-            state = read_training_checkpoint(path)["state_dict"]
-            missing, unexpected = pl_module.load_state_dict(state, strict=False)
-        # a slim checkpoint may leave out frozen weights (they never change); anything else must be there
-        trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
-        lost = sorted(set(missing) & trainable)
-        if lost or unexpected:
-            raise RuntimeError(f"reload_best_each_epoch: {path} does not fit the model being trained "
-                               f"(missing: {lost[:5]}, unexpected: {sorted(unexpected)[:5]})")
+        path = load_best_weights(pl_module, self.best.best_model_path, self.model_dir)
         log.info("epoch %d: no improvement of %s; continuing from the best weights (%s)", trainer.current_epoch,
                  self.best.monitor, Path(path).name)
+
+
+def load_best_weights(task, best_checkpoint, model_dir) -> Path:
+    """Put a run's best weights into ``task`` (a SegmentationTask) and return the file or folder read:
+    ``best_checkpoint`` (a slim one completed from the live model after its digest check), or, when
+    train.keep_checkpoints pruned it from a finished run that was resumed for more epochs, the run's model/
+    folder (the same best weights)."""
+    from vlsm.runs import read_training_checkpoint
+    from vlsm.training.slim_checkpoints import complete_checkpoint
+
+    if best_checkpoint and Path(best_checkpoint).is_file():
+        checkpoint = read_training_checkpoint(best_checkpoint)
+        task.load_state_dict(complete_checkpoint(task.model, checkpoint, source=str(best_checkpoint)))
+        return Path(best_checkpoint)
+    from vlsm.models import load_pretrained
+
+    task.model.load_state_dict(load_pretrained(model_dir).state_dict())
+    return Path(model_dir)

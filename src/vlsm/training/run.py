@@ -146,15 +146,13 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     from vlsm.data.images import check_pixel_limit
     from vlsm.data.prompt_lengths import prompt_lengths
     from vlsm.devices import channels_last_convolutions, contiguous_convolutions
-    from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch
+    from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch, load_best_weights
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.feature_cache import FeatureCache, NumberedConcatDataset, resolve_feature_cache
     from vlsm.training.feature_cache import default_folder as feature_cache_folder
     from vlsm.training.module import SegmentationTask
     from vlsm.training.sampling import EpochShuffleSampler
-    from vlsm.training.slim_checkpoints import complete_checkpoint
 
-    check_train_config(cfg)
     accelerator = resolve_accelerator(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, accelerator)
     run = RunFolder(cfg.out)
@@ -323,13 +321,7 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
         if not trainer.is_global_zero:
             return run.path
         best_path = ckpt.best_model_path or str(run.last_checkpoint)
-        if Path(best_path).is_file():
-            best = torch.load(best_path, map_location="cpu", weights_only=False)
-            task.load_state_dict(complete_checkpoint(task.model, best, source=best_path))  # slim: frozen ones back
-        else:  # a finished run resumed for more epochs, without a better one: its best is model/ (best.ckpt pruned)
-            from vlsm.models import load_pretrained
-
-            task.model.load_state_dict(load_pretrained(run.model_dir).state_dict())
+        load_best_weights(task, best_path, run.model_dir)  # (model/ when a resumed finished run pruned best.ckpt)
         model = task.model.cpu()
         contiguous_convolutions(model)  # safetensors stores plain (NCHW) tensors
         model.save_pretrained(run.model_dir)  # slim when the frozen weights come from a source
