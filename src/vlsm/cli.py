@@ -54,9 +54,13 @@ def main(argv=None) -> int:
         return 1
     from PIL import Image
 
+    from vlsm.models.checkpoint import checkpoints_trusted
+
     pixel_limit = Image.MAX_IMAGE_PIXELS  # --max-pixels changes it for one command, not for the process
     try:
-        return int(args.func(args) or 0)
+        # weights-only loading everywhere, unless the command's --trust-checkpoint says otherwise
+        with checkpoints_trusted(bool(getattr(args, "trust_checkpoint", False))):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

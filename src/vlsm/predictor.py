@@ -127,11 +127,13 @@ class Predictor:
         precision: ``auto`` (fp32 on a CPU; bf16 autocast on a CUDA GPU with bfloat16, else fp16),
             ``32-true``, ``16-mixed`` or ``bf16-mixed``.
         batch_size: images per forward pass.
+        trust_checkpoint: load a ``.ckpt`` (or weight file) that needs arbitrary Python objects. Loading
+            such a file can run code: only for files from a trusted source; without it they are refused.
     """
 
     def __init__(self, source: Union[str, Path, SegmentationModel], device: str = "auto",
                  precision: str = "auto", *, pretrained: Optional[str] = None, batch_size: int = 8,
-                 **model_options):
+                 trust_checkpoint: bool = False, **model_options):
         from vlsm.runs import RunFolder, load_trained_model, model_label, summary_label
 
         self.device = resolve_device(device)
@@ -154,12 +156,13 @@ class Predictor:
             registered = isinstance(source, str) and text in names
             # a run folder named like a model is the run, unless weights or options ask for the model
             if registered and (pretrained or model_options or not Path(text).exists()):
-                model = create_model(text, pretrained=pretrained, **model_options)
+                model = create_model(text, pretrained=pretrained, trust_checkpoint=trust_checkpoint, **model_options)
             elif pretrained or model_options:
                 raise ValueError(f"{text!r} is not a registered model name ({', '.join(names)}); pretrained= and "
                                  f"model options are for those, a trained model knows its own")
             elif Path(text).exists() or isinstance(source, Path) or "/" in text or text.endswith(".ckpt"):
-                model, self.config = load_trained_model(source)  # a missing path fails here, naming it
+                # a missing path fails here, naming it
+                model, self.config = load_trained_model(source, trust_checkpoint=trust_checkpoint)
                 run = RunFolder.containing(source)
             else:
                 raise ValueError(f"{text!r} is neither an existing run folder, model folder or .ckpt file nor "

@@ -432,12 +432,16 @@ class RunFolder:
         previous one that older versions kept (``last.prev.ckpt``), which then becomes ``last.ckpt``."""
         import logging
 
+        from vlsm.models.checkpoint import UntrustedCheckpointError
+
         errors = []
         for path in (self.last_checkpoint, self.previous_last_checkpoint):
             if not path.is_file():
                 continue
             try:
                 ckpt = read_training_checkpoint(path, mmap=True)
+            except UntrustedCheckpointError:
+                raise  # readable, but not without trust: never replaced by an older file
             except ValueError as err:
                 errors.append(str(err))
                 continue
@@ -514,15 +518,17 @@ def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:
     import pickle
     import zipfile
 
-    import torch
+    from vlsm.models.checkpoint import UntrustedCheckpointError, load_torch_file
 
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: the file is empty (an interrupted write?)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        ckpt = load_torch_file(path, mmap=mmap)  # weights only, unless the user trusts the file
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except UntrustedCheckpointError:
+        raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError,
             AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, OSError) as err:
         raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: cannot read it ({type(err).__name__}: "
@@ -552,11 +558,20 @@ def prepare_run_dir(out: PathLike, *, resume: bool, overwrite: bool) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Loading a trained model
 # ---------------------------------------------------------------------------------------------
-def load_trained_model(path: PathLike, map_location: str = "cpu"):
+def load_trained_model(path: PathLike, map_location: str = "cpu", *, trust_checkpoint: bool = False):
     """Load a model from a run folder, its ``model/`` folder, or a Lightning ``.ckpt``.
 
     Returns ``(model, cfg)`` where ``cfg`` is the run's ExperimentConfig when one is found (else None).
+    A checkpoint is read with ``weights_only=True``; one that needs arbitrary Python objects is refused
+    unless ``trust_checkpoint`` (loading it could run code).
     """
+    from vlsm.models.checkpoint import checkpoints_trusted
+
+    with checkpoints_trusted(trust_checkpoint):
+        return _load_trained_model(Path(path), map_location)
+
+
+def _load_trained_model(path: Path, map_location: str):
     from vlsm.models import ModelSpec, create_model, load_pretrained
     from vlsm.models.base import SPEC_FILE
     from vlsm.models.checkpoint import load_state_dict_strict

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vlsm
+from vlsm.models.checkpoint import UntrustedCheckpointError
 from vlsm.models.cris import CRISConfig, cris_config
 from vlsm.models.weights import WeightsNotFoundError
 
@@ -172,7 +173,11 @@ def test_clip_rn50_file_loads_encoders(tmp_path, fmt):
     else:
         torch.save(state, tmp_path / "RN50.pt")
     torch.manual_seed(5)
-    model = vlsm.create_model("cris", pretrained=str(tmp_path), preset="tiny")
+    if fmt == "torchscript":  # an archive carries code: refused unless the user trusts it
+        with pytest.raises(UntrustedCheckpointError) as refused:
+            vlsm.create_model("cris", pretrained=str(tmp_path), preset="tiny")
+        assert "RN50.pt" in str(refused.value) and "--trust-checkpoint" in str(refused.value)
+    model = vlsm.create_model("cris", pretrained=str(tmp_path), preset="tiny", trust_checkpoint=fmt == "torchscript")
     got = model.backbone.state_dict()
     stored = (lambda v: v.half().float()) if fmt == "torchscript" else (lambda v: v.float())
     for k, v in state.items():

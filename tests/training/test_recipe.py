@@ -58,7 +58,7 @@ def _val_bce(run: Path) -> list[float]:
 
 
 def _state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_val_bce_drives_the_best_checkpoint_and_scheduler_none_keeps_the_rate(tmp_path, data):
@@ -67,13 +67,13 @@ def test_val_bce_drives_the_best_checkpoint_and_scheduler_none_keeps_the_rate(tm
     bce = _val_bce(run)
     assert len(bce) == 4
     best_epoch = int(np.argmin(bce))
-    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == best_epoch
     summary = json.loads((run / "summary.json").read_text())["train"]
     assert summary["monitor"] == "val_bce" and summary["best_score"] == pytest.approx(min(bce), rel=1e-6)
     assert "best_val_dice" not in summary  # that key means a Dice
     assert {r["lr"] for r in _rows(run / "metrics.csv")} == {"0.05"}
-    assert not torch.load(run / "checkpoints" / "last.ckpt", weights_only=False).get("lr_schedulers")
+    assert not torch.load(run / "checkpoints" / "last.ckpt", weights_only=True).get("lr_schedulers")
 
 
 def test_val_bce_is_the_bce_part_of_the_loss():

@@ -48,8 +48,8 @@ def test_checkpoints_leave_out_the_sourced_frozen_tensors(straight):
     model, _ = load_trained_model(straight.path)
     frozen = set(frozen_keys(model))
     assert frozen and all(k.startswith("clipseg.clip.") for k in frozen)
-    last = torch.load(straight.last_checkpoint, weights_only=False)
-    best = torch.load(straight.best_checkpoint, weights_only=False)
+    last = torch.load(straight.last_checkpoint, weights_only=True)
+    best = torch.load(straight.best_checkpoint, weights_only=True)
     for ckpt in (last, best):
         keys = {k[len("model."):] for k in ckpt["state_dict"]}
         assert keys == set(model.state_dict()) - frozen

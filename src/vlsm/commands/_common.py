@@ -27,5 +27,14 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
                    metavar="KEY=VALUE", help="model config override, e.g. --set freeze_encoder=false (repeatable)")
 
 
+TRUST_HELP = ("load checkpoints and weight files that need arbitrary Python objects (pickle) or are TorchScript "
+              "archives; only for files from a source you trust: loading them can run code")
+
+
+def add_trust_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint``: the one way past the weights-only rule (``vlsm.cli.main`` opens it)."""
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))

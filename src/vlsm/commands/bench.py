@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from vlsm.commands._common import add_trust_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure img/s (train step, inference, data loading), peak memory and "
@@ -24,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--set", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override, e.g. --set freeze_encoder=true (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

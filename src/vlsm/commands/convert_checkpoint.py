@@ -5,6 +5,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from vlsm.commands._common import add_trust_arg
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vlsm.commands._common import add_model_args
+from vlsm.commands._common import add_model_args, add_trust_arg
 
 PROMPT_TYPES = [f"p{i}" for i in range(10)]
 
@@ -30,6 +30,7 @@ def register(sub) -> None:
                    help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's per_case.csv and "
                                                               "summary.json in the output folder")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vlsm.commands._common import add_trust_arg
+
 
 def register(sub) -> None:
     from vlsm.export import FORMATS
@@ -22,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="probability threshold written to preprocess.json (default: the run's eval threshold, 0.5)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier export")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

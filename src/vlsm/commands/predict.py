@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vlsm.commands._common import add_trust_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="segment images (no masks needed) -> OUT/<stem>.png masks (0/255)",
@@ -21,6 +23,7 @@ def register(sub) -> None:
                    help="refuse images with more pixels than this (default: Pillow's decompression-bomb limit)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files an earlier `vlsm predict` wrote into OUT (nothing else)")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vlsm.commands._common import add_trust_arg
 from vlsm.utils import write_text_atomic
 
 
@@ -48,6 +49,7 @@ def register(sub) -> None:
     f.add_argument("--panel-inches", type=float, default=1.8, help="width of one panel in inches (default: 1.8)")
     f.add_argument("--no-names", action="store_true", help="do not write image names beside the rows")
     f.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_trust_arg(f)
     f.set_defaults(func=run_figure)
 
 

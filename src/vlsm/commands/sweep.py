@@ -15,6 +15,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from vlsm.commands._common import add_trust_arg
+
 
 def register(sub) -> None:
     from vlsm.claims import DEFAULT_STALE_MINUTES
@@ -32,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--stale-after", type=float, default=DEFAULT_STALE_MINUTES, metavar="MINUTES",
                    help="take over a run claimed from another host after this many minutes without activity "
                         "(a claim on this host is taken over as soon as its process is gone)")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

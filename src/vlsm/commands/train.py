@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from vlsm.commands._common import add_model_args
+from vlsm.commands._common import add_model_args, add_trust_arg
 from vlsm.config import CHANNELS_LAST_MODES, FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS
 
 
@@ -64,6 +64,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue RUN from RUN/checkpoints/last.ckpt with RUN/config.yaml's settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (only a vlsm run)")
+    add_trust_arg(p)
     p.set_defaults(func=run)
 
 

@@ -1,17 +1,25 @@
 """State-dict files: read them, unwrap them, load them strictly. The one place that knows their formats.
 
 A weight file may be ``.safetensors``, ``.pt``/``.pth``/``.ckpt``/``.bin`` (read with
-``weights_only=True``), nested under a wrapper key (Lightning's ``state_dict``, ``model``, ...) and
+``weights_only=True``: a model file is data, never code), nested under a wrapper key (Lightning's ``state_dict``, ``model``, ...) and
 carry a prefix on every key (DataParallel's ``module.``, a LightningModule's ``model.``/``net.``,
 ``torch.compile``'s ``_orig_mod.``). Loading is strict: a file either fills every parameter and buffer
 of the model with the right shape or fails with one message naming the file, the model and the
 first problem.
+
+Pickled files are read by :func:`load_torch_file` only: weights only always, and as full pickles (or
+TorchScript archives) only inside
+:func:`checkpoints_trusted`, which ``--trust-checkpoint`` / ``trust_checkpoint=True`` open. A file that
+needs arbitrary Python objects is otherwise refused in one line (:class:`UntrustedCheckpointError`).
 """
 from __future__ import annotations
 
 import contextvars
 import logging
+import pickle
+import re
 import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -34,8 +42,82 @@ _ALLOW_PARTIAL = contextvars.ContextVar("vlsm_allow_partial_weights", default=Fa
 PARTIAL_HINT = "pass allow_partial_weights=True (vlsm: --allow-partial-weights) to load it anyway"
 
 
+# set by --trust-checkpoint / trust_checkpoint=True: pickled files may then hold arbitrary Python objects
+_TRUSTED = contextvars.ContextVar("vlsm_trust_checkpoint", default=False)
+TRUST_HINT = ("if you trust its source, pass --trust-checkpoint (trust_checkpoint=True in Python), or ask for "
+              "a model folder (safetensors + JSON)")
+
+
 class CheckpointError(ValueError):
     """A weight file cannot be read, or its tensors do not fit the model."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A pickled file that needs arbitrary Python objects (code) to load, and nobody said it is trusted."""
+
+
+@contextmanager
+def checkpoints_trusted(enabled: bool = True) -> Iterator[None]:
+    """Inside the block (when ``enabled``), :func:`load_torch_file` loads files that need arbitrary Python
+    objects. Loading such a file can run any code it carries: only for files from a trusted source."""
+    token = _TRUSTED.set(True) if enabled else None  # (False leaves an enclosing block's trust as it is)
+    try:
+        yield
+    finally:
+        if token is not None:
+            _TRUSTED.reset(token)
+
+
+def checkpoints_are_trusted() -> bool:
+    """Whether the caller said its checkpoints are trusted (:func:`checkpoints_trusted`)."""
+    return _TRUSTED.get()
+
+
+def load_torch_file(path: str | Path, *, mmap: bool = False):
+    """The object in a file written by ``torch.save`` (or a TorchScript archive's state dict), on the CPU.
+
+    The one reader of pickled files in vlsm: ``weights_only=True`` (tensors, containers, numbers, text),
+    so loading never runs code. A file that needs other objects is refused with
+    :class:`UntrustedCheckpointError` unless :func:`checkpoints_trusted` is on."""
+    path = Path(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise
+        if not _TRUSTED.get():
+            needs = _unsupported_global(err)
+            if needs is None:
+                raise  # no object named: a damaged file or another kind of file (the caller says which)
+            raise UntrustedCheckpointError(
+                f"{path} holds Python objects beyond tensors (it needs {needs}): loading it could run code, so "
+                f"vlsm refused it; {TRUST_HINT}") from None
+    except RuntimeError as err:
+        if not _is_torchscript(path, err):
+            raise
+        if not _TRUSTED.get():
+            raise UntrustedCheckpointError(
+                f"{path} is a TorchScript archive (e.g. OpenAI's RN50.pt): loading it runs the code it carries, so "
+                f"vlsm refused it; {TRUST_HINT}") from None
+        # a TorchScript archive, trusted: its tensors only
+        return torch.jit.load(str(path), map_location="cpu").state_dict()  # noqa: S614 - trusted path
+    return torch.load(str(path), map_location="cpu", weights_only=False, mmap=mmap)  # the one trusted path
+
+
+def _unsupported_global(err: BaseException) -> str | None:
+    """The Python object a weights-only load refused (``GLOBAL posix.system``), or None."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return found.group(1) if found else None
+
+
+def _is_torchscript(path: Path, err: BaseException) -> bool:
+    if "torchscript" in str(err).lower():
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 @contextmanager
@@ -106,7 +188,9 @@ def read_state_dict_file(path: str | Path) -> dict:
         obj = load_file(str(path))
     elif path.suffix in FILE_TYPES:
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = load_torch_file(path)
+        except UntrustedCheckpointError:
+            raise
         except Exception as err:  # noqa: BLE001 - any unpickling problem is a bad file, reported as such
             raise CheckpointError(
                 f"cannot read {path} as a PyTorch state dict ({type(err).__name__}: {err}). Save it with "
@@ -188,6 +272,7 @@ def _first(items: Iterable[str], n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", ... (+{len(items) - n})" if len(items) > n else "")
 
 
-__all__ = ["CheckpointError", "FILE_TYPES", "allow_missing", "check_state_dict", "load_state_dict_strict",
+__all__ = ["CheckpointError", "FILE_TYPES", "UntrustedCheckpointError", "allow_missing", "check_state_dict",
+           "checkpoints_are_trusted", "checkpoints_trusted", "load_state_dict_strict", "load_torch_file",
            "missing_tensors_message", "partial_weights_allowed", "read_state_dict_file", "read_weights",
            "unwrap_state_dict"]

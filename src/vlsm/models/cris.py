@@ -354,10 +354,7 @@ class CRIS(SegmentationModel):
     def load_clip_checkpoint(self, path: Path) -> None:
         """OpenAI's RN50.pt (TorchScript archive or state dict) into the encoders; the CRIS-only
         ``visual.attnpool.connect`` branch keeps its initialisation."""
-        try:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except RuntimeError:
-            state = read_state_dict_file(path)
+        state = read_state_dict_file(path)  # a TorchScript archive only with --trust-checkpoint
         state = unwrap_state_dict({k: v for k, v in state.items()
                                    if k not in ("input_resolution", "context_length", "vocab_size")})
         ours = self.backbone.state_dict()

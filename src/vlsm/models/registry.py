@@ -137,7 +137,7 @@ def get_entry(name: str) -> ModelEntry:
 def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "paper",
                  variant: Optional[str] = None, model_dir: Optional[str] = None,
                  tokenizer_dir: Optional[str] = None, allow_partial_weights: bool = False,
-                 **overrides) -> SegmentationModel:
+                 trust_checkpoint: bool = False, **overrides) -> SegmentationModel:
     """Build a registered model.
 
     Args:
@@ -151,6 +151,9 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
         tokenizer_dir: the former name of ``model_dir``, still accepted.
         allow_partial_weights: load weight files that lack some of the model's tensors (they keep their
             initialisation; a warning names them) instead of failing. A runtime choice: not in ``model.spec``.
+        trust_checkpoint: load pickled weight files that need arbitrary Python objects (or TorchScript
+            archives such as OpenAI's RN50.pt). Loading them can run code: only for trusted files. Without it
+            such files are refused (:class:`~vlsm.models.checkpoint.UntrustedCheckpointError`).
         overrides: model-specific config fields, e.g. ``image_size=224``, and for every model the
             input options of :data:`PREPROCESS_OPTIONS`: ``interpolation`` (the image resize filter,
             one of ``INTERPOLATIONS``), ``image_mean`` and ``image_std`` (3 numbers each).
@@ -167,10 +170,10 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
     elif variant not in entry.variants:
         valid = ", ".join(entry.variants) if entry.variants else "none (leave variant unset)"
         raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
-    from vlsm.models.checkpoint import partial_weights_allowed
+    from vlsm.models.checkpoint import checkpoints_trusted, partial_weights_allowed
 
     builder_options = {k: v for k, v in overrides.items() if k not in PREPROCESS_OPTIONS}
-    with partial_weights_allowed(allow_partial_weights):
+    with partial_weights_allowed(allow_partial_weights), checkpoints_trusted(trust_checkpoint):
         model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
                               model_dir=None if model_dir is None else str(model_dir), **builder_options)
     model.preprocess = preprocess_with_options(model.preprocess, overrides, name)
@@ -198,7 +201,8 @@ def restore_slim(record: Mapping, slim_state: Mapping, *, source: str, **runtime
 
 def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
     """Rebuild a model written by :meth:`SegmentationModel.save_pretrained` (``runtime`` options such as
-    ``allow_partial_weights=True`` go to :func:`create_model`).
+    ``allow_partial_weights=True`` or ``trust_checkpoint=True`` go to :func:`create_model`). The folder's own
+    files are safetensors and JSON: data only.
 
     A slim folder (its spec file has a ``frozen`` record) is rebuilt from the frozen weights' sources, checked
     against their digest (:func:`restore_slim`); a standalone one from its own files only."""

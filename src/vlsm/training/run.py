@@ -110,7 +110,7 @@ def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-          stale_minutes: float = DEFAULT_STALE_MINUTES) -> Path:
+          stale_minutes: float = DEFAULT_STALE_MINUTES, trust_checkpoint: bool = False) -> Path:
     """Train the configured model; returns the run folder (with summary.json when finished).
 
     Everything is checked before the run folder is touched: the settings, the model, and every dataset
@@ -124,12 +124,18 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     raises :class:`~vlsm.claims.RunClaimedError`; a stale claim (``stale_minutes``) is taken over. The
     claim is released however training ends, SIGTERM included. In a DDP job only global rank 0 claims
     and prepares the folder; the other ranks wait until it is ready.
+
+    Checkpoints (``--resume``, the best weights) and pickled weight files are read with
+    ``weights_only=True``; ``trust_checkpoint`` allows files that need arbitrary Python objects.
     """
+    from vlsm.models.checkpoint import checkpoints_trusted
+
     check_train_config(cfg)
     if _launched_rank() != 0:
-        return _train(cfg, resume=resume, overwrite=overwrite)
+        with checkpoints_trusted(trust_checkpoint):
+            return _train(cfg, resume=resume, overwrite=overwrite)
     require_writable(cfg.out, flag="--out")  # (the claim file goes beside the run folder)
-    with claim_run(cfg.out, stale_minutes=stale_minutes) as claim:
+    with claim_run(cfg.out, stale_minutes=stale_minutes) as claim, checkpoints_trusted(trust_checkpoint):
         if claim.took_over:
             print(f"vlsm: {claim.took_over}", file=sys.stderr, flush=True)
         return _train(cfg, resume=resume, overwrite=overwrite, claim=claim)
@@ -146,6 +152,7 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
     from vlsm.data.images import check_pixel_limit
     from vlsm.data.prompt_lengths import prompt_lengths
     from vlsm.devices import channels_last_convolutions, contiguous_convolutions
+    from vlsm.models.checkpoint import checkpoints_are_trusted
     from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch, load_best_weights
     from vlsm.training.checkpoint_io import AtomicCheckpointIO
     from vlsm.training.feature_cache import FeatureCache, NumberedConcatDataset, resolve_feature_cache
@@ -313,7 +320,8 @@ def _train(cfg: ExperimentConfig, *, resume: bool, overwrite: bool, claim: Optio
             warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")
             # frozen_dropout false keeps frozen encoders in eval mode on purpose
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
-            trainer.fit(fit_module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(fit_module, train_loader, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=not checkpoints_are_trusted())  # a resumed checkpoint is data, not code
         if t.compile:
             from lightning.pytorch.utilities.compile import to_uncompiled
 
