@@ -1,11 +1,13 @@
-"""Evaluate a model on a dataset split at each image's original resolution.
+"""Evaluate a model on dataset splits at each image's original resolution.
 
-:func:`evaluate_split` is the one evaluation loop (``vlsm evaluate`` and the end of ``vlsm train``):
-predict with :class:`vlsm.Predictor`, score each image against its mask, write the evaluation
-folder (``per_case.csv`` + ``summary.json``, see :mod:`vlsm.runs`).
+:func:`evaluate_targets` is the one evaluation path (``vlsm evaluate``, :func:`vlsm.api.evaluate` and the
+end of ``vlsm train``): for each :class:`EvalTarget` predict with :class:`vlsm.Predictor`, score each
+image against its mask (:func:`evaluate_records`), then write every evaluation folder (``per_case.csv`` +
+``summary.json``, see :mod:`vlsm.runs.results`) once all are scored, so a failure writes nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -17,6 +19,7 @@ from vlsm.evaluation.metrics import MetricAccumulator, case_from_counts, overlap
 from vlsm.models import SegmentationModel
 from vlsm.predictor import Predictor
 from vlsm.runs import PER_CASE_FIELDS, EvalResult, model_info, model_label, write_evaluation
+from vlsm.runs.staging import staged
 
 #: Scores are computed in fp32 whatever the device, so they do not depend on mixed precision.
 EVAL_PRECISION = "32-true"
@@ -73,14 +76,45 @@ def write_results(out_dir: Path, acc: MetricAccumulator, *, model: dict, dataset
     return write_evaluation(out_dir, acc.cases, result, model=model, extra=extra)
 
 
+@dataclass
+class EvalTarget:
+    """One evaluation to make: ``records`` of ``dataset``/``split`` scored with ``prompt`` at ``threshold``,
+    written to ``out_dir`` (``per_case.csv`` + ``summary.json``; ``extra`` adds keys to the summary)."""
+
+    dataset: str
+    split: str
+    records: Sequence
+    prompt: str
+    threshold: float
+    out_dir: Path
+    extra: Optional[dict] = None
+
+
+def evaluate_targets(predictor: Union[Predictor, SegmentationModel], targets: Sequence[EvalTarget], *,
+                     device="auto", batch_size: int = EVAL_BATCH_SIZE) -> list[EvalResult]:
+    """Score every target, then write their evaluation folders; returns one result per target.
+
+    Nothing is written until every target is scored, and the files go through a staging folder beside
+    each ``out_dir`` (:mod:`vlsm.runs.staging`): a failure leaves no folder behind and keeps the files of
+    an earlier evaluation in place. ``device``/``batch_size`` apply when ``predictor`` is a bare model."""
+    predictor = _predictor(predictor, device, batch_size)
+    scored = [(t, evaluate_records(predictor, t.records, prompt=t.prompt, threshold=t.threshold)) for t in targets]
+    info = model_info(predictor.model)
+    results = []
+    with staged([t.out_dir for t in targets]) as folders:
+        for (target, acc), folder in zip(scored, folders):
+            results.append(write_results(folder.path, acc, model=info, dataset=target.dataset, split=target.split,
+                                         prompt=target.prompt, threshold=target.threshold, extra=target.extra))
+    return results
+
+
 def evaluate_split(model: Union[SegmentationModel, Predictor], records: Sequence, out_dir: Path, *, dataset: str,
                    split: str, prompt: str = "p1", threshold: float = 0.5, device="auto", batch_size: int = EVAL_BATCH_SIZE,
                    extra: Optional[dict] = None) -> EvalResult:
-    """Evaluate ``records`` (one dataset split) and write the evaluation folder ``out_dir``."""
-    acc = evaluate_records(model, records, prompt=prompt, threshold=threshold, device=device, batch_size=batch_size)
-    net = model.model if isinstance(model, Predictor) else model
-    return write_results(out_dir, acc, model=model_info(net), dataset=dataset, split=split, prompt=prompt,
-                         threshold=threshold, extra=extra)
+    """Evaluate ``records`` (one dataset split) and write the evaluation folder ``out_dir``: one
+    :class:`EvalTarget` through :func:`evaluate_targets`."""
+    target = EvalTarget(dataset, split, records, prompt, threshold, Path(out_dir), extra)
+    return evaluate_targets(model, [target], device=device, batch_size=batch_size)[0]
 
 
 def format_results(rows: Sequence[Union[dict, EvalResult]], label: str = "") -> str:
@@ -95,5 +129,5 @@ def format_results(rows: Sequence[Union[dict, EvalResult]], label: str = "") -> 
     return "\n".join(lines)
 
 
-__all__ = ["EVAL_BATCH_SIZE", "EVAL_PRECISION", "PER_CASE_FIELDS", "evaluate_records", "evaluate_split", "format_results", "model_info",
-           "model_label", "write_results"]
+__all__ = ["EVAL_BATCH_SIZE", "EVAL_PRECISION", "PER_CASE_FIELDS", "EvalTarget", "evaluate_records", "evaluate_split",
+           "evaluate_targets", "format_results", "model_info", "model_label", "write_results"]

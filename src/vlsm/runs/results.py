@@ -1,0 +1,228 @@
+"""The results schema: ``per_case.csv`` (one row per image), ``summary.json`` (the model and its results)
+and the learning-curve columns of ``metrics.csv``.
+
+An evaluation folder (``RUN/eval/<dataset>-<split>/`` or ``vlsm evaluate -o OUT``) holds exactly these
+two files; reports read them through this module and nothing else in the package spells their names.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+from vlsm.runs.names import EVAL_DIR, PER_CASE_FILE, SUMMARY_FILE
+from vlsm.utils import write_text_atomic
+
+#: learning-curve columns of RUN/metrics.csv
+METRICS_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_dice", "lr", "seconds")
+
+EMPTY_MASK_POLICY = "empty ground truth and empty prediction score 1; one empty scores 0"
+
+PathLike = Union[str, Path]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-case results: one row per image of per_case.csv
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class CaseResult:
+    """The scores of one image (a row of ``per_case.csv``)."""
+
+    name: str
+    dice: float
+    iou: float
+    gt_area: int
+    pred_area: int
+    height: int
+    width: int
+    prompt: str = ""
+
+
+PER_CASE_FIELDS = tuple(f.name for f in dataclasses.fields(CaseResult))
+#: the columns a report needs; the others are informative
+PER_CASE_REQUIRED = ("name", "dice", "iou")
+
+
+def write_per_case(path: PathLike, cases: Iterable[CaseResult]) -> None:
+    """``per_case.csv``: a header of :data:`PER_CASE_FIELDS`, one row per image (written atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_CASE_FIELDS)
+    writer.writeheader()
+    for case in cases:
+        writer.writerow(dataclasses.asdict(case))
+    write_text_atomic(path, buf.getvalue())
+
+
+@dataclass
+class PerCaseScores:
+    """What a report reads from ``per_case.csv``: image names with their Dice and IoU."""
+
+    names: list
+    dice: list
+    iou: list
+
+
+def read_per_case(path: PathLike) -> PerCaseScores:
+    """The names, Dice and IoU of a ``per_case.csv``; any malformed line is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (named by the {SUMMARY_FILE} beside it); "
+                                f"re-run the evaluation or keep the eval folder with its summary")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in PER_CASE_REQUIRED if c not in header]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; expected columns "
+                             f"{','.join(PER_CASE_FIELDS)}")
+        scores, seen = PerCaseScores([], [], []), {}
+        for line_no, row in enumerate(reader, start=2):
+            name, d, j = _case_row(path, line_no, row, seen)
+            scores.names.append(name)
+            scores.dice.append(d)
+            scores.iou.append(j)
+    if not scores.names:
+        raise ValueError(f"{path} has no images: re-run the evaluation")
+    return scores
+
+
+def _case_row(path: Path, line_no: int, row: dict, seen: dict) -> tuple[str, float, float]:
+    """One checked row of a per_case.csv: its name, Dice and IoU."""
+    name = (row.get("name") or "").strip()
+    if not name:
+        raise ValueError(f"{path} line {line_no}: empty image name")
+    if name in seen:
+        raise ValueError(f"{path}: image {name!r} appears twice (lines {seen[name]} and {line_no})")
+    seen[name] = line_no
+    try:
+        d, j = float(row["dice"]), float(row["iou"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path} line {line_no}: dice/iou of {name!r} are not numbers "
+                         f"({row.get('dice')!r}, {row.get('iou')!r})") from None
+    if not (math.isfinite(d) and math.isfinite(j)) or not (0 <= d <= 1 and 0 <= j <= 1):
+        raise ValueError(f"{path} line {line_no}: dice/iou of {name!r} must be in [0, 1], got {d}, {j}")
+    return name, d, j
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.json
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """One entry of a summary's ``results``: a model's scores on one dataset split."""
+
+    dataset: str
+    split: str
+    n: int
+    dice_mean: float
+    dice_std: float
+    iou_mean: float
+    iou_std: float
+    empty_gt: int
+    threshold: float
+    prompt: str
+    per_case: str = PER_CASE_FILE  # relative to the summary.json that lists it
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def model_label(model) -> str:
+    """The paper-style name of a model: "CLIPSeg-B", "UNet-D [tiny]", "CRIS (reference)"..."""
+    from vlsm.models import get_entry
+
+    spec = model.spec
+    entry = get_entry(spec.name)
+    label = entry.paper_name
+    if spec.variant and spec.variant != entry.default_variant:
+        label += f" ({spec.variant})"
+    if spec.preset != "paper":
+        label += f" [{spec.preset}]"
+    return label
+
+
+def model_info(model) -> dict:
+    """The ``model`` object of a summary.json."""
+    spec = model.spec
+    return {"name": spec.name, "preset": spec.preset, "variant": spec.variant,
+            "pretrained": spec.pretrained, "label": model_label(model)}
+
+
+def now() -> str:
+    """The timestamp summary.json files carry (``created``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_summary(folder: PathLike, summary: dict) -> Path:
+    """``folder/summary.json`` (written atomically); returns its path."""
+    path = Path(folder) / SUMMARY_FILE
+    write_text_atomic(path, json.dumps(summary, indent=2))
+    return path
+
+
+def read_summary(path: PathLike) -> dict:
+    """The JSON object of a ``summary.json`` (or of the one in folder ``path``), checked for its shape."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-run the evaluation to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) \
+            or not isinstance(data.get("results"), list):
+        raise ValueError(f"{path} is not a vlsm summary: it needs a \"model\" object and a \"results\" "
+                         f"list (written by `vlsm train` or `vlsm evaluate`)")
+    return data
+
+
+def summary_label(folder: PathLike) -> Optional[str]:
+    """``model.label`` of the summary.json in ``folder`` (None when there is none or it is unreadable)."""
+    try:
+        label = read_summary(folder)["model"].get("label")
+    except (OSError, ValueError):
+        return None
+    return str(label) if label else None
+
+
+def write_evaluation(folder: PathLike, cases: Sequence[CaseResult], result: EvalResult, *, model: dict,
+                     extra: Optional[dict] = None) -> EvalResult:
+    """An evaluation folder: ``per_case.csv`` and a ``summary.json`` listing ``result``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_per_case(folder / PER_CASE_FILE, cases)
+    result = dataclasses.replace(result, per_case=PER_CASE_FILE)
+    write_summary(folder, {"model": model, "results": [result.to_dict()], "created": now(),
+                           "empty_mask_policy": EMPTY_MASK_POLICY, **(extra or {})})
+    return result
+
+
+def summary_files(path: PathLike) -> list[Path]:
+    """The summary.json files a path stands for: the file, a folder's own, or a run's eval/*/ ones."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: pass run folders written by `vlsm train`, "
+                                f"evaluation folders written by `vlsm evaluate`, or their {SUMMARY_FILE}")
+    if (path / SUMMARY_FILE).is_file():
+        return [path / SUMMARY_FILE]
+    found = sorted((path / EVAL_DIR).glob(f"*/{SUMMARY_FILE}"))
+    if found:
+        return found
+    raise FileNotFoundError(f"{path} has no {SUMMARY_FILE} (nor {EVAL_DIR}/*/{SUMMARY_FILE}): pass a run folder "
+                            f"written by `vlsm train` or an evaluation folder written by `vlsm evaluate`, "
+                            f"or evaluate the run first with `vlsm evaluate`")
+
+
+__all__ = ["CaseResult", "EMPTY_MASK_POLICY", "EvalResult", "METRICS_FIELDS", "PER_CASE_FIELDS", "PER_CASE_REQUIRED", "PerCaseScores",
+           "model_info", "model_label", "now", "read_per_case", "read_summary", "summary_files", "summary_label",
+           "write_evaluation", "write_per_case", "write_summary"]
