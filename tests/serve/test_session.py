@@ -44,7 +44,7 @@ def test_uploads_are_checked(tmp_path):
         read_upload(truncated)
 
 
-def test_segment_matches_predictor_and_scores_examples(trained):
+def test_segment_matches_predictor_and_scores_examples(trained, tmp_path):
     data, run_dirs = trained
     runs = load_runs(run_dirs, device="cpu")
     assert [r.label for r in runs] == ["UNet-D [tiny]", "CLIPSeg [tiny]"]
@@ -56,7 +56,7 @@ def test_segment_matches_predictor_and_scores_examples(trained):
     example = examples[0]
     image = vlsm.data.load_image(example.record.image_path)
     gt = vlsm.data.load_mask(example.record.mask_path)
-    segmenter = Segmenter(runs)
+    segmenter = Segmenter(runs, out_dir=tmp_path)
     outputs = segmenter.segment(image, "polyp", [0, 1], name=example.record.name, gt=gt)
     for run, out in zip(run_dirs, outputs):
         [expected] = vlsm.Predictor(run, device="cpu").predict(image, prompts="polyp")

@@ -90,10 +90,12 @@ class RunOutput:
         return " · ".join(parts)
 
 
-def load_runs(paths: Sequence, device: str = "auto") -> list[ServedRun]:
+def load_runs(paths: Sequence, device: str = "auto", trust_checkpoint: bool = False) -> list[ServedRun]:
+    """One :class:`ServedRun` per path. ``trust_checkpoint`` lets checkpoints that need arbitrary
+    Python objects (pickle) load: loading them can run code, so only for files from a trusted source."""
     runs = []
     for path in paths:
-        predictor = Predictor(path, device=device)
+        predictor = Predictor(path, device=device, trust_checkpoint=trust_checkpoint)
         threshold = predictor.config.eval.threshold if predictor.config is not None else 0.5
         runs.append(ServedRun(Path(path), predictor, threshold))
     labels = [r.label for r in runs]
