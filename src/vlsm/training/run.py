@@ -16,9 +16,9 @@ from typing import Optional
 import torch
 
 from vlsm.claims import DEFAULT_STALE_MINUTES, RunClaim, claim_run, wait_until_ready
-from vlsm.config import DICE_REDUCTIONS, FEATURE_CACHE_MODES, KEEP_CHECKPOINTS, MONITORS, SCHEDULERS, ExperimentConfig
+from vlsm.config import ExperimentConfig
 from vlsm.data import load_records
-from vlsm.devices import CHANNELS_LAST_MODES, resolve_accelerator, resolve_precision, tune_kernels, use_channels_last
+from vlsm.devices import resolve_accelerator, resolve_precision, tune_kernels, use_channels_last
 from vlsm.runs import RunFolder, model_info, require_writable
 from vlsm.training.logging import attach_log_file, detach_log_file, quiet_lightning
 
@@ -50,62 +50,33 @@ def build_model(cfg: ExperimentConfig):
 
 
 def check_train_config(cfg: ExperimentConfig) -> None:
-    """Refuse settings that cannot train, naming the flag (and the experiment-file key)."""
-    t = cfg.train
+    """Refuse settings that cannot train: the whole experiment checked against the schema (it may have been
+    changed in Python since it was read), naming its file, plus the data and the run folder a run needs."""
+    from vlsm.config import validate_config
+
+    where = cfg.source or "config"
+    validate_config(cfg.to_dict(), where)
+    named = f"{cfg.source}: " if cfg.source else ""
     if not cfg.data.paths:
-        raise ValueError("no training data: give --data PATH (or data.paths in the experiment file)")
+        raise ValueError(f"{named}no training data: give --data PATH (or data.paths in the experiment file)")
     if not cfg.out:
-        raise ValueError("no output folder: give --out RUN_DIR (or out: in the experiment file)")
-    rules = [("--epochs", "train.epochs", t.epochs, t.epochs >= 1, "at least 1"),
-             ("--batch-size", "train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
-             ("--batch-size", "eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, "at least 1"),
-             ("--lr", "train.lr", t.lr, t.lr > 0, "positive"),
-             ("--weight-decay", "train.weight_decay", t.weight_decay, t.weight_decay >= 0, "0 or more"),
-             ("--num-workers", "train.num_workers", t.num_workers, t.num_workers >= 0, "0 or more"),
-             ("--patience", "train.early_stopping_patience", t.early_stopping_patience,
-              t.early_stopping_patience >= 0, "0 or more"),
-             ("--max-minutes", "train.max_minutes", t.max_minutes, t.max_minutes is None or t.max_minutes > 0,
-              "positive"),
-             ("--max-pixels", "data.max_pixels", cfg.data.max_pixels,
-              cfg.data.max_pixels is None or cfg.data.max_pixels >= 1, "at least 1"),
-             ("--seed", "train.seed", t.seed, t.seed >= 0, "0 or more"),
-             ("--bce-weight/--dice-weight", "train.bce_weight + train.dice_weight", (t.bce_weight, t.dice_weight),
-              t.bce_weight >= 0 and t.dice_weight >= 0 and t.bce_weight + t.dice_weight > 0,
-              "non-negative and not both 0")]
-    rules += [("--min-delta", "train.min_delta", t.min_delta, t.min_delta >= 0, "0 or more"),
-              ("--min-epochs", "train.min_epochs", t.min_epochs, 0 <= t.min_epochs <= t.epochs,
-               f"between 0 and train.epochs ({t.epochs})"),
-              ("--num-nodes", "train.num_nodes", t.num_nodes, t.num_nodes >= 1, "at least 1")]
-    for flag, key, value, choices in (("--monitor", "train.monitor", t.monitor, MONITORS),
-                                      ("--scheduler", "train.scheduler", t.scheduler, SCHEDULERS),
-                                      ("train.dice_reduction", "experiment file", t.dice_reduction,
-                                       DICE_REDUCTIONS),
-                                      ("--feature-cache", "train.feature_cache", t.feature_cache, FEATURE_CACHE_MODES),
-                                      ("--keep-checkpoints", "train.keep_checkpoints", t.keep_checkpoints,
-                                       KEEP_CHECKPOINTS),
-                                      ("--channels-last", "train.channels_last", t.channels_last,
-                                       CHANNELS_LAST_MODES)):
-        rules.append((flag, key, value, value in choices, f"one of {', '.join(choices)}"))
-    for flag, key, value, ok, want in rules:
-        if not ok:
-            raise ValueError(f"{flag} ({key}) must be {want}, got {value!r}")
-    if not 0 < cfg.eval.threshold < 1:
-        raise ValueError(f"eval.threshold must be between 0 and 1, got {cfg.eval.threshold!r}")
+        raise ValueError(f"{named}no output folder: give --out RUN_DIR (or out: in the experiment file)")
 
 
 def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
     """A resumed run computes what its config.yaml says: a setting that would change it is refused."""
-    from vlsm.config import RESUMABLE_KEYS, config_changes
+    from vlsm.config import config_changes, resumable_keys
 
     stored = run.read_config()
     if stored is None:
         return  # a run of an older version without config.yaml: nothing to compare with
-    changes = config_changes(stored, cfg, ignore=RESUMABLE_KEYS)
+    resumable = resumable_keys()
+    changes = config_changes(stored, cfg, ignore=resumable)
     if changes:
         raise ValueError(f"--resume continues {run.path} as its {run.config_file.name} says, but this command "
                          f"changes {len(changes)} setting(s): {'; '.join(changes)}. Resume with the same settings "
                          f"(e.g. `vlsm train -c {run.config_file} --resume`; only "
-                         f"{', '.join(k for k in RESUMABLE_KEYS if '.' in k)} may change), or start a new run "
+                         f"{', '.join(k for k in resumable if '.' in k)} may change), or start a new run "
                          f"with another --out")
 
 
