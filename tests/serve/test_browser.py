@@ -8,10 +8,12 @@ the server keeps working). Set VLSM_UPDATE_SCREENSHOT=1 to copy the screenshot t
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -63,14 +65,15 @@ def runs(tmp_path_factory):
     return data, [unet, ensemble]
 
 
-@pytest.fixture(scope="module")
-def server(runs):
-    _, run_dirs = runs
+@contextlib.contextmanager
+def _serving(run_dirs, *flags: str, tmp: Path):
+    """`vlsm serve RUN... FLAGS` as a subprocess on loopback (its temporary files under ``tmp``): its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp)}
+    env.pop("GRADIO_TEMP_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "vlsm.cli", "serve", *map(str, run_dirs), "--host", "127.0.0.1",
-                             "--port", str(port), "--device", "cpu", "--max-pixels", str(MAX_PIXELS)],
+                             "--port", str(port), "--device", "cpu", "--max-pixels", str(MAX_PIXELS), *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.time() + 90
     while True:
@@ -82,18 +85,31 @@ def server(runs):
                 proc.kill()
                 pytest.fail(f"vlsm serve did not come up at {url}:\n{proc.stdout.read()}")
             time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()  # SIGTERM: the server stops as on Ctrl+C and removes its private folder
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(runs, tmp_path_factory):
+    _, run_dirs = runs
+    with _serving(run_dirs, tmp=tmp_path_factory.mktemp("server-tmp")) as url:
+        yield url
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
 
 
 @pytest.fixture()
 def page(server):
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.set_default_timeout(60_000)
         page.goto(server)
@@ -178,3 +194,45 @@ def test_app_in_chromium(page, runs, tmp_path):
 
     if os.environ.get("VLSM_UPDATE_SCREENSHOT"):
         shutil.copy(tmp_path / "example.png", REPO / "docs" / "serve.png")
+
+
+def _log_in(page, user: str, password: str) -> None:
+    page.fill("input[type=text]", user)
+    page.fill("input[type=password]", password)
+    page.get_by_role("button", name="Login").click()
+
+
+def test_login_in_chromium(runs, tmp_path):
+    """`--auth-file`: the page asks for a login, refuses a wrong password, lets the right one in; the
+    upload lands in the server's private folder (mode 0700), which is gone once the server stops."""
+    data, run_dirs = runs
+    password = "pa ss:word"
+    logins = tmp_path / "logins.txt"
+    logins.write_text(f"# who may use this server\nann:{password}\nbob:another\n")
+    server_tmp = tmp_path / "tmp"
+    server_tmp.mkdir()
+    with _serving(run_dirs[:1], "--auth-file", str(logins), "--examples", "0", tmp=server_tmp) as url:
+        [private] = server_tmp.glob("vlsm-serve-*")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+        with sync_playwright() as p:
+            browser = _browser(p)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url, wait_until="load")
+            expect(page.locator("input[type=password]")).to_be_visible()
+            expect(page.locator("body")).to_contain_text("log in with a user name and password")
+            assert page.locator("#upload").count() == 0
+            _log_in(page, "ann", "wrong")
+            expect(page.locator("body")).to_contain_text("Incorrect Credentials")
+            expect(page.locator("input[type=password]")).to_be_visible()
+            assert page.locator("#upload").count() == 0
+            _log_in(page, "ann", password)
+            expect(page.locator("#upload")).to_be_visible()
+            image_file = tmp_path / "login-scan.png"
+            Image.open(sorted((data / "images").iterdir())[0]).convert("RGB").save(image_file)
+            _upload(page, image_file)
+            expect(page.locator("#status")).to_contain_text("Loaded")
+            browser.close()
+        uploaded = list((private / "uploads").rglob("login-scan.png"))
+        assert uploaded, sorted(private.rglob("*"))
+    assert not private.exists() and not list(server_tmp.glob("vlsm-serve-*"))
