@@ -10,16 +10,10 @@ import pytest
 from PIL import Image
 
 from vlsm.data import load_image, load_mask, load_split
-from vlsm.data import medvlsm as medvlsm_mod
 from vlsm.data.convert import DatasetConversionError, convert_dataset
 from vlsm.data.masks import save_mask
 
 SPLITS = ("train", "val", "test")
-
-
-@pytest.fixture(autouse=True)
-def _quiet_overlaps(monkeypatch):
-    monkeypatch.setattr(medvlsm_mod, "_warned_overlaps", set())
 
 
 def _all_records(root: Path) -> list:

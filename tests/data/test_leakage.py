@@ -12,7 +12,7 @@ from PIL import Image
 from vlsm.data import Record, load_records
 from vlsm.data.check import check_dataset
 from vlsm.data.decoded import DecodedCache
-from vlsm.data.leakage import drop_overlapping, find_leakage, split_overlaps
+from vlsm.data.leakage import find_leakage, split_overlaps
 from vlsm.data.masks import MaskSizeError, load_mask, save_mask
 from vlsm.data.prompt_lengths import BERT_CONTEXT, CLIP_CONTEXT, context_length_notes, prompt_lengths
 
@@ -59,7 +59,7 @@ def test_find_and_drop_leakage_by_image_file(tmp_path):
     leak = find_leakage({"train": [a, b], "test": [c, a2]}, "toy")
     assert bool(leak) and leak.pairs == {("train", "test"): ["a"]} and leak.names("test") == ["a_again"]
     assert leak.to_dict() == {"train/test": ["a"]} and "1 image(s) in both train and test: a" in leak.describe()
-    kept, dropped = drop_overlapping([a, b], leak)
+    kept, dropped = leak.leave_out([a, b])
     assert kept == [b] and dropped == ["a"]
     assert not find_leakage({"train": [a], "val": [b]}) and "no image in two splits" in find_leakage({}, "x").describe()
 

@@ -10,15 +10,10 @@ import pytest
 from PIL import Image
 
 from vlsm.data import Record, detect_layout, list_images, load_split
-from vlsm.data import medvlsm as medvlsm_mod
 from vlsm.data.folder import folder_splits, read_folder_split
+from vlsm.data.leakage import find_leakage, split_overlaps
 from vlsm.data.masks import save_mask
-from vlsm.data.medvlsm import check_split_overlaps, read_medvlsm_split
-
-
-@pytest.fixture(autouse=True)
-def _fresh_overlap_warnings(monkeypatch):
-    monkeypatch.setattr(medvlsm_mod, "_warned_overlaps", set())
+from vlsm.data.medvlsm import medvlsm_records, read_all_anns, read_medvlsm_split
 
 
 @pytest.mark.parametrize("split,n", [("train", 800), ("val", 100), ("test", 100)])
@@ -99,25 +94,34 @@ def test_empty_split_file_gives_empty_list(tmp_path):
     assert load_split(root, "val") == []
 
 
-def test_overlap_and_duplicate_warning_once_per_dataset(tmp_path):
+def test_overlaps_and_duplicates_are_read_as_published_and_found(tmp_path):
     root = _mini_medvlsm(tmp_path, {"train": ["a", "b", "b"], "val": ["a", "c"], "test": ["d"]})
-    with pytest.warns(UserWarning, match=r"listed more than once in train \(b.jpg\).*in both train and val \(a.jpg\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reading reports nothing: read_dataset and the data check do
         recs = load_split(root, "train")
     assert [r.name for r in recs] == ["a", "b", "b"]  # read as published
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        load_split(root, "val")  # no second warning for the same dataset
+    leak = split_overlaps(root)
+    assert leak.pairs == {("train", "val"): ["a"]} and leak.duplicates == {"train": ["b"]}
+    assert [(r.name, n) for r, n in leak.repeated("train")] == [("b", 2)]
+    assert leak.describe(duplicates=True) == ("mini_ds: 1 image(s) in both train and val: a; "
+                                              "1 case(s) listed more than once in train: b")
+
+
+def _anns_leakage(anns_dir):
+    """The leakage of medvlsm's split files alone (no images needed)."""
+    return find_leakage(medvlsm_records(anns_dir, read_all_anns(anns_dir)), anns_dir.name)
 
 
 def test_real_overlaps_in_medvlsm_anns(medvlsm_anns_root):
-    bkai = check_split_overlaps(medvlsm_anns_root / "bkai_polyp")
-    assert sum(len(v) for v in bkai.overlaps.values()) == 3
+    bkai = _anns_leakage(medvlsm_anns_root / "bkai_polyp")
+    assert sum(len(v) for v in bkai.pairs.values()) == 3
     assert {k: len(v) for k, v in bkai.duplicates.items()} == {"train": 1}
-    isic = check_split_overlaps(medvlsm_anns_root / "isic")
-    assert {k: len(v) for k, v in isic.overlaps.items()} == {("train", "test"): 3}
+    isic = _anns_leakage(medvlsm_anns_root / "isic")
+    assert {k: len(v) for k, v in isic.pairs.items()} == {("train", "test"): 3}
     assert "isic" in isic.describe() and "in both train and test" in isic.describe()
     for clean in ("busi", "dfu", "colondb_polyp"):
-        assert not check_split_overlaps(medvlsm_anns_root / clean)
+        clean_leak = _anns_leakage(medvlsm_anns_root / clean)
+        assert not clean_leak and not clean_leak.duplicates
 
 
 def test_multi_mask_datasets_get_unique_names(tmp_path):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from vlsm.data.images import ImageReadError, load_image
 from vlsm.data.inputs import list_images
 from vlsm.data.layout import LAYOUT_HELP, detect_layout, load_split
-from vlsm.data.loading import dataset_name, load_records
+from vlsm.data.loading import LoadedDataset, dataset_name, load_records, read_dataset
 from vlsm.data.masks import binarize_mask, load_mask
 from vlsm.data.medvlsm import DatasetLayoutError
 from vlsm.data.records import Record
@@ -31,6 +31,6 @@ def __getattr__(name):  # torch is imported only when a dataset is needed
     raise AttributeError(f"module 'vlsm.data' has no attribute {name!r}")
 
 
-__all__ = ["Record", "load_split", "load_records", "dataset_name", "list_images", "load_mask", "load_image",
-           "binarize_mask", "SegmentationDataset", "detect_layout", "ImageReadError", "DatasetLayoutError",
-           "LAYOUT_HELP"]
+__all__ = ["Record", "load_split", "read_dataset", "LoadedDataset", "load_records", "dataset_name", "list_images",
+           "load_mask", "load_image", "binarize_mask", "SegmentationDataset", "detect_layout", "ImageReadError",
+           "DatasetLayoutError", "LAYOUT_HELP"]

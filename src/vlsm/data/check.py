@@ -33,63 +33,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image
 
-from vlsm.data._util import preview
 from vlsm.data.images import ImageReadError, load_image
-from vlsm.data.leakage import Leakage, split_overlaps
+from vlsm.data.issues import ERROR_KINDS, FIXES, KIND_TITLES, Issue, issue
+from vlsm.data.leakage import Leakage, find_leakage
+from vlsm.data.listing import Listing, list_dataset
 from vlsm.data.masks import read_mask_intensity, threshold_intensity
+from vlsm.data.medvlsm import ANNS_DIR, IMAGES_DIR
 
 GREY_LOW = 32
 GREY_HIGH = 223
 MAX_GREY_FRACTION = 0.01
-
-FIXES = {
-    "missing-image": "add the image, or remove the case from the split file",
-    "missing-mask": "add the mask (same name as the image; for plain folders optionally with '_mask'), "
-                    "or remove the case",
-    "unreadable-image": "re-copy or re-export the file (it may be truncated by an interrupted copy), "
-                        "or remove the case",
-    "unreadable-mask": "re-copy or re-export the mask as PNG with 0 = background and 255 = foreground, "
-                       "or remove the case",
-    "size-mismatch": "the mask probably belongs to another image or was resized: pair the right files, "
-                     "or resize the mask with nearest-neighbour interpolation",
-    "grey-mask": "save masks as binary images (0 = background, 255 = foreground); threshold soft or "
-                 "probability masks yourself first",
-    "dark-mask": "re-export the mask with 255 for foreground (for label masks, decide which classes are "
-                 "foreground)",
-    "layout": "fix the file (see the message), or re-create the dataset with `vlsm data convert`",
-    "near-binary": "nothing to do: these values are thresholded at > 127 (store masks as PNG to avoid it)",
-    "colour-mask": "nothing to do if any coloured pixel is foreground; otherwise convert the mask to 0/255",
-    "overlap": "results on these splits include the shared cases; remove them from one split for a clean "
-               "split, or train with --drop-overlap (keep them to reproduce published numbers)",
-    "duplicate": "the case is counted twice; remove the repeated entry unless you reproduce published numbers",
-}
-
-KIND_TITLES = {
-    "missing-image": "missing images", "missing-mask": "missing masks",
-    "unreadable-image": "unreadable or truncated images", "unreadable-mask": "unreadable or truncated masks",
-    "size-mismatch": "image/mask size mismatch", "grey-mask": "masks that are not binary",
-    "dark-mask": "masks with no value above 127", "layout": "layout problems",
-    "near-binary": "masks with values other than exactly 0/255 (compression noise, anti-aliased edges)",
-    "colour-mask": "colour masks", "overlap": "cases in two splits", "duplicate": "cases listed twice in a split",
-}
-
-
-class Issue(NamedTuple):
-    """One problem: the file, what is wrong, how to fix it, and its kind (a key of ``FIXES``)."""
-
-    file: str
-    problem: str
-    fix: str
-    kind: str = ""
-
-
-def _issue(kind: str, file, problem: str) -> Issue:
-    return Issue(str(file), problem, FIXES[kind], kind)
 
 
 @dataclass
@@ -171,11 +129,11 @@ class CheckReport:
 def _check_image(path: Path) -> tuple[Optional[Image.Image], list]:
     """(the decoded RGB image or None if unusable, issues)."""
     if not path.is_file():
-        return None, [_issue("missing-image", path, "file not found")]
+        return None, [issue("missing-image", path, "file not found")]
     try:
         return load_image(path), []
     except (ImageReadError, OSError) as err:
-        return None, [_issue("unreadable-image", path, _short(err, path))]
+        return None, [issue("unreadable-image", path, _short(err, path))]
 
 
 def _short(err: BaseException, path: Path) -> str:
@@ -189,16 +147,16 @@ def _short(err: BaseException, path: Path) -> str:
 def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[np.ndarray], list]:
     """(the boolean foreground or None if unusable, issues)."""
     if not path.is_file():
-        return None, [_issue("missing-mask", path, "file not found")]
+        return None, [issue("missing-mask", path, "file not found")]
     try:
         intensity = read_mask_intensity(path)
     except (ImageReadError, OSError, ValueError) as err:
-        return None, [_issue("unreadable-mask", path, _short(err, path))]
+        return None, [issue("unreadable-mask", path, _short(err, path))]
     v = intensity.values
     issues = []
     h, w = v.shape
     if image_size is not None and (w, h) != tuple(image_size):
-        issues.append(_issue("size-mismatch", path,
+        issues.append(issue("size-mismatch", path,
                              f"mask is {w}x{h}, its image is {image_size[0]}x{image_size[1]}"))
     hist = np.bincount(v.ravel(), minlength=256)
     total = max(1, v.size)
@@ -208,16 +166,16 @@ def _check_mask(path: Path, image_size: Optional[tuple]) -> tuple[Optional[np.nd
     fg = threshold_intensity(v)
     empty = not fg.any()
     if grey / total > MAX_GREY_FRACTION:
-        issues.append(_issue("grey-mask", path, f"{100 * grey / total:.1f}% of pixels are grey "
+        issues.append(issue("grey-mask", path, f"{100 * grey / total:.1f}% of pixels are grey "
                                                 f"(values {GREY_LOW + 1}-{GREY_HIGH - 1})"))
     elif empty and present.size and present.max() > 1:
-        issues.append(_issue("dark-mask", path, f"values 0-{int(present.max())}, none above 127: "
+        issues.append(issue("dark-mask", path, f"values 0-{int(present.max())}, none above 127: "
                                                 f"it binarises to an empty mask"))
     elif not exact:
         off = int(total - hist[0] - hist[255])
-        issues.append(_issue("near-binary", path, f"{off} pixel(s) not exactly 0/255"))
+        issues.append(issue("near-binary", path, f"{off} pixel(s) not exactly 0/255"))
     if intensity.source == "colour":
-        issues.append(_issue("colour-mask", path, "RGB channels differ: foreground = any channel > 127"))
+        issues.append(issue("colour-mask", path, "RGB channels differ: foreground = any channel > 127"))
     if any(i.kind in ("grey-mask", "dark-mask", "size-mismatch") for i in issues):
         return None, issues
     return fg, issues
@@ -236,7 +194,7 @@ def _check_case(image: Path, mask: Optional[Path], decoded=None, dataset: str = 
         if header is not None and isinstance(header.get("check"), dict):
             verdict = header["check"]
             files = {"image": image, "mask": mask}
-            return verdict.get("empty"), [_issue(kind, files[which], problem)
+            return verdict.get("empty"), [issue(kind, files[which], problem)
                                           for kind, problem, which in verdict.get("issues", [])]
     pil, issues = _check_image(image)
     size = pil.size if pil is not None else None
@@ -246,7 +204,7 @@ def _check_case(image: Path, mask: Optional[Path], decoded=None, dataset: str = 
         issues = issues + more
         empty = None if fg is None else not fg.any()
     usable = pil is not None and (mask is None or fg is not None)
-    if key is not None and usable and not any(i.kind in _ERROR_KINDS for i in issues):
+    if key is not None and usable and not any(i.kind in ERROR_KINDS for i in issues):
         from vlsm.data.decoded import DecodedCase
 
         which = {str(image): "image", str(mask): "mask"}
@@ -257,117 +215,24 @@ def _check_case(image: Path, mask: Optional[Path], decoded=None, dataset: str = 
     return empty, issues
 
 
-_ERROR_KINDS = {"missing-image", "missing-mask", "unreadable-image", "unreadable-mask", "size-mismatch",
-                "grey-mask", "dark-mask", "layout"}
+def _leakage_issues(listing: Listing, leakage: Leakage) -> list:
+    """The data check's warnings for cases listed twice in a split and images in two splits."""
+    found = []
+    for split in leakage.duplicates:
+        for rec, times in leakage.repeated(split):
+            if listing.layout == "medvlsm":  # named as the split file names it
+                listed = rec.image_path.relative_to(listing.root / IMAGES_DIR).as_posix()
+                found.append(issue("duplicate", listing.root / ANNS_DIR / f"{split}.json",
+                                   f"{listed} is listed more than once"))
+            else:
+                found.append(issue("duplicate", listing.root, f"{rec.name} is listed {times} times in {split}"))
+    for a, b in leakage.pairs:
+        found += [issue("overlap", rec.image_path, f"in both {a} and {b}") for rec in leakage.shared_records(a, b)]
+    return found
 
 
-def _collect_records(root: Path, layout: str, splits: Optional[Iterable[str]], report: CheckReport,
-                     class_name, seed) -> dict:
-    """split -> records, adding layout errors and split overlap warnings to ``report``."""
-    from vlsm.data.folder import folder_pairs, folder_record, folder_splits, read_split_file
-    from vlsm.data.medvlsm import available_splits, check_split_overlaps, read_anns, read_medvlsm_split
-
-    out = {}
-    if layout == "medvlsm":
-        anns = root / "anns"
-        have = available_splits(anns)
-        wanted = list(splits) if splits else have
-        unknown = [s for s in wanted if s not in have]
-        if unknown:
-            raise FileNotFoundError(f"split(s) {', '.join(unknown)} not found in {anns}; available: "
-                                    f"{', '.join(have) or 'none'}")
-        entries = {}
-        for s in have:
-            try:
-                entries[s] = read_anns(anns, s)
-            except ValueError as err:
-                report.errors.append(_issue("layout", anns / f"{s}.json", str(err)))
-        for s in wanted:
-            if s in entries:
-                out[s] = read_medvlsm_split(root, s, check_files=False, warn_overlaps=False, all_entries=entries)
-        overlaps = check_split_overlaps(anns, entries)
-        for s, names in overlaps.duplicates.items():
-            for n in names:
-                report.warnings.append(_issue("duplicate", anns / f"{s}.json", f"{n} is listed more than once"))
-        for (a, b), names in overlaps.overlaps.items():
-            for n in names:
-                report.warnings.append(_issue("overlap", root / "images" / n, f"in both {a} and {b}"))
-        if not splits:
-            listed = {e["img_name"] for es in entries.values() for e in es}
-            img_dir = root / "images"
-            if img_dir.is_dir():
-                extra = sorted(p.name for p in img_dir.iterdir() if p.is_file() and p.name not in listed
-                               and not p.name.startswith("."))
-                if extra:
-                    report.notes.append(f"{len(extra)} file(s) in images/ are in no split: {preview(extra, 3)}")
-        return out
-    # plain folder
-    try:
-        pairs = folder_pairs(root, require_masks=False)
-    except ValueError as err:
-        report.errors.append(_issue("layout", root, str(err)))
-        return out
-    by_stem = {s: (i, m) for s, i, m in pairs}
-    for _stem, i, m in pairs:
-        if m is None:
-            report.errors.append(_issue("missing-mask", i, "this image has no mask in masks/"))
-    split_lists = folder_splits(root, seed=seed, stems=list(by_stem))
-    given = read_split_file(root) is not None
-    wanted = list(splits) if splits else list(split_lists)
-    unknown = [s for s in wanted if s not in split_lists]
-    if unknown:
-        raise FileNotFoundError(f"split(s) {', '.join(unknown)} not found for {root}; available: "
-                                f"{', '.join(split_lists)}")
-    seen: dict[str, str] = {}
-    for s in split_lists:
-        counts: dict[str, int] = {}
-        for n in split_lists[s]:
-            counts[n] = counts.get(n, 0) + 1
-        for n, c in counts.items():
-            if c > 1:
-                report.warnings.append(_issue("duplicate", root, f"{n} is listed {c} times in {s}"))
-            if n in seen and given:
-                report.warnings.append(_issue("overlap", by_stem.get(n, (root / n, None))[0],
-                                              f"in both {seen[n]} and {s}"))
-            seen.setdefault(n, s)
-    for s in wanted:
-        recs = []
-        for n in split_lists[s]:
-            if n not in by_stem:
-                report.errors.append(_issue("missing-image", root / "images" / n,
-                                            f"listed in split {s} but not in images/"))
-                continue
-            img, mask = by_stem[n]
-            if mask is None:
-                continue  # already reported
-            recs.append(folder_record(root, n, img, mask, class_name=class_name))
-        out[s] = recs
-    return out
-
-
-def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Optional[int] = None,
-                  class_name: Optional[str] = None, seed: int = 0, decoded=None,
-                  strict: bool = False) -> CheckReport:
-    """Check every image and mask of the dataset at ``path`` (all splits, or only ``splits``).
-
-    Each file is decoded completely (in a thread pool). With ``decoded`` (a
-    :class:`~vlsm.data.decoded.DecodedCache`) the decoded pairs are also resized into the cache, and
-    pairs the cache has already checked are not decoded again. Images listed in two splits are
-    reported by name (``report.leakage``); with ``strict`` they are errors. Returns a
-    :class:`CheckReport`; raises only when ``path`` is not a dataset folder or a requested split does
-    not exist.
-    """
-    from vlsm.data.layout import detect_layout
-
-    started = time.perf_counter()
-    root = Path(path)
-    layout = detect_layout(root)
-    report = CheckReport(root=root, layout=layout, strict=strict)
-    per_split = _collect_records(root, layout, splits, report, class_name, seed)
-    report.leakage = split_overlaps(root, class_name=class_name, seed=seed)
-    if strict:
-        report.errors += [i for i in report.warnings if i.kind == "overlap"]
-        report.warnings = [i for i in report.warnings if i.kind != "overlap"]
+def _check_cases(report: CheckReport, per_split: dict, workers: Optional[int], decoded) -> None:
+    """Decode every case of ``per_split`` ({split: records}) once, in a thread pool, into ``report``."""
     cases = {}
     for recs in per_split.values():
         for r in recs:
@@ -383,14 +248,53 @@ def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Opti
             if (i.file, i.kind) in seen_issue:
                 continue
             seen_issue.add((i.file, i.kind))
-            (report.errors if i.kind in _ERROR_KINDS else report.warnings).append(i)
+            (report.errors if i.kind in ERROR_KINDS else report.warnings).append(i)
     for split, recs in per_split.items():
         empties = [r.name for r in recs if cases[(r.image_path, r.mask_path)][0] is True]
-        n_err = sum(1 for r in recs if any(i.kind in _ERROR_KINDS for i in cases[(r.image_path, r.mask_path)][1]))
+        n_err = sum(1 for r in recs if any(i.kind in ERROR_KINDS for i in cases[(r.image_path, r.mask_path)][1]))
         report.counts[split] = {"cases": len(recs), "empty_masks": len(empties), "errors": n_err}
         report.empty_masks[split] = empties
+
+
+def check_listing(listing: Listing, splits: Optional[Iterable[str]] = None, *, leakage: Optional[Leakage] = None,
+                  workers: Optional[int] = None, decoded=None, strict: bool = False) -> CheckReport:
+    """:func:`check_dataset` of a dataset already listed (``leakage``: its leakage, if already found)."""
+    started = time.perf_counter()
+    wanted = listing.split_names(splits)
+    report = CheckReport(root=listing.root, layout=listing.layout, strict=strict)
+    report.errors += listing.issues + [i for s in wanted for i in listing.split_issues.get(s, ())]
+    if not splits:
+        report.notes += listing.unlisted_note()
+    report.leakage = leakage if leakage is not None else find_leakage(listing.splits, listing.name)
+    report.warnings += _leakage_issues(listing, report.leakage)  # they concern all splits
+    if strict:
+        report.errors += [i for i in report.warnings if i.kind == "overlap"]
+        report.warnings = [i for i in report.warnings if i.kind != "overlap"]
+    # (plain folders: an image without a mask is already an error of the listing)
+    per_split = {s: [r for r in listing.splits[s] if r.mask_path is not None] for s in wanted if s in listing.splits}
+    _check_cases(report, per_split, workers, decoded)
     report.seconds = time.perf_counter() - started
     return report
 
 
-__all__ = ["check_dataset", "CheckReport", "Issue", "FIXES", "GREY_LOW", "GREY_HIGH", "MAX_GREY_FRACTION"]
+def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Optional[int] = None,
+                  class_name: Optional[str] = None, seed: int = 0, decoded=None,
+                  strict: bool = False) -> CheckReport:
+    """Check every image and mask of the dataset at ``path`` (all splits, or only ``splits``).
+
+    Each file is decoded completely (in a thread pool). With ``decoded`` (a
+    :class:`~vlsm.data.decoded.DecodedCache`) the decoded pairs are also resized into the cache, and
+    pairs the cache has already checked are not decoded again. Images listed in two splits are
+    reported by name (``report.leakage``); with ``strict`` they are errors. Returns a
+    :class:`CheckReport`; raises only when ``path`` is not a dataset folder or a requested split does
+    not exist.
+    """
+    started = time.perf_counter()
+    report = check_listing(list_dataset(path, class_name=class_name, seed=seed), splits, workers=workers,
+                           decoded=decoded, strict=strict)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+__all__ = ["check_dataset", "check_listing", "CheckReport", "Issue", "FIXES", "KIND_TITLES", "GREY_LOW", "GREY_HIGH",
+           "MAX_GREY_FRACTION"]

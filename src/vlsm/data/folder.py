@@ -84,15 +84,34 @@ def folder_pairs(root, *, require_masks: bool = True) -> list[tuple[str, Path, O
         raise DatasetLayoutError(f"several masks match one image in {mask_dir}: {preview(ambiguous)}. "
                                  f"Keep one mask per image (merge them first if they are parts of one lesion).")
     if missing and require_masks:
-        raise FileNotFoundError(
-            f"{len(missing)} image(s) in {img_dir} have no mask in {mask_dir}: {preview(missing)}. A mask "
-            f"must have the image's name (any image extension), optionally with the suffix "
-            f"{', '.join(repr(s) for s in MASK_SUFFIXES if s)}. Add the masks or remove those images.")
+        raise missing_masks(root, missing)
     unused = sorted(p.name for ps in masks.values() for p in ps if p not in used)
     if unused and require_masks:
         warnings.warn(f"{len(unused)} mask(s) in {mask_dir} match no image and are ignored: {preview(unused)}",
                       UserWarning, stacklevel=2)
     return pairs
+
+
+def missing_masks(root, images: list[str]) -> FileNotFoundError:
+    """The error for images of a plain folder that have no mask (their file names)."""
+    root = Path(root)
+    return FileNotFoundError(
+        f"{len(images)} image(s) in {root / IMAGES_DIR} have no mask in {root / MASKS_DIR}: {preview(images)}. A "
+        f"mask must have the image's name (any image extension), optionally with the suffix "
+        f"{', '.join(repr(s) for s in MASK_SUFFIXES if s)}. Add the masks or remove those images.")
+
+
+def split_errors(root, split: str, splits: dict, known) -> Optional[FileNotFoundError]:
+    """The error for a split a plain folder does not have, or whose list names images it does not have."""
+    root = Path(root)
+    if split not in splits:
+        return FileNotFoundError(f"split {split!r} not found for {root}; available splits: {', '.join(splits)}")
+    unknown = [n for n in splits[split] if n not in known]
+    if not unknown:
+        return None
+    source = SPLITS_FILE if (root / SPLITS_FILE).is_file() else f"{split}.txt"
+    return FileNotFoundError(f"{root / source} lists {len(unknown)} case(s) of split {split!r} that are not in "
+                             f"{root / IMAGES_DIR}: {preview(unknown)}. Fix the split file or add the images.")
 
 
 def read_split_file(root) -> Optional[dict[str, list[str]]]:
@@ -133,15 +152,10 @@ def read_folder_split(root, split: str, *, class_name: Optional[str] = None, see
     pairs = folder_pairs(root, require_masks=require_masks)
     by_stem = {s: (i, m) for s, i, m in pairs}
     splits = folder_splits(root, seed=seed, stems=list(by_stem))
-    if split not in splits:
-        raise FileNotFoundError(f"split {split!r} not found for {root}; available splits: {', '.join(splits)}")
-    names = splits[split]
-    unknown = [n for n in names if n not in by_stem]
-    if unknown:
-        source = SPLITS_FILE if (root / SPLITS_FILE).is_file() else f"{split}.txt"
-        raise FileNotFoundError(f"{root / source} lists {len(unknown)} case(s) of split {split!r} that are not in "
-                                f"{root / IMAGES_DIR}: {preview(unknown)}. Fix the split file or add the images.")
-    return [folder_record(root, n, *by_stem[n], class_name=class_name) for n in names]
+    error = split_errors(root, split, splits, by_stem)
+    if error is not None:
+        raise error
+    return [folder_record(root, n, *by_stem[n], class_name=class_name) for n in splits[split]]
 
 
 def folder_record(root, name: str, image: Path, mask: Optional[Path], *,
@@ -153,4 +167,4 @@ def folder_record(root, name: str, image: Path, mask: Optional[Path], *,
 
 
 __all__ = ["read_folder_split", "folder_record", "folder_pairs", "folder_splits", "read_split_file", "is_folder_root",
-           "MASK_SUFFIXES", "DEFAULT_CLASS_NAME"]
+           "missing_masks", "split_errors", "MASK_SUFFIXES", "DEFAULT_CLASS_NAME"]

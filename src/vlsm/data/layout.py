@@ -35,7 +35,8 @@ def load_split(path, split: str, *, class_name: Optional[str] = None, seed: int 
     """Records of ``split`` of the dataset at ``path``, layout detected automatically.
 
     ``class_name`` (plain folders only) is the prompt ``p1``; ``seed`` enters the stable ~80/10/10 hash split of
-    plain folders without a split file. ``Record.dataset`` is the dataset folder's name.
+    plain folders without a split file. ``Record.dataset`` is the dataset folder's name. Cases listed in
+    two splits are read as listed; :func:`vlsm.data.loading.read_dataset` and the data check report them.
     """
     layout = detect_layout(path)
     if layout == "medvlsm":

@@ -13,14 +13,11 @@ one per finding; CAMUS: one per structure) the mask path without its extension i
 
 Some published split files repeat a case within a split or list it in two splits (BKAI-IGH: 3 cases
 in two splits and 1 duplicate; ISIC: 3 cases in train and test). They are read as published — the
-paper's numbers were computed on them — and a warning is issued once per dataset.
+paper's numbers were computed on them — and reported (:mod:`vlsm.data.leakage`).
 """
 from __future__ import annotations
 
 import json
-import warnings
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -30,8 +27,6 @@ from vlsm.data.records import Record
 ANNS_DIR = "anns"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
-
-_warned_overlaps: set = set()
 
 
 class DatasetLayoutError(ValueError):
@@ -47,18 +42,24 @@ def available_splits(anns_dir) -> list[str]:
     return [s for s in STANDARD_SPLITS if s in names] + sorted(n for n in names if n not in STANDARD_SPLITS)
 
 
+def split_not_found(anns_dir, split: str) -> FileNotFoundError:
+    """The error for a split that has no split file in ``anns_dir`` (it lists the available ones)."""
+    anns_dir = Path(anns_dir)
+    if not anns_dir.is_dir():
+        return FileNotFoundError(f"no split files: {anns_dir} does not exist. A medvlsm-layout dataset "
+                                 f"has anns/<split>.json beside images/ and masks/")
+    splits = available_splits(anns_dir)
+    return FileNotFoundError(
+        f"split {split!r} not found: {anns_dir / f'{split}.json'} does not exist. Available splits: "
+        f"{', '.join(splits) if splits else 'none (no .json files in ' + str(anns_dir) + ')'}")
+
+
 def read_anns(anns_dir, split: str) -> list[dict]:
     """The entries of ``anns_dir/<split>.json``, validated (each has ``img_name`` and ``mask_name``)."""
     anns_dir = Path(anns_dir)
     path = anns_dir / f"{split}.json"
     if not path.is_file():
-        splits = available_splits(anns_dir)
-        if not anns_dir.is_dir():
-            raise FileNotFoundError(f"no split files: {anns_dir} does not exist. A medvlsm-layout dataset "
-                                    f"has anns/<split>.json beside images/ and masks/")
-        raise FileNotFoundError(
-            f"split {split!r} not found: {path} does not exist. Available splits: "
-            f"{', '.join(splits) if splits else 'none (no .json files in ' + str(anns_dir) + ')'}")
+        raise split_not_found(anns_dir, split)
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -77,8 +78,18 @@ def read_anns(anns_dir, split: str) -> list[dict]:
     return entries
 
 
-def _read_all(anns_dir: Path) -> dict[str, list[dict]]:
-    return {s: read_anns(anns_dir, s) for s in available_splits(anns_dir)}
+def read_all_anns(anns_dir, failed: Optional[dict] = None) -> dict[str, list[dict]]:
+    """{split: entries} of every split file in ``anns_dir``. A file that cannot be read raises, or with
+    ``failed`` (a dict) is left out and its error stored there under the split's name."""
+    out = {}
+    for s in available_splits(anns_dir):
+        try:
+            out[s] = read_anns(anns_dir, s)
+        except (ValueError, OSError) as err:
+            if failed is None:
+                raise
+            failed[s] = err
+    return out
 
 
 def _uses_mask_names(all_entries: dict[str, list[dict]]) -> bool:
@@ -96,106 +107,60 @@ def _record_name(entry: dict, by_mask: bool) -> str:
     return Path(entry["img_name"]).stem
 
 
-@dataclass
-class SplitOverlaps:
-    """Cases listed twice in one split file or in two split files of one dataset."""
-
-    dataset: str
-    duplicates: dict = field(default_factory=dict)  # split -> [image names listed more than once]
-    overlaps: dict = field(default_factory=dict)    # (split_a, split_b) -> [image names in both]
-
-    def __bool__(self) -> bool:
-        return bool(self.duplicates) or bool(self.overlaps)
-
-    def describe(self) -> str:
-        parts = []
-        for split, names in self.duplicates.items():
-            parts.append(f"{len(names)} case(s) listed more than once in {split} ({preview(names, 3)})")
-        for (a, b), names in self.overlaps.items():
-            parts.append(f"{len(names)} case(s) in both {a} and {b} ({preview(names, 3)})")
-        return f"{self.dataset}: " + "; ".join(parts) if parts else f"{self.dataset}: no overlaps"
+def medvlsm_records(root, all_entries: dict[str, list[dict]]) -> dict[str, list[Record]]:
+    """{split: records in the split file's order} from every split's entries (names need them all)."""
+    root = Path(root)
+    by_mask = _uses_mask_names(all_entries)
+    dataset = root.resolve().name
+    return {split: [Record(name=_record_name(e, by_mask), image_path=root / IMAGES_DIR / e["img_name"],
+                           mask_path=root / MASKS_DIR / e["mask_name"], prompts=dict(e.get("prompts") or {}),
+                           dataset=dataset) for e in entries]
+            for split, entries in all_entries.items()}
 
 
-def check_split_overlaps(anns_dir, entries: Optional[dict] = None) -> SplitOverlaps:
-    """Find repeated cases within a split (same image and mask) and images shared by two splits.
-
-    Reads only the split files, so it works on annotation folders without images.
-    """
-    anns_dir = Path(anns_dir)
-    all_entries = entries if entries is not None else _read_all(anns_dir)
-    name = anns_dir.parent.name if anns_dir.name == ANNS_DIR else anns_dir.name
-    result = SplitOverlaps(dataset=name)
-    images: dict[str, list[str]] = {}
-    for split, es in all_entries.items():
-        counts = Counter((e["img_name"], e["mask_name"]) for e in es)
-        dup = sorted(img for (img, _m), c in counts.items() if c > 1)
-        if dup:
-            result.duplicates[split] = dup
-        images[split] = sorted({e["img_name"] for e in es})
-    splits = list(all_entries)
-    for i, a in enumerate(splits):
-        for b in splits[i + 1:]:
-            common = sorted(set(images[a]) & set(images[b]))
-            if common:
-                result.overlaps[(a, b)] = common
-    return result
-
-
-def warn_overlaps_once(anns_dir: Path, entries: Optional[dict] = None) -> Optional[SplitOverlaps]:
-    """Issue one ``UserWarning`` per dataset (per process) if its split files overlap."""
-    key = str(Path(anns_dir).resolve())
-    if key in _warned_overlaps:
+def missing_files(root, split: str, records: list[Record]) -> Optional[FileNotFoundError]:
+    """The error naming the images and masks of ``split`` that do not exist, or None when all do."""
+    root = Path(root)
+    missing_img = [str(r.image_path.relative_to(root)) for r in records if not r.image_path.is_file()]
+    missing_mask = [str(r.mask_path.relative_to(root)) for r in records if not r.mask_path.is_file()]
+    if not (missing_img or missing_mask):
         return None
-    _warned_overlaps.add(key)
-    overlaps = check_split_overlaps(anns_dir, entries)
-    if overlaps:
-        warnings.warn(f"split files overlap: {overlaps.describe()}. They are used as published; "
-                      f"results on the affected splits include these cases.", UserWarning, stacklevel=3)
-    return overlaps
+    parts = []
+    if missing_img:
+        parts.append(f"{len(missing_img)} image(s): {preview(missing_img)}")
+    if missing_mask:
+        parts.append(f"{len(missing_mask)} mask(s): {preview(missing_mask)}")
+    return FileNotFoundError(
+        f"{root}/anns/{split}.json names files that are missing in {root}: " + "; ".join(parts)
+        + ". Put the dataset's images in images/ and masks in masks/ with the names used in the "
+          "split file (`vlsm data convert DATASET RAW_DIR OUT_DIR --anns ...` does this from the "
+          "original download), or fix the split file.")
 
 
 def is_medvlsm_root(root) -> bool:
     return (Path(root) / ANNS_DIR).is_dir()
 
 
-def read_medvlsm_split(root, split: str, *, check_files: bool = True, warn_overlaps: bool = True,
+def read_medvlsm_split(root, split: str, *, check_files: bool = True,
                        all_entries: Optional[dict] = None) -> list[Record]:
     """Records of one split of a medvlsm-layout dataset, in the split file's order.
 
     Raises ``FileNotFoundError`` if the split file is missing (listing the available splits) or,
     with ``check_files``, if images or masks named in it are missing (one error listing them).
-    An empty split file gives an empty list. ``all_entries`` ({split: entries}, e.g. only the
-    readable split files, as ``vlsm data check`` has them) saves reading every split file again.
+    An empty split file gives an empty list. ``all_entries`` ({split: entries}) saves reading the
+    split files again (record names depend on every split).
     """
     root = Path(root)
     anns_dir = root / ANNS_DIR
-    entries = all_entries[split] if all_entries is not None and split in all_entries else read_anns(anns_dir, split)
-    all_entries = all_entries if all_entries is not None else _read_all(anns_dir)
-    if warn_overlaps:
-        warn_overlaps_once(anns_dir, all_entries)
-    by_mask = _uses_mask_names(all_entries)
-    dataset = root.resolve().name
-    records = []
-    for e in entries:
-        prompts = dict(e.get("prompts") or {})
-        records.append(Record(name=_record_name(e, by_mask), image_path=root / IMAGES_DIR / e["img_name"],
-                              mask_path=root / MASKS_DIR / e["mask_name"], prompts=prompts, dataset=dataset))
-    if check_files:
-        missing_img = [str(r.image_path.relative_to(root)) for r in records if not r.image_path.is_file()]
-        missing_mask = [str(r.mask_path.relative_to(root)) for r in records if not r.mask_path.is_file()]
-        if missing_img or missing_mask:
-            parts = []
-            if missing_img:
-                parts.append(f"{len(missing_img)} image(s): {preview(missing_img)}")
-            if missing_mask:
-                parts.append(f"{len(missing_mask)} mask(s): {preview(missing_mask)}")
-            raise FileNotFoundError(
-                f"{root}/anns/{split}.json names files that are missing in {root}: " + "; ".join(parts)
-                + ". Put the dataset's images in images/ and masks in masks/ with the names used in the "
-                  "split file (`vlsm data convert DATASET RAW_DIR OUT_DIR --anns ...` does this from the "
-                  "original download), or fix the split file.")
+    if all_entries is None or split not in all_entries:
+        entries = read_anns(anns_dir, split)  # this split's problem first, naming it
+        all_entries = {**(read_all_anns(anns_dir) if all_entries is None else all_entries), split: entries}
+    records = medvlsm_records(root, all_entries)[split]
+    error = missing_files(root, split, records) if check_files else None
+    if error is not None:
+        raise error
     return records
 
 
-__all__ = ["read_medvlsm_split", "check_split_overlaps", "available_splits", "read_anns",
-           "SplitOverlaps", "DatasetLayoutError", "is_medvlsm_root"]
+__all__ = ["read_medvlsm_split", "medvlsm_records", "read_all_anns", "available_splits", "read_anns",
+           "missing_files", "split_not_found", "DatasetLayoutError", "is_medvlsm_root"]

@@ -100,9 +100,9 @@ def prompt_lengths(records: Iterable[Record], key: str, tokenizer: Union[Callabl
 def context_length_notes(path, splits: Optional[Iterable[str]] = None) -> list[str]:
     """Lines for ``vlsm data check``: the dataset's prompts (every key and variant) counted against the
     CLIP (77, with CLIP's real tokenizer) and BERT (256) context lengths."""
-    from vlsm.data.leakage import read_all_splits
+    from vlsm.data.listing import list_dataset
 
-    per_split = read_all_splits(path)
+    per_split = list_dataset(path).splits
     records = [r for s, recs in per_split.items() if not splits or s in splits for r in recs]
     if not any(prompt_texts(r, ALL) for r in records):
         return []
