@@ -4,7 +4,9 @@ Two tiny runs (UNet-D and the ensemble CLIPSeg-B) are trained on a synthetic dat
 runs as a subprocess on loopback, and the page is used as a person would: pick a test image (Dice
 and TP/FP/FN appear), upload an image and type a prompt (the mask offered for download equals
 `vlsm.Predictor`'s), upload a file that is not an image and one that is too large (a message, and
-the server keeps working). Set VLSM_UPDATE_SCREENSHOT=1 to copy the screenshot to docs/serve.png.
+the server keeps working). A second server asks for a login (`--auth-file`): a wrong password is
+refused, the right one reaches the app, and the server's private folder is gone once it stops.
+Set VLSM_UPDATE_SCREENSHOT=1 to copy the screenshot to docs/serve.png.
 """
 from __future__ import annotations
 
