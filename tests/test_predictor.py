@@ -94,6 +94,19 @@ def test_batches_do_not_change_results(unet, image):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
 
 
+def test_images_in_memory_and_records_are_preprocessed_alike(clipseg, image):
+    """One Preprocessor: an image given in memory and the same image read as a dataset record give the
+    same prediction, bit for bit."""
+    rgb, path = image
+    predictor = Predictor(clipseg, device="cpu", batch_size=2)
+    assert predictor.preprocessor.image_size == clipseg.preprocess.image_size
+    records = [Record("scan", path, None, {"p1": "polyp"})] * 3
+    from_records = list(predictor.predict_records(records, prompt="p1"))
+    from_memory = predictor.predict([rgb, path, Image.open(path)], prompts="polyp")
+    for a, b in zip(from_records, from_memory):
+        assert np.array_equal(a.probabilities, b.probabilities) and a.prompt == b.prompt == "polyp"
+
+
 def test_text_models_need_prompt_texts(clipseg, image):
     rgb, _ = image
     predictor = Predictor(clipseg, device="cpu")

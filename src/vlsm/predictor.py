@@ -8,17 +8,19 @@ all run their images through :class:`Predictor`::
     [p] = predictor.predict("scan.png", prompts="polyp")
     p.mask.shape == p.probabilities.shape == (height, width)   # the image's original size
 
-The maths is that of ``vlsm evaluate``: the image is preprocessed as the model's config says (the
-same :class:`vlsm.data.SegmentationDataset` path as training), the logits are resized to the
-image's original size (bilinear, ``align_corners=False``), then the sigmoid, then the threshold.
+The maths is that of ``vlsm evaluate``: the image and prompt are preprocessed as the model's config
+says, by the same :class:`vlsm.data.preprocessing.Preprocessor` as training's dataset, the logits are
+resized to the image's original size (bilinear, ``align_corners=False``), then the sigmoid, then the
+threshold.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,15 +28,14 @@ from PIL import Image
 from torch.nn import functional as F
 
 from vlsm.data.dataset import SegmentationDataset
-from vlsm.data.images import array_to_uint8, load_image
+from vlsm.data.images import load_image, to_rgb
+from vlsm.data.preprocessing import Preprocessor
 from vlsm.data.prompts import RANDOM, is_prompt_key
 from vlsm.data.records import Record
 from vlsm.devices import autocast_dtype, inference_precision, resolve_device, resolve_precision, synchronize
 from vlsm.models import SegmentationModel
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
-# Per-image prompts travel as each record's own prompt under this key (a plain text, never a draw).
-_OWN_PROMPT = "p1"
 
 
 @dataclass
@@ -85,35 +86,6 @@ class PredictionGroup:
     probabilities: torch.Tensor  # (n, H, W) float32 in [0, 1] at the original size
     mask: torch.Tensor           # (n, H, W) bool: probabilities > threshold
     seconds: float               # model time per image (each image's share of its batch)
-
-
-def to_rgb(image: Union[Image.Image, np.ndarray]) -> Image.Image:
-    """An in-memory image in RGB, converted as :func:`vlsm.data.load_image` converts files: 16-bit and
-    float values scaled to 8 bits, grey and RGBA to RGB (alpha dropped)."""
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-            raise ValueError(f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, "
-                             f"got shape {image.shape}")
-        image = Image.fromarray(array_to_uint8(arr))
-    elif not isinstance(image, Image.Image):
-        raise TypeError(f"images are paths, PIL images or numpy arrays, got {type(image).__name__}")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        image = Image.fromarray(array_to_uint8(np.asarray(image)))
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-class _Inputs(SegmentationDataset):
-    """Images held in memory, preprocessed exactly like dataset images."""
-
-    def __init__(self, images: Sequence[Image.Image], records: Sequence[Record], *args, **kwargs):
-        self.images = list(images)
-        super().__init__(records, *args, **kwargs)
-
-    def read_image(self, rec: Record) -> Image.Image:
-        return self.images[int(rec.name)]  # records are named by their position
 
 
 class Predictor:
@@ -172,9 +144,18 @@ class Predictor:
                             f"got {type(source).__name__}")
         self.model = model.eval().to(self.device)
         self.label = (run and summary_label(run.path)) or model_label(model)
+        self._preprocessor: Optional[Preprocessor] = None
 
     def __repr__(self) -> str:
         return f"Predictor({self.label!r}, device={str(self.device)!r}, precision={self.precision!r})"
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The model's :class:`~vlsm.data.preprocessing.Preprocessor` (made at the first use: a model
+        whose tokenizer is missing fails when it predicts, not when it loads)."""
+        if self._preprocessor is None:
+            self._preprocessor = Preprocessor.for_model(self.model)
+        return self._preprocessor
 
     @property
     def default_prompt(self) -> Optional[str]:
@@ -194,20 +175,23 @@ class Predictor:
         many = isinstance(images, (list, tuple))
         images = list(images) if many else [images]
         texts = self._prompts_for(len(images), prompts)
-        names, pictures, records = [], [], []
-        for i, (image, text) in enumerate(zip(images, texts)):
+        names, pictures = [], []
+        for i, image in enumerate(images):
             if isinstance(image, (str, Path)):
                 pictures.append(load_image(image))
-                name = Path(image).stem
+                names.append(Path(image).stem)
             else:
                 pictures.append(to_rgb(image))
-                name = Path(getattr(image, "filename", "") or "").stem or f"image-{i}"
-            names.append(name)
-            records.append(Record(name=str(i), image_path=Path(name), mask_path=None, prompts={_OWN_PROMPT: text}))
-        dataset = _Inputs(pictures, records, self.model.preprocess, self.model.get_tokenizer(),
-                          prompt=_OWN_PROMPT, augment=False, require_masks=False)
-        return [dataclasses.replace(p, name=names[int(p.name)])
-                for p in self._run(dataset, threshold)]
+                names.append(Path(getattr(image, "filename", "") or "").stem or f"image-{i}")
+        return list(self._run(self._image_items(pictures, texts), names, threshold))
+
+    def _image_items(self, pictures: Sequence[Image.Image], texts: Sequence[str]) -> Iterator[dict]:
+        """The model inputs of in-memory RGB images with their prompt texts (the dataset's item keys)."""
+        pre = self.preprocessor
+        for i, (picture, text) in enumerate(zip(pictures, texts)):
+            input_ids, attention_mask = pre.token_pair(text)
+            yield {"pixel_values": pre.pixels(picture), "input_ids": input_ids, "attention_mask": attention_mask,
+                   "prompt": text, "index": i, "height": picture.height, "width": picture.width}
 
     def _prompts_for(self, n: int, prompts) -> list[str]:
         if not self.model.uses_text:
@@ -233,8 +217,8 @@ class Predictor:
                         threshold: float = 0.5) -> Iterator[Prediction]:
         """Predict dataset records in order; ``prompt`` is p0..p9, ``random`` (resolved per record, as
         in evaluation) or a text for all. ``Prediction.prompt`` is the text each record got."""
-        dataset = self._records_dataset(list(records), prompt)
-        return self._run(dataset, threshold)
+        records = list(records)
+        return self._run(self._record_items(records, prompt), [r.name for r in records], threshold)
 
     # -- the one inference loop ---------------------------------------------------------------
     def predict_record_groups(self, records: Sequence[Record], prompt: str = "p1",
@@ -242,32 +226,38 @@ class Predictor:
         """:meth:`predict_records` without leaving the device: one :class:`PredictionGroup` per
         original size within each forward batch (for callers that score on the device, like
         :func:`vlsm.evaluation.evaluate_records`). ``indices`` are positions in ``records``."""
-        for groups in self._batches(self._records_dataset(records, prompt), threshold):
+        for groups in self._batches(self._record_items(records, prompt), threshold):
             yield from groups
 
-    def _records_dataset(self, records: Sequence[Record], prompt: str) -> SegmentationDataset:
+    def _record_items(self, records: Sequence[Record], prompt: str) -> Iterator[dict]:
+        """The model inputs of dataset records (read and prompted as in training, without augmentation)."""
         # model inputs only: a caller that scores reads the masks itself, at their original size
         inputs = [dataclasses.replace(r, mask_path=None) for r in records]
-        return SegmentationDataset(inputs, self.model.preprocess, self.model.get_tokenizer(), prompt=prompt,
-                                   augment=False, require_masks=False)
+        dataset = SegmentationDataset(inputs, self.preprocessor, prompt=prompt, augment=False, require_masks=False)
+        return (dataset[i] for i in range(len(dataset)))
 
-    def _run(self, dataset: SegmentationDataset, threshold: float) -> Iterator[Prediction]:
-        """Predictions in dataset order, converted to numpy one forward batch at a time."""
-        for groups in self._batches(dataset, threshold):
+    def _run(self, items: Iterable[dict], names: Sequence[str], threshold: float) -> Iterator[Prediction]:
+        """Predictions in input order, converted to numpy one forward batch at a time."""
+        for groups in self._batches(items, threshold):
             batch = {}
             for group in groups:
                 probabilities, mask = group.probabilities.cpu().numpy(), group.mask.cpu().numpy()
                 for j, index in enumerate(group.indices):
-                    batch[index] = Prediction(name=dataset.records[index].name, probabilities=probabilities[j],
+                    batch[index] = Prediction(name=names[index], probabilities=probabilities[j],
                                               mask=mask[j], prompt=group.prompts[j], seconds=group.seconds)
             yield from (batch[i] for i in sorted(batch))
 
-    def _batches(self, dataset: SegmentationDataset, threshold: float) -> Iterator[list]:
-        """Each forward batch's :class:`PredictionGroup` list (one group per original size)."""
-        from torch.utils.data import DataLoader
+    def _batches(self, items: Iterable[dict], threshold: float) -> Iterator[list]:
+        """Each forward batch's :class:`PredictionGroup` list (one group per original size); ``items``
+        are collated ``batch_size`` at a time as a DataLoader would."""
+        from torch.utils.data import default_collate
 
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0)
-        for batch in loader:
+        items = iter(items)
+        while True:
+            chunk = list(itertools.islice(items, self.batch_size))
+            if not chunk:
+                return
+            batch = default_collate(chunk)
             logits, seconds = self._forward(batch)
             by_size: dict = {}
             for i, size in enumerate(zip(batch["height"].tolist(), batch["width"].tolist())):

@@ -299,4 +299,4 @@ def test_pixels_equal_the_formula_written_out(tmp_path, augment):
         pixels, _ = SegmentationDataset._augment(pixels, target, ds._rng(0, 1))
     assert torch.equal(ds[0]["pixel_values"], (pixels - mean) / std)
     lut_values = torch.arange(256, dtype=torch.float32).numpy() / 255.0  # every value, not only the image's
-    assert np.array_equal(ds._normalise_lut, ((torch.from_numpy(lut_values)[None] - mean.view(3, 1)) / std.view(3, 1)).numpy())
+    assert np.array_equal(ds.preprocessor._normalise_lut, ((torch.from_numpy(lut_values)[None] - mean.view(3, 1)) / std.view(3, 1)).numpy())

@@ -14,7 +14,8 @@ height, width      the original image size (for resizing predictions back)
 has_mask           False for prediction records without a mask
 =================  ==============================================================================
 
-S is ``preprocess.image_size``. Randomness (the variant of a list-valued prompt, ``"random"``
+S is ``preprocess.image_size``; the image and prompt go through the model's
+:class:`~vlsm.data.preprocessing.Preprocessor` (the same object :class:`vlsm.Predictor` uses). Randomness (the variant of a list-valued prompt, ``"random"``
 prompts, augmentation) comes from generators seeded by (seed, epoch, index), so items are the
 same on every run and with any number of DataLoader workers; :meth:`SegmentationDataset.set_epoch`
 moves to another epoch's draws. The epoch lives in shared memory, so persistent workers see it too.
@@ -29,13 +30,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from vlsm.data._util import preview
-from vlsm.data.decoded import DecodedCache, DecodedCase, open_decoded_cache, resample_filter, resize_pair
+from vlsm.data.decoded import DecodedCache, DecodedCase, open_decoded_cache
 from vlsm.data.images import load_image
 from vlsm.data.masks import load_mask
+from vlsm.data.preprocessing import Preprocessor
 from vlsm.data.prompts import RANDOM, is_prompt_key, prompt_keys, select_prompt
 from vlsm.data.records import Record
 
@@ -48,7 +49,8 @@ class SegmentationDataset(Dataset):
 
     Args:
         records: the cases (e.g. from :func:`vlsm.data.load_split`).
-        preprocess: the model's :class:`vlsm.models.base.Preprocess` (image_size, interpolation, mean, std).
+        preprocess: the model's :class:`vlsm.models.base.Preprocess` (image_size, interpolation, mean, std),
+            or a :class:`~vlsm.data.preprocessing.Preprocessor` (then without ``tokenizer``: it has its own).
         tokenizer: the model's tokenizer (``model.get_tokenizer()``); None means
             :class:`vlsm.text.tokenizers.NullTokenizer` (image-only models).
         prompt: ``"p0"``..``"p9"``, ``"random"`` or a fixed prompt text (see :mod:`vlsm.data.prompts`).
@@ -67,36 +69,18 @@ class SegmentationDataset(Dataset):
                  augment: bool = False, seed: int = 0, require_masks: bool = True,
                  cache: Union[bool, DecodedCache] = False, cache_dir=None):
         self.records = list(records)
-        size = int(getattr(preprocess, "image_size", 0) or 0)
-        if size <= 0:
-            raise ValueError(f"preprocess.image_size must be a positive integer, got {size!r}")
-        self.image_size = size
-        # the image resize filter (masks are always resized nearest)
-        self.interpolation = getattr(preprocess, "interpolation", "bilinear")
-        resample_filter(self.interpolation)  # a known filter, checked before any image is read
-        self._decoded: Optional[DecodedCache] = None
-        if isinstance(cache, DecodedCache):
-            if cache.image_size != size:
-                raise ValueError(f"the decoded-image cache holds {cache.image_size}px images but the model "
-                                 f"takes {size}px: open it with image_size={size}")
-            if cache.interpolation != self.interpolation:
-                raise ValueError(f"the decoded-image cache holds {cache.interpolation}-resized images but the model "
-                                 f"resizes {self.interpolation}: open it with interpolation={self.interpolation!r}")
-            self._decoded = cache
-        elif cache:
-            self._decoded = open_decoded_cache(cache_dir, size, self.interpolation)
+        if isinstance(preprocess, Preprocessor):
+            if tokenizer is not None:
+                raise ValueError("a Preprocessor brings its own tokenizer: pass tokenizer=None with it")
+            self.preprocessor = preprocess
+        else:
+            self.preprocessor = Preprocessor(preprocess, tokenizer)
+        pre = self.preprocessor
+        self.image_size, self.interpolation, self.tokenizer = pre.image_size, pre.interpolation, pre.tokenizer
+        self._decoded = self._open_cache(cache, cache_dir)
         # keys are taken now, so every epoch sees the files as they were when the dataset was built
         self._keys = ([self._decoded.key(r.image_path, r.mask_path) for r in self.records]
                       if self._decoded is not None else None)
-        self.mean = torch.tensor(tuple(preprocess.mean), dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(tuple(preprocess.std), dtype=torch.float32).view(-1, 1, 1)
-        if self.mean.numel() != 3 or self.std.numel() != 3:
-            raise ValueError("preprocess.mean and preprocess.std must have 3 values (RGB)")
-        if tokenizer is None:
-            from vlsm.text.tokenizers import NullTokenizer
-
-            tokenizer = NullTokenizer()
-        self.tokenizer = tokenizer
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a text, got {type(prompt).__name__}")
         self.prompt = prompt
@@ -106,12 +90,20 @@ class SegmentationDataset(Dataset):
         self.seed = int(seed)
         self.require_masks = require_masks
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        # value -> float32 of each uint8 value, by the very operations the pipeline defines
-        unit = np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0
-        self._unit_lut = np.stack([unit] * 3)
-        self._normalise_lut = ((torch.from_numpy(unit).view(1, -1) - self.mean.view(3, 1)) / self.std.view(3, 1)).numpy()
-        self._token_cache: dict = {}
         self._validate()
+
+    def _open_cache(self, cache, cache_dir) -> Optional[DecodedCache]:
+        """The decoded-image cache to read and fill, checked to hold this model's image size and filter."""
+        size, interpolation = self.image_size, self.interpolation
+        if isinstance(cache, DecodedCache):
+            if cache.image_size != size:
+                raise ValueError(f"the decoded-image cache holds {cache.image_size}px images but the model "
+                                 f"takes {size}px: open it with image_size={size}")
+            if cache.interpolation != interpolation:
+                raise ValueError(f"the decoded-image cache holds {cache.interpolation}-resized images but the model "
+                                 f"resizes {interpolation}: open it with interpolation={interpolation!r}")
+            return cache
+        return open_decoded_cache(cache_dir, size, interpolation) if cache else None
 
     def _validate(self) -> None:
         if self.require_masks:
@@ -160,22 +152,6 @@ class SegmentationDataset(Dataset):
         return select_prompt(rec.prompts, self.prompt, self._rng(index, _PROMPT_STREAM) if drawn else None,
                              name=rec.name)
 
-    def _tokens(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask) of one prompt; each distinct prompt is tokenised once."""
-        cached = self._token_cache.get(prompt)
-        if cached is None:
-            tokens = self.tokenizer([prompt])
-            cached = self._token_cache[prompt] = (tokens["input_ids"][0], tokens["attention_mask"][0])
-        return cached[0].clone(), cached[1].clone()
-
-    def _pixels(self, image: np.ndarray, lut: np.ndarray) -> torch.Tensor:
-        """float32 (3, S, S) = ``lut[c][image[..., c]]``: the per-value arithmetic of the pipeline looked up
-        instead of computed per pixel (the same float32 operations on the same 256 values: exact)."""
-        out = np.empty((3,) + image.shape[:2], np.float32)
-        for c in range(3):
-            np.take(lut[c], image[..., c], out=out[c])
-        return torch.from_numpy(out)
-
     def __getitem__(self, index: int) -> dict:
         if index < 0:
             index += len(self)
@@ -186,15 +162,15 @@ class SegmentationDataset(Dataset):
             target = torch.from_numpy(small.astype(np.float32)).unsqueeze(0)
         else:
             target = torch.zeros(1, s, s, dtype=torch.float32)
+        pre = self.preprocessor
         if self.augment:
             # scaled to [0, 1] (image / 255), jittered, then normalised
-            pixels = self._pixels(image, self._unit_lut)
-            pixels, target = self._augment(pixels, target, self._rng(index, _AUGMENT_STREAM))
-            pixels = (pixels - self.mean) / self.std
+            pixels, target = self._augment(pre.scale(image), target, self._rng(index, _AUGMENT_STREAM))
+            pixels = pre.standardise(pixels)
         else:
-            pixels = self._pixels(image, self._normalise_lut)  # (image / 255 - mean) / std
+            pixels = pre.normalise(image)  # (image / 255 - mean) / std
         prompt = self.prompt_for(index)
-        input_ids, attention_mask = self._tokens(prompt)
+        input_ids, attention_mask = pre.token_pair(prompt)
         return {
             "pixel_values": pixels,
             "mask": target,
@@ -207,10 +183,6 @@ class SegmentationDataset(Dataset):
             "width": int(width),
             "has_mask": small is not None,
         }
-
-    def read_image(self, rec: Record) -> Image.Image:
-        """The record's image in RGB (a subclass may keep images in memory: vlsm.Predictor does)."""
-        return load_image(rec.image_path)
 
     def _resized(self, index: int, rec: Record) -> tuple:
         """The item's pixels before normalisation: from the decoded-image cache when it has them."""
@@ -226,12 +198,12 @@ class SegmentationDataset(Dataset):
 
     def _load_resized(self, rec: Record) -> tuple:
         """(uint8 image (S,S,3), bool mask (S,S) or None, original height, original width)."""
-        image = self.read_image(rec)
+        image = load_image(rec.image_path)
         width, height = image.size
         mask = None
         if rec.mask_path is not None:
             mask = load_mask(rec.mask_path, size=(width, height), image_path=rec.image_path, name=rec.name)
-        resized, small = resize_pair(image, mask, self.image_size, self.interpolation)
+        resized, small = self.preprocessor.resize_pair(image, mask)
         return resized, small, height, width
 
     @staticmethod

@@ -104,11 +104,25 @@ def load_image(path) -> Image.Image:
     if isinstance(img, np.ndarray):  # a TIFF read by tifffile: scale by its dtype's range
         arr = array_to_uint8(img)
         img = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 2 else arr)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        img = Image.fromarray(array_to_uint8(np.asarray(img)))
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return img
+    return to_rgb(img)
+
+
+def to_rgb(image: Union[Image.Image, np.ndarray]) -> Image.Image:
+    """An in-memory image in RGB, converted as :func:`load_image` converts files: 16-bit and float values
+    scaled to 8 bits, grey and RGBA to RGB (alpha dropped)."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+            raise ValueError(f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, "
+                             f"got shape {image.shape}")
+        image = Image.fromarray(array_to_uint8(arr))
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"images are paths, PIL images or numpy arrays, got {type(image).__name__}")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = Image.fromarray(array_to_uint8(np.asarray(image)))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def image_size(path) -> tuple[int, int]:
@@ -153,4 +167,4 @@ def check_pixel_limit(paths: Iterable, max_pixels: Optional[int] = None, *,
         Image.MAX_IMAGE_PIXELS = limit  # and wherever images are decoded later
 
 
-__all__ = ["load_image", "decode_file", "ImageReadError", "image_size", "check_pixel_limit"]
+__all__ = ["load_image", "to_rgb", "decode_file", "ImageReadError", "image_size", "check_pixel_limit"]

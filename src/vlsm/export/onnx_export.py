@@ -141,34 +141,11 @@ def export_graph(model: SegmentationModel, path: Path, opset: int = DEFAULT_OPSE
 
 def preprocess_info(model: SegmentationModel, input_names: list[str], threshold: float,
                     opset: int, prompt: Optional[str], tokenizer_files: list[str]) -> dict:
-    """What a runtime must do around the graph (written as ``preprocess.json``)."""
-    pre = model.preprocess
-    s = pre.image_size
-    shapes = {"pixel_values": ["batch", 3, s, s], "input_ids": ["batch", pre.context_length],
-              "attention_mask": ["batch", pre.context_length]}
-    return {
-        "format": EXPORT_FORMAT,
-        "model": model.spec.name, "variant": model.spec.variant, "preset": model.spec.preset,
-        "opset": opset,
-        "image_size": s,
-        "image": ("RGB (grey/RGBA converted, alpha dropped); resized to image_size x image_size with Pillow's "
-                  f"{pre.interpolation} resize (the interpolation field); float32 / 255; (x - mean) / std per "
-                  "channel; layout (B, 3, H, W)"),
-        "interpolation": pre.interpolation,  # a Pillow filter name: Image.Resampling[interpolation.upper()]
-        "mean": list(pre.mean), "std": list(pre.std),
-        "tokenizer": pre.tokenizer,
-        "context_length": pre.context_length if model.uses_text else 0,
-        # input_ids / attention_mask = the encodings of these files side by side (one file but for Ensemble-C)
-        "tokenizer_files": tokenizer_files,
-        "default_prompt": prompt,
-        "inputs": {name: {"shape": shapes[name], "dtype": "float32" if name == "pixel_values" else "int64"}
-                   for name in input_names},
-        "outputs": {"logits": {"shape": ["batch", 1, s, s], "dtype": "float32"}},
-        "threshold": threshold,
-        "postprocess": ("resize logits[i, 0] to the image's original (height, width) with bilinear interpolation "
-                        "(half-pixel centres, align_corners=False, no antialiasing), then sigmoid, then "
-                        "mask = probability > threshold"),
-    }
+    """What a runtime must do around the graph (written as ``preprocess.json``; vlsm.data.preprocessing)."""
+    from vlsm.data.preprocessing import preprocess_json
+
+    return preprocess_json(model, export_format=EXPORT_FORMAT, opset=opset, input_names=input_names,
+                           threshold=threshold, default_prompt=prompt, tokenizer_files=tokenizer_files)
 
 
 def write_export(model: SegmentationModel, out: Path, *, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
