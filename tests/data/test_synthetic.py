@@ -81,8 +81,18 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="image_size"):
-        make_synthetic_dataset(tmp_path / "x", image_size=8)
-    with pytest.raises(ValueError, match="split sizes"):
+@pytest.mark.parametrize("name,value,needle", [
+    ("n_train", -1, "n_train must be an integer >= 0, got -1"), ("n_val", -2, "n_val must be an integer >= 0"),
+    ("n_test", 1.5, "n_test must be an integer >= 0, got 1.5"), ("image_size", 8, "image_size must be an integer >= 16"),
+    ("seed", -3, "seed must be an integer >= 0, got -3")])
+def test_bad_arguments_are_named(tmp_path, name, value, needle):
+    with pytest.raises(ValueError, match=needle):
+        make_synthetic_dataset(tmp_path / "x", **{name: value})
+    assert not (tmp_path / "x").exists()
+
+
+def test_no_images_at_all_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="n_train, n_val and n_test are all 0"):
         make_synthetic_dataset(tmp_path / "x", n_train=0, n_val=0, n_test=0)
+    assert len(load_split(make_synthetic_dataset(tmp_path / "eval_only", n_train=0, n_val=0, n_test=1,
+                                                 image_size=16), "test")) == 1

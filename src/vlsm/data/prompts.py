@@ -22,6 +22,9 @@ import numpy as np
 
 _KEY = re.compile(r"p[0-9]+")  # whole-string match only (a trailing newline is no key)
 RANDOM = "random"
+#: medvlsm's prompt types, in order: p0 (empty), p1 (class name), p2-p6 (shape, colour, size, number,
+#: location added one by one), p7-p9 (lists of descriptive variants). Any ``p<digits>`` key is read.
+PROMPT_KEYS = tuple(f"p{i}" for i in range(10))
 
 
 class PromptError(ValueError, KeyError):
@@ -79,4 +82,4 @@ def select_prompt(prompts: dict, choice: str, rng: Optional[np.random.Generator]
     return choice
 
 
-__all__ = ["select_prompt", "PromptError", "prompt_keys", "is_prompt_key", "RANDOM"]
+__all__ = ["select_prompt", "PromptError", "prompt_keys", "is_prompt_key", "RANDOM", "PROMPT_KEYS"]

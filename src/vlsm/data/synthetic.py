@@ -116,20 +116,34 @@ def _render(rng: np.random.Generator, s: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(img), 0, 255).astype(np.uint8), mask
 
 
+MIN_IMAGE_SIZE = 16
+
+
+def _check_arguments(**values) -> None:
+    """Refuse a bad argument in one line that names it as the parameter (``n_train``), which is the
+    command's flag with dashes (``--n-train``)."""
+    for name, value in values.items():
+        minimum = MIN_IMAGE_SIZE if name == "image_size" else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if values["n_train"] + values["n_val"] + values["n_test"] == 0:
+        raise ValueError("n_train, n_val and n_test are all 0: give at least one split an image")
+
+
 def make_synthetic_dataset(out_dir, n_train: int = 48, n_val: int = 12, n_test: int = 12,
                            image_size: int = 96, seed: int = 0, overwrite: bool = False) -> Path:
     """Write the dataset to ``out_dir`` (medvlsm layout) and return ``out_dir``.
 
+    ``n_train``, ``n_val``, ``n_test`` >= 0 (not all 0; an evaluation-only dataset may have no training
+    images), ``image_size`` >= 16 and ``seed`` >= 0; a bad value raises ``ValueError`` naming the parameter.
+
     If ``out_dir`` already holds a synthetic dataset made with the same arguments it is reused;
     any other non-empty ``out_dir`` is refused unless ``overwrite`` (which replaces only a synthetic dataset).
     """
+    _check_arguments(n_train=n_train, n_val=n_val, n_test=n_test, image_size=image_size, seed=seed)
     out_dir = Path(out_dir)
     params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
               "image_size": int(image_size), "seed": int(seed)}
-    if min(n_train, n_val, n_test) < 0 or n_train + n_val + n_test == 0:
-        raise ValueError("the split sizes must be >= 0 and not all 0")
-    if image_size < 16:
-        raise ValueError(f"image_size must be at least 16, got {image_size}")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         marker = out_dir / MARKER
         if marker.is_file() and not overwrite:

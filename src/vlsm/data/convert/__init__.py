@@ -132,6 +132,100 @@ def _convert_case(case: SourceCase, tmp: Path, image_name: str, mask_name: str, 
     return info
 
 
+Jobs = dict  # case key -> (SourceCase, image file name, mask file name): the files to write
+
+
+def _plan_from_anns(anns: Path, cases: dict, raw_dir: Path, source, allow_missing: bool,
+                    result: ConvertResult) -> tuple[dict, Jobs]:
+    """medvlsm's split files decide splits and prompts: each entry matched to its raw case by the image's
+    file stem, with ``img_name``/``mask_name`` set to the files written."""
+    plan, jobs, missing_all = {}, {}, []
+    for split, entries in _read_anns_dir(anns).items():
+        kept = []
+        for e in entries:
+            key = Path(e["img_name"]).stem
+            case = cases.get(key)
+            if case is None:
+                result.dropped.setdefault(split, []).append(e["img_name"])
+                missing_all.append(e["img_name"])
+                continue
+            image_name = key + _image_suffix(case, Path(e["img_name"]).suffix)
+            mask_name = str(Path(e["mask_name"]).with_suffix(".png"))
+            if key in jobs and jobs[key][1:] != (image_name, mask_name):
+                raise DatasetConversionError(f"{anns}: case {key} appears with different mask names")
+            jobs[key] = (case, image_name, mask_name)
+            entry = copy.deepcopy(e)
+            entry["img_name"], entry["mask_name"] = image_name, mask_name
+            kept.append(entry)
+        plan[split] = kept
+    if missing_all and not allow_missing:
+        raise FileNotFoundError(
+            f"{len(missing_all)} case(s) named in the split files in {anns} are not in {raw_dir}: "
+            f"{preview(missing_all)}. Point RAW_DIR at the complete download ({source.description}), "
+            f"or pass --allow-missing (allow_missing=True) to write only the cases found.")
+    result.unused = sorted(set(cases) - set(jobs))
+    return plan, jobs
+
+
+def _plan_generated(dataset: str, raw_dir: Path, cases: dict, source, seed: int) -> tuple[dict, Jobs]:
+    """Without split files: a plain folder's own split file, else the stable hash split; prompts come later."""
+    split_keys = None
+    if dataset == "folder":
+        from vlsm.data.folder import read_split_file
+
+        split_keys = read_split_file(raw_dir)
+        unknown = sorted({k for ks in (split_keys or {}).values() for k in ks} - set(cases))
+        if unknown:
+            raise FileNotFoundError(f"the split file of {raw_dir} names cases not in images/: {preview(unknown)}")
+    if split_keys is None:
+        split_keys = stable_split(list(cases), seed)
+    plan, jobs = {}, {}
+    for split, keys in split_keys.items():
+        plan[split] = []
+        for key in keys:
+            image_name = key + _image_suffix(cases[key], None)
+            jobs[key] = (cases[key], image_name, source.mask_name(key))
+            plan[split].append({"img_name": image_name, "mask_name": source.mask_name(key), "cat": 0,
+                                "segment_id": key})
+    return plan, jobs
+
+
+def _convert_all(tmp: Path, jobs: Jobs, prompts_for, workers: Optional[int], raw_dir: Path) -> dict:
+    """Write every case into ``tmp`` (threads); {key: info}, or one error listing every case that failed."""
+    for sub in ("images", "masks", "anns"):
+        (tmp / sub).mkdir()
+    for _c, _i, mask_name in jobs.values():
+        (tmp / "masks" / mask_name).parent.mkdir(parents=True, exist_ok=True)
+
+    def work(item):
+        key, (case, image_name, mask_name) = item
+        try:
+            return key, _convert_case(case, tmp, image_name, mask_name, prompts_for), None
+        except (ImageReadError, OSError, ValueError) as err:
+            return key, None, str(err)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, 2 * (os.cpu_count() or 1))) as pool:
+        outcomes = list(pool.map(work, sorted(jobs.items())))
+    problems = [err for _k, _info, err in outcomes if err]
+    if problems:
+        raise DatasetConversionError(f"{len(problems)} case(s) of {raw_dir} cannot be converted; nothing was "
+                                     f"written:\n  " + "\n  ".join(problems[:10])
+                                     + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+                                     + "\nRe-download the damaged files or remove those cases from the raw folder.")
+    return {k: info for k, info, _e in outcomes}
+
+
+def _write_anns(tmp: Path, plan: dict, infos: dict, generated: bool, result: ConvertResult) -> None:
+    """anns/<split>.json; generated entries get each mask's bounding box and prompts."""
+    for split, entries in plan.items():
+        for e in entries:
+            if generated:
+                info = infos[Path(e["img_name"]).stem]
+                e["bbox"], e["prompts"] = info["bbox"], info["prompts"]
+        (tmp / "anns" / f"{split}.json").write_text(json.dumps(entries, indent=1))
+        result.counts[split] = len(entries)
+
+
 def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0, overwrite: bool = False,
                     allow_missing: bool = False, class_name: Optional[str] = None,
                     workers: Optional[int] = None) -> ConvertResult:
@@ -149,93 +243,18 @@ def convert_dataset(dataset: str, raw_dir, out_dir, *, anns=None, seed: int = 0,
         raise RawLayoutError(f"no cases found in {raw_dir} (expected {source.description})")
     result = ConvertResult(out_dir=out_dir, dataset=dataset)
     cls = class_name or source.class_name
-
-    # -- plan: split -> entries, and the files to write ------------------------------------
-    plan: dict[str, list] = {}
-    jobs: dict[str, tuple] = {}  # key -> (case, image_name, mask_name)
     if anns is not None:
-        splits = _read_anns_dir(Path(anns))
-        missing_all = []
-        for split, entries in splits.items():
-            kept = []
-            for e in entries:
-                key = Path(e["img_name"]).stem
-                case = cases.get(key)
-                if case is None:
-                    result.dropped.setdefault(split, []).append(e["img_name"])
-                    missing_all.append(e["img_name"])
-                    continue
-                image_name = key + _image_suffix(case, Path(e["img_name"]).suffix)
-                mask_name = str(Path(e["mask_name"]).with_suffix(".png"))
-                if key in jobs and jobs[key][1:] != (image_name, mask_name):
-                    raise DatasetConversionError(f"{anns}: case {key} appears with different mask names")
-                jobs[key] = (case, image_name, mask_name)
-                entry = copy.deepcopy(e)
-                entry["img_name"], entry["mask_name"] = image_name, mask_name
-                kept.append(entry)
-            plan[split] = kept
-        if missing_all and not allow_missing:
-            raise FileNotFoundError(
-                f"{len(missing_all)} case(s) named in the split files in {anns} are not in {raw_dir}: "
-                f"{preview(missing_all)}. Point RAW_DIR at the complete download ({source.description}), "
-                f"or pass --allow-missing (allow_missing=True) to write only the cases found.")
-        result.unused = sorted(set(cases) - set(jobs))
+        plan, jobs = _plan_from_anns(Path(anns), cases, raw_dir, source, allow_missing, result)
         prompts_for = None
     else:
-        if dataset == "folder":
-            from vlsm.data.folder import read_split_file
-
-            given = read_split_file(raw_dir)
-            split_keys = given if given is not None else stable_split(list(cases), seed)
-            unknown = sorted({k for ks in split_keys.values() for k in ks} - set(cases))
-            if unknown:
-                raise FileNotFoundError(f"the split file of {raw_dir} names cases not in images/: {preview(unknown)}")
-        else:
-            split_keys = stable_split(list(cases), seed)
-        for split, keys in split_keys.items():
-            plan[split] = []
-            for key in keys:
-                case = cases[key]
-                image_name = key + _image_suffix(case, None)
-                jobs[key] = (case, image_name, source.mask_name(key))
-                plan[split].append({"img_name": image_name, "mask_name": source.mask_name(key), "cat": 0,
-                                    "segment_id": key})
+        plan, jobs = _plan_generated(dataset, raw_dir, cases, source, seed)
 
         def prompts_for(mask, image):
             return generate_prompts(mask, image, cls)
 
-    # -- write -----------------------------------------------------------------------------
-    n_workers = workers or min(8, 2 * (os.cpu_count() or 1))
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        for sub in ("images", "masks", "anns"):
-            (tmp / sub).mkdir()
-        for _c, _i, mask_name in jobs.values():
-            (tmp / "masks" / mask_name).parent.mkdir(parents=True, exist_ok=True)
-
-        def work(item):
-            key, (case, image_name, mask_name) = item
-            try:
-                return key, _convert_case(case, tmp, image_name, mask_name, prompts_for), None
-            except (ImageReadError, OSError, ValueError) as err:
-                return key, None, str(err)
-
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            outcomes = list(pool.map(work, sorted(jobs.items())))
-        problems = [err for _k, _info, err in outcomes if err]
-        if problems:
-            raise DatasetConversionError(f"{len(problems)} case(s) of {raw_dir} cannot be converted; nothing was "
-                                  f"written:\n  " + "\n  ".join(problems[:10])
-                                  + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
-                                  + "\nRe-download the damaged files or remove those cases from the raw folder.")
-        infos = {k: info for k, info, _e in outcomes}
-        for split, entries in plan.items():
-            for e in entries:
-                info = infos[Path(e["img_name"]).stem]
-                if anns is None:
-                    e["bbox"] = info["bbox"]
-                    e["prompts"] = info["prompts"]
-            (tmp / "anns" / f"{split}.json").write_text(json.dumps(entries, indent=1))
-            result.counts[split] = len(entries)
+        infos = _convert_all(tmp, jobs, prompts_for, workers, raw_dir)
+        _write_anns(tmp, plan, infos, anns is None, result)
         summary = {"dataset": dataset, "raw_dir": str(raw_dir.resolve()),
                    "anns": str(Path(anns).resolve()) if anns is not None else None,
                    "seed": None if anns is not None else seed, "class_name": None if anns is not None else cls,
