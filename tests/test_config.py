@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from vlsm.config import config_from_dict, load_config, save_config
@@ -185,3 +187,89 @@ def test_exponent_floats_are_numbers(tmp_path):
     cfg = load_config(f)
     assert (cfg.train.lr, cfg.train.weight_decay) == (1e-3, 5e-5)
     assert parse_override("train.lr=2e-4") == ("train.lr", 2e-4)
+
+
+def test_the_configuration_reference_page_is_current():
+    """docs/reference/configuration.md is generated from the schema: regenerate it with
+    `python -m vlsm.config.reference docs/reference/configuration.md`."""
+    from conftest import REPO
+    from vlsm.config import all_options
+    from vlsm.config.reference import PAGE, render_reference
+
+    text = render_reference()
+    assert (REPO / PAGE).read_text() == text
+    assert all(f"| `{key}` |" in text for key in all_options())
+
+
+def test_resumable_keys_come_from_the_schema():
+    from vlsm.config import RESUMABLE_KEYS, resumable_keys
+
+    # how long a run trains, how it reads its data, shows progress and keeps its checkpoints
+    assert set(resumable_keys()) == set(RESUMABLE_KEYS) == {
+        "name", "out", "train.epochs", "train.max_minutes", "train.progress_bar", "train.num_workers", "eval.batch_size",
+        "data.cache", "data.cache_dir", "data.max_pixels", "train.keep_checkpoints", "train.feature_cache",
+        "train.compile", "train.channels_last"}
+
+
+def test_option_flags_for_another_command():
+    """What `vlsm evaluate`/`predict` take from the schema: flags with the schema's defaults, checked when read."""
+    import argparse
+
+    from vlsm.config.flags import add_option_flags, option_values
+
+    keys = ["eval.threshold", "eval.batch_size", "data.max_pixels", "train.device"]
+    parser = argparse.ArgumentParser()
+    add_option_flags(parser, keys)
+    assert option_values(parser.parse_args([]), keys) == {"eval.threshold": 0.5, "eval.batch_size": 4,
+                                                          "train.device": "auto"}  # (max_pixels None: not given)
+    values = option_values(parser.parse_args(["--threshold", "0.3", "--max-pixels", "9", "--device", "cuda:1"]), keys)
+    assert values == {"eval.threshold": 0.3, "eval.batch_size": 4, "data.max_pixels": 9, "train.device": "cuda:1"}
+    for argv, message in ((["--threshold", "1.5"], "--threshold (eval.threshold) must be between 0 and 1 (exclusive)"),
+                          (["--batch-size", "0"], "--batch-size (eval.batch_size) must be at least 1, got 0"),
+                          (["--device", "tpu"], "--device (train.device) must be auto, cpu, cuda or cuda:N, got 'tpu'")):
+        with pytest.raises(ValueError, match=r"^" + re.escape(message)):
+            option_values(parser.parse_args(argv), keys)
+    assert "probability threshold" in parser.format_help() and "default 0.5" in parser.format_help()
+
+
+@pytest.mark.parametrize("key, value, where, message", [
+    ("eval.threshold", 0.0, "serve", "serve: eval.threshold must be between 0 and 1 (exclusive), got 0.0"),
+    ("train.epochs", "5", "--set", "--set: train.epochs: expected an integer, got '5' (str)"),
+    ("data.max_pixels", 0, "command line", "--max-pixels (data.max_pixels) must be at least 1, got 0"),
+])
+def test_check_option_checks_one_value(key, value, where, message):
+    from vlsm.config import check_option
+
+    assert check_option("eval.threshold", 0.25) == 0.25 and check_option("data.max_pixels", None) is None
+    with pytest.raises(ValueError) as err:
+        check_option(key, value, where)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"train": {"epochs": 2, "min_epochs": 3}}, "exp.yaml: train.min_epochs must be at most train.epochs (2), got 3"),
+    ({"train": {"bce_weight": 0.0, "dice_weight": 0}}, "exp.yaml: train.dice_weight must be positive when"),
+    ({"eval": {"threshold": 1}}, "exp.yaml: eval.threshold must be between 0 and 1 (exclusive), got 1"),
+    ({"train": {"monitor": "dice"}}, "exp.yaml: train.monitor must be one of val_dice, val_loss, val_bce, got 'dice'"),
+    ({"train": {"scheduler_factor": 1.5}}, "exp.yaml: train.scheduler_factor must be between 0 and 1 (exclusive)"),
+    ({"data": {"paths": ["a", 3]}}, "exp.yaml: data.paths: item 1: expected a string, got 3 (int)"),
+])
+def test_bounds_choices_and_rules_between_options(values, message):
+    with pytest.raises(ValueError) as err:
+        config_from_dict(values, "exp.yaml")
+    assert str(err.value).startswith(message)
+
+
+def test_a_config_yaml_an_older_version_wrote_loads_and_is_written_back_the_same(tmp_path):
+    """tests/training/fixtures/config-f4f8edf.yaml: a run's config.yaml as vlsm f4f8edf (before the schema) wrote it."""
+    from conftest import REPO
+
+    text = (REPO / "tests" / "training" / "fixtures" / "config-f4f8edf.yaml").read_text()
+    cfg = load_config(_write(tmp_path / "config.yaml", text))
+    save_config(cfg, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == text
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

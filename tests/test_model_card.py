@@ -39,8 +39,9 @@ def test_card_of_a_trained_run(run):
     assert "unet-d" in front["tags"] and "vision-language" not in front["tags"]
     total, trainable = summary["train"]["parameters"]["total"], summary["train"]["parameters"]["trainable"]
     assert f"| parameters, total | {total:,} " in text and f"| parameters, trainable | {trainable:,} " in text
-    assert f"| epochs run | {summary['train']['epochs_run']} (at most 2;" in text
-    assert "| batch size | 3 |" in text and "lr 0.003" in text and "1.0 × BCE-with-logits + 1.0 × soft Dice" in text
+    assert f"| epochs run | {summary['train']['epochs_run']} |" in text and "| epochs, at most | 2 |" in text
+    assert "| batch size | 3 |" in text and "| learning rate (AdamW) | 0.003 |" in text
+    assert "| loss weight of BCE-with-logits | 1.0 |" in text and "| loss weight of the soft Dice | 1.0 |" in text
     [result] = summary["results"]
     row = (f"| synthetic_polyp | test | 4 | {100 * result['dice_mean']:.2f} ± {100 * result['dice_std']:.2f} | "
            f"{100 * result['iou_mean']:.2f} ± {100 * result['iou_std']:.2f} |")
@@ -93,11 +94,35 @@ def test_model_card_states_the_recipe_as_trained():
                                         "best_checkpoint": "best.ckpt"}}
     config = {"model": {"name": "unet-d"}, "data": {"paths": ["/data/kvasir_polyp"], "augment": False},
               "train": {"epochs": 1000, "lr": 1e-5, "scheduler": "none", "monitor": "val_bce", "min_delta": 0.0,
-                        "early_stopping_patience": 20, "reload_best_each_epoch": True, "dice_reduction": "batch"}}
+                        "early_stopping_patience": 20, "reload_best_each_epoch": True, "dice_reduction": "batch",
+                        "scheduler_patience": 3}}
     text = render_model_card(summary, config, {"image_size": 352, "mean": [0] * 3, "std": [1] * 3})
-    assert "early stopping on validation BCE, patience 20)" in text
-    assert "constant rate, continuing each epoch from the best weights so far |" in text
-    assert "ReduceLROnPlateau" not in text and "soft Dice (over the whole batch)" in text
+    assert "| monitored (best checkpoint, early stopping) | validation BCE |" in text
+    assert "| early-stopping patience (epochs) | 20 |" in text and "| smallest improvement | 0.0 |" in text
+    assert "| learning-rate schedule | constant rate |" in text and "ReduceLROnPlateau" not in text
+    assert "| after an epoch without improvement | continue from the best weights so far |" in text
+    assert "| soft Dice | over the whole batch |" in text and "| augmentation | none |" in text
     assert "| best validation BCE | 0.1235 (checkpoint `best.ckpt`) |" in text
     plateau = render_model_card(summary, {**config, "train": {"min_epochs": 10, "min_delta": 1e-4}}, {"image_size": 8})
-    assert "ReduceLROnPlateau" in plateau and "min_delta 0.0001, at least 10 epochs" in plateau
+    assert "| epochs, at least | 10 |" in plateau and "| smallest improvement | 0.0001 |" in plateau
+    assert "without improvement" not in plateau  # (shown only when the run reloads)
+
+
+def test_the_recipe_rows_come_from_the_schema():
+    """Every option marked for the card is a row of a trained run's recipe, under the schema's label, and
+    model_card.py spells none of them."""
+    from pathlib import Path
+
+    import vlsm.model_card
+    from vlsm.config import ExperimentConfig, all_options
+    from vlsm.model_card import recipe_rows
+
+    config = ExperimentConfig().to_dict()
+    config["train"]["reload_best_each_epoch"] = True
+    config["data"]["drop_overlap"] = True
+    labels = [label for label, _ in recipe_rows(config)]
+    marked = [o for o in all_options().values() if o.card is not None]
+    plateau = {o.card.label for o in marked if o.card.when == {"scheduler": "plateau"}}
+    assert labels == [o.card.label for o in marked] and plateau  # (the default schedule is plateau)
+    source = Path(vlsm.model_card.__file__).read_text()
+    assert not [o.name for o in marked if o.name in source and "_" in o.name]

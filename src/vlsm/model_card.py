@@ -96,135 +96,146 @@ def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = 
                       load_path: str = "path/to/model", frozen: Optional[dict] = None) -> str:
     """The card's text. ``preprocess``: the model folder's input contract (``vlsm_config.json``'s); ``frozen``:
     its frozen-source record when the folder is slim (``vlsm_config.json``'s ``frozen``)."""
-    model = summary.get("model", {})
-    train = summary.get("train", {}) or {}
-    data = config.get("data", {}) or {}
-    recipe = config.get("train", {}) or {}
     spec = config.get("model", {}) or {}
-    name = model.get("name") or spec.get("name", "model")
-    label = model.get("label") or _paper_name(name)
-    params = train.get("parameters", {}) or {}
-    lines = ["---", yaml.safe_dump(front_matter(summary, config), sort_keys=False).rstrip(), "---", "",
-             f"# {label}", ""]
-    datasets = ", ".join(Path(p).name for p in data.get("paths", [])) or "—"
-    lines += [f"A `vlsm` segmentation model: **{_paper_name(name)}** (`{name}`) trained on {datasets}. "
-              f"{_description(name).rstrip('.')}.", ""]
+    name = summary.get("model", {}).get("name") or spec.get("name", "model")
+    uses_text = bool(preprocess.get("tokenizer")) if preprocess else name != "unet-d"
+    sections = [_title(summary, config, name), _model_section(summary, spec, name, preprocess),
+                _data_section(summary, config.get("data", {}) or {}), _recipe_section(summary, config),
+                _results_section(summary), _prompt_section(config.get("data", {}) or {}, uses_text),
+                _limits_section(uses_text), _usage_section(load_path, uses_text), _weights_section(frozen, load_path),
+                ["## Citation", "", "```bibtex", CITATION, "```", ""]]
+    return "\n".join(line for section in sections for line in section)
 
-    lines += ["## Model", "", "| | |", "|---|---|",
-              f"| registered name | `{name}` |",
-              f"| preset | `{model.get('preset') or spec.get('preset') or 'paper'}` |",
-              f"| variant | `{model.get('variant') or spec.get('variant') or '—'}` |",
-              f"| parameters, total | {_millions(params.get('total'))} |",
-              f"| parameters, trainable | {_millions(params.get('trainable'))} |"]
+
+def _title(summary: dict, config: dict, name: str) -> list:
+    label = summary.get("model", {}).get("label") or _paper_name(name)
+    datasets = ", ".join(Path(p).name for p in (config.get("data", {}) or {}).get("paths", [])) or "—"
+    return ["---", yaml.safe_dump(front_matter(summary, config), sort_keys=False).rstrip(), "---", "", f"# {label}", "",
+            f"A `vlsm` segmentation model: **{_paper_name(name)}** (`{name}`) trained on {datasets}. "
+            f"{_description(name).rstrip('.')}.", ""]
+
+
+def _model_section(summary: dict, spec: dict, name: str, preprocess: Optional[dict]) -> list:
+    model = summary.get("model", {})
+    params = (summary.get("train", {}) or {}).get("parameters", {}) or {}
+    lines = ["## Model", "", "| | |", "|---|---|", f"| registered name | `{name}` |",
+             f"| preset | `{model.get('preset') or spec.get('preset') or 'paper'}` |",
+             f"| variant | `{model.get('variant') or spec.get('variant') or '—'}` |",
+             f"| parameters, total | {_millions(params.get('total'))} |",
+             f"| parameters, trainable | {_millions(params.get('trainable'))} |"]
     if spec.get("pretrained") or model.get("pretrained"):
         lines.append(f"| initial weights | `{spec.get('pretrained') or model.get('pretrained')}` |")
-    for key, value in sorted((spec.get("overrides") or {}).items()):
-        lines.append(f"| option `{key}` | `{json.dumps(value)}` |")
+    lines += [f"| option `{key}` | `{json.dumps(value)}` |" for key, value in sorted((spec.get("overrides") or {}).items())]
     if preprocess:
         lines.append(f"| input | {preprocess.get('image_size')} × {preprocess.get('image_size')} RGB, "
                      f"mean {tuple(preprocess.get('mean', ()))}, std {tuple(preprocess.get('std', ()))} |")
         if preprocess.get("tokenizer"):
             lines.append(f"| text | {preprocess['tokenizer']} tokenizer, {preprocess.get('context_length')} tokens |")
-    lines.append("")
+    return lines + [""]
 
-    lines += ["## Training data", ""]
-    sizes = train.get("data", {}) or {}
-    lines += ["| dataset | train split | val split | test split |", "|---|---|---|---|"]
+
+def _data_section(summary: dict, data: dict) -> list:
+    sizes = (summary.get("train", {}) or {}).get("data", {}) or {}
     tested = {(r.get("dataset"), r.get("split")): r.get("n") for r in summary.get("results", [])}
+    lines = ["## Training data", "", "| dataset | train split | val split | test split |", "|---|---|---|---|"]
     for path in data.get("paths", []):
         ds = Path(path).name
-        counts = sizes.get(ds, {})
 
-        def cell(split_key, ds=ds, counts=counts):
-            split = data.get(split_key, split_key.split("_")[0])
-            n = counts.get(split, tested.get((ds, split)))
-            return f"`{split}`" + (f" ({n} images)" if n is not None else "")
-
-        lines.append(f"| {ds} | {cell('train_split')} | {cell('val_split')} | {cell('test_split')} |")
+        cells = []
+        for key in ("train_split", "val_split", "test_split"):
+            split = data.get(key, key.split("_")[0])
+            n = sizes.get(ds, {}).get(split, tested.get((ds, split)))
+            cells.append(f"`{split}`" + (f" ({n} images)" if n is not None else ""))
+        lines.append(f"| {ds} | {' | '.join(cells)} |")
+    test_split = data.get("test_split", "test")
     for path in data.get("test_paths", []):
-        ds = Path(path).name
-        n = tested.get((ds, data.get("test_split", "test")))
-        lines.append(f"| {ds} (held out) | — | — | `{data.get('test_split', 'test')}`"
-                     + (f" ({n} images) |" if n is not None else " |"))
-    lines.append("")
+        n = tested.get((Path(path).name, test_split))
+        lines.append(f"| {Path(path).name} (held out) | — | — | `{test_split}`" + (f" ({n} images) |" if n is not None else " |"))
+    return lines + [""]
 
-    monitor = {"val_dice": "validation Dice", "val_loss": "validation loss",
-               "val_bce": "validation BCE"}.get(train.get("monitor") or recipe.get("monitor", "val_dice"), "—")
-    lines += ["## Training recipe", "", "| | |", "|---|---|",
-              f"| epochs run | {train.get('epochs_run', '—')} (at most {recipe.get('epochs', '—')}; early stopping "
-              f"on {monitor}, patience {recipe.get('early_stopping_patience', '—')}"
-              f"{', min_delta ' + str(recipe['min_delta']) if recipe.get('min_delta') else ''}"
-              f"{', at least ' + str(recipe['min_epochs']) + ' epochs' if recipe.get('min_epochs') else ''}) |",
-              f"| optimiser | AdamW, lr {recipe.get('lr', '—')}, weight decay {recipe.get('weight_decay', '—')}, "
-              + (f"ReduceLROnPlateau (factor {recipe.get('scheduler_factor', '—')}, patience "
-                 f"{recipe.get('scheduler_patience', '—')})" if recipe.get("scheduler", "plateau") == "plateau"
-                 else "constant rate")
-              + (", continuing each epoch from the best weights so far" if recipe.get("reload_best_each_epoch")
-                 else "") + " |",
-              f"| batch size | {recipe.get('batch_size', '—')} |",
-              f"| loss | {recipe.get('bce_weight', '—')} × BCE-with-logits + {recipe.get('dice_weight', '—')} × soft Dice"
-              f"{' (over the whole batch)' if recipe.get('dice_reduction') == 'batch' else ''} |",
-              f"| precision | {train.get('precision') or recipe.get('precision', '—')} on "
-              f"{train.get('accelerator', '—')} × {train.get('devices', 1)} |",
-              f"| augmentation | {'flips and colour jitter' if data.get('augment', True) else 'none'} |",
-              f"| training prompt | {_prompt_text(data.get('prompt'))} |",
-              f"| seed | {recipe.get('seed', '—')} |"]
+
+def recipe_rows(config: dict) -> list[tuple[str, str]]:
+    """``[(label, text)]``: the recipe as the experiment ``config`` (its dict form) states it, one row per schema
+    option marked for the card (:class:`vlsm.config.Card`) that ``config`` holds, in schema order."""
+    from vlsm.config import SECTIONS, all_options
+
+    rows = []
+    for key, option in all_options().items():
+        section, _, name = key.rpartition(".")
+        values = config.get(section, {}) if section in SECTIONS else config
+        if option.card is None or not isinstance(values, dict) or name not in values:
+            continue
+        when = option.card.when or {}
+        if all(values.get(k, all_options()[f"{section}.{k}"].default) == v for k, v in when.items()):
+            rows.append((option.card.label, option.card.text(values[name])))
+    return rows
+
+
+def _recipe_section(summary: dict, config: dict) -> list:
+    from vlsm.config import get_option
+
+    train = summary.get("train", {}) or {}
+    monitor = train.get("monitor") or (config.get("train", {}) or {}).get("monitor", "val_dice")
+    lines = ["## Training recipe", "", "| | |", "|---|---|", f"| epochs run | {train.get('epochs_run', '—')} |"]
     if train.get("best_val_dice") is not None:
         lines.append(f"| best validation Dice | {100 * train['best_val_dice']:.2f} % (checkpoint "
                      f"`{train.get('best_checkpoint', 'best.ckpt')}`) |")
     elif train.get("best_score") is not None:
-        lines.append(f"| best {monitor} | {train['best_score']:.4f} (checkpoint "
+        lines.append(f"| best {get_option('train.monitor').card.text(monitor)} | {train['best_score']:.4f} (checkpoint "
                      f"`{train.get('best_checkpoint', 'best.ckpt')}`) |")
     if train.get("seconds") is not None:
         lines.append(f"| training time | {train['seconds']:.0f} s |")
-    lines.append("")
+    if train.get("precision"):
+        lines.append(f"| precision | {train['precision']} on {train.get('accelerator', '—')} × {train.get('devices', 1)} |")
+    lines.append(f"| training prompt | {_prompt_text((config.get('data', {}) or {}).get('prompt'))} |")
+    return lines + [f"| {label} | {text} |" for label, text in recipe_rows(config)] + [""]
 
-    lines += ["## Results", "",
-              "Per-image Dice and IoU at each image's original resolution, mean ± std (%) over the images "
-              "(population std). " + (summary.get("empty_mask_policy", "").capitalize() + "." if
-                                      summary.get("empty_mask_policy") else ""), "",
-              "| dataset | split | n | Dice (%) | IoU (%) | prompt | threshold |", "|---|---|---|---|---|---|---|"]
+
+def _results_section(summary: dict) -> list:
+    policy = summary.get("empty_mask_policy", "")
+    lines = ["## Results", "",
+             "Per-image Dice and IoU at each image's original resolution, mean ± std (%) over the images "
+             "(population std). " + (policy.capitalize() + "." if policy else ""), "",
+             "| dataset | split | n | Dice (%) | IoU (%) | prompt | threshold |", "|---|---|---|---|---|---|---|"]
     for r in summary.get("results", []):
         lines.append(f"| {r.get('dataset')} | {r.get('split')} | {r.get('n')} | "
                      f"{_pct(r.get('dice_mean'), r.get('dice_std'))} | {_pct(r.get('iou_mean'), r.get('iou_std'))} | "
                      f"`{r.get('prompt') or '—'}` | {r.get('threshold', 0.5)} |")
     if not summary.get("results"):
         lines.append("| — | — | — | — | — | — | — |")
-    lines.append("")
+    return lines + [""]
 
+
+def _prompt_section(data: dict, uses_text: bool) -> list:
+    if not uses_text:
+        return ["## Prompt", "", "Image only: this model takes no text prompt.", ""]
     eval_prompt = data.get("eval_prompt") or ("p1" if data.get("prompt") == "random" else data.get("prompt"))
-    uses_text = bool(preprocess.get("tokenizer")) if preprocess else name != "unet-d"
-    lines += ["## Prompt", ""]
-    if uses_text:
-        lines += [f"Evaluated with {_prompt_text(eval_prompt)}. For new images give the prompt text itself "
-                  f"(for example the class name), as the annotations' prompt types exist only for dataset images.", ""]
-    else:
-        lines += ["Image only: this model takes no text prompt.", ""]
+    return ["## Prompt", "", f"Evaluated with {_prompt_text(eval_prompt)}. For new images give the prompt text itself "
+            f"(for example the class name), as the annotations' prompt types exist only for dataset images.", ""]
 
-    lines += ["## Intended use and limitations", "",
-              "* **Research use only. Not a medical device**: not validated for diagnosis, treatment or any "
-              "clinical decision; a clinician must not rely on its masks.",
-              "* Trained and tested on the data above only; expect lower accuracy on other devices, sites, "
-              "modalities or populations, and check it on your own data first.",
-              "* Vision-language models are sensitive to the wording of the prompt; use prompts like the "
-              "training prompts." if uses_text else
-              "* The dataset's class is the only thing it segments.",
-              "* Scores are per-image means over a small test split; see the standard deviation.", ""]
 
-    prompt_arg = (", prompts=\"polyp\"" if uses_text else "")
-    lines += ["## How to use", "", "```python", "import vlsm", "",
-              f"predictor = vlsm.Predictor(\"{load_path}\")",
-              f"[prediction] = predictor.predict(\"image.png\"{prompt_arg})",
-              "prediction.mask           # (H, W) bool at the image's original size",
-              "prediction.probabilities  # (H, W) float32", "",
-              f"model = vlsm.load_pretrained(\"{load_path}\")   # the torch module itself", "```", "",
-              "From the command line: `vlsm predict -i images/ -o masks/ --checkpoint MODEL_DIR"
-              + (" --prompt \"polyp\"" if uses_text else "") + "`, `vlsm serve RUN` (a web app) or "
-              "`vlsm export RUN --format onnx OUT` (ONNX Runtime, no PyTorch).", ""]
+def _limits_section(uses_text: bool) -> list:
+    return ["## Intended use and limitations", "",
+            "* **Research use only. Not a medical device**: not validated for diagnosis, treatment or any "
+            "clinical decision; a clinician must not rely on its masks.",
+            "* Trained and tested on the data above only; expect lower accuracy on other devices, sites, "
+            "modalities or populations, and check it on your own data first.",
+            "* Vision-language models are sensitive to the wording of the prompt; use prompts like the "
+            "training prompts." if uses_text else "* The dataset's class is the only thing it segments.",
+            "* Scores are per-image means over a small test split; see the standard deviation.", ""]
 
-    lines += _weights_section(frozen, load_path)
-    lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
-    return "\n".join(lines)
+
+def _usage_section(load_path: str, uses_text: bool) -> list:
+    prompt_arg = ", prompts=\"polyp\"" if uses_text else ""
+    return ["## How to use", "", "```python", "import vlsm", "",
+            f"predictor = vlsm.Predictor(\"{load_path}\")",
+            f"[prediction] = predictor.predict(\"image.png\"{prompt_arg})",
+            "prediction.mask           # (H, W) bool at the image's original size",
+            "prediction.probabilities  # (H, W) float32", "",
+            f"model = vlsm.load_pretrained(\"{load_path}\")   # the torch module itself", "```", "",
+            "From the command line: `vlsm predict -i images/ -o masks/ --checkpoint MODEL_DIR"
+            + (" --prompt \"polyp\"" if uses_text else "") + "`, `vlsm serve RUN` (a web app) or "
+            "`vlsm export RUN --format onnx OUT` (ONNX Runtime, no PyTorch).", ""]
 
 
 def _weights_section(frozen: Optional[dict], load_path: str) -> list:
@@ -259,4 +270,4 @@ def write_model_card(model_dir, summary: dict, config: dict) -> Path:
     return path
 
 
-__all__ = ["write_model_card", "render_model_card", "CARD_FILE"]
+__all__ = ["write_model_card", "render_model_card", "recipe_rows", "CARD_FILE"]

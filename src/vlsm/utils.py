@@ -5,10 +5,8 @@ import dataclasses
 import os
 import tempfile
 import threading
-import types
-import typing
 from pathlib import Path
-from typing import Any, Iterable, Optional, Type, TypeVar
+from typing import Iterable, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -27,73 +25,6 @@ def dataclass_from_dict(cls: Type[T], values: dict, where: str) -> T:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-    return cls(**values)
-
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-               list: "a list", dict: "a mapping", type(None): "null"}
-
-
-def _union_args(hint) -> Optional[tuple]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return None
-
-
-def type_name(hint) -> str:
-    """How a type hint reads in an error message: ``Optional[int]`` -> ``"an integer or null"``."""
-    members = _union_args(hint)
-    if members is not None:
-        return " or ".join(type_name(m) for m in members)
-    hint = typing.get_origin(hint) or hint
-    if hint is Any:
-        return "any value"
-    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def fits_type(value, hint) -> bool:
-    """Whether ``value`` has the type ``hint`` asks for, strictly: a bool is not an int, an int is
-    a float (``lr: 1``), ``None`` only where the hint is Optional. Containers are checked at the top
-    level only (``list[str]`` accepts any list)."""
-    members = _union_args(hint)
-    if members is not None:
-        return any(fits_type(value, m) for m in members)
-    hint = typing.get_origin(hint) or hint
-    if hint is Any:
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def check_fields(cls, values: dict, where: str, section: str = "") -> None:
-    """Refuse keys that are not fields of the dataclass ``cls`` (listing the valid ones) and values
-    that do not fit their field's type hint (:func:`fits_type`), naming ``where`` (e.g. the file),
-    the dotted key and what was expected: ``exp.yaml: train.epochs: expected an integer, got '5' (str)``."""
-    hints = typing.get_type_hints(cls)
-    names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        label = f"{where}: {section}" if section else where
-        raise ValueError(f"{label}: unknown key(s) {unknown}; valid keys: {names}")
-    for key, value in values.items():
-        if not fits_type(value, hints[key]):
-            dotted = f"{section}.{key}" if section else key
-            raise ValueError(f"{where}: {dotted}: expected {type_name(hints[key])}, "
-                             f"got {value!r} ({type(value).__name__})")
-
-
-def typed_dataclass_from_dict(cls: Type[T], values: dict, where: str, section: str = "") -> T:
-    """``cls(**values)`` once :func:`check_fields` accepts ``values`` and no required field is missing."""
-    check_fields(cls, values, where, section)
-    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in values
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"{where}: {section + ': ' if section else ''}missing key(s) {missing}")
     return cls(**values)
 
 

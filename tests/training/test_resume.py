@@ -96,3 +96,23 @@ def test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run(experiment, tm
     assert _curve(killed) == _curve(straight)
     assert len({row["lr"] for row in _curve(straight)}) > 1  # the scheduler did act
     _assert_same_weights(killed, straight)
+
+
+def test_a_run_whose_config_yaml_an_older_version_wrote_resumes(tmp_path):
+    """fixtures/config-f4f8edf.yaml is a run's config.yaml as vlsm f4f8edf (before the schema) wrote it: this
+    version writes the same bytes for the same run, and `--resume` of such a run continues it."""
+    from pathlib import Path
+
+    from vlsm.cli import main
+
+    data = make_synthetic_dataset(tmp_path / "synthetic_polyp", n_train=8, n_val=4, n_test=4, image_size=32, seed=1)
+    out = tmp_path / "run"
+    fixture = Path(__file__).parent / "fixtures" / "config-f4f8edf.yaml"
+    text = fixture.read_text().replace("'@OUT@'", str(out)).replace("'@DATA@'", str(data))
+    text = text.replace("'@CACHE@'", str(tmp_path / "cache"))  # (plain paths need no quotes in YAML)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(text)
+    assert main(["train", "-c", str(exp)]) == 0
+    assert (out / "config.yaml").read_text() == text  # byte for byte what the older version wrote
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert len(_curve(out)) == 2

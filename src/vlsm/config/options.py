@@ -19,14 +19,14 @@ from pydantic.fields import FieldInfo
 
 def option(default: Any = ..., help: str = "", *, flag: Union[str, tuple, None] = None, resumable: bool = False,
            card: Optional["Card"] = None, parse: Optional[Callable[[str], Any]] = None,
-           metavar: Optional[str] = None, default_factory: Optional[Callable[[], Any]] = None, **bounds) -> Any:
+           metavar: Optional[str] = None, valid: Optional[str] = None, default_factory: Optional[Callable[[], Any]] = None, **bounds) -> Any:
     """A schema field: ``default``, ``help`` (one sentence), ``flag`` (the command-line flag(s), first is the
     name shown: ``"--patience"``; a ``bool`` field's flag gets its ``--no-`` twin), ``resumable`` (``--resume``
     may change it: how long or how a run trains, never what it computes), ``card`` (how the model card's
     recipe states it: a :class:`Card`), ``parse`` (how the flag's text becomes a value, when not the
-    field's type) and pydantic's bounds (``ge``, ``gt``, ``le``, ``lt``)."""
+    field's type), ``valid`` (what a valid value is, in words, where a validator decides it) and pydantic's bounds (``ge``, ``gt``, ``le``, ``lt``)."""
     extra = {"flag": (flag,) if isinstance(flag, str) else flag, "resumable": resumable, "card": card,
-             "parse": parse, "metavar": metavar}
+             "parse": parse, "metavar": metavar, "valid": valid}
     if default_factory is not None:
         return Field(default_factory=default_factory, description=help, json_schema_extra=extra, **bounds)
     return Field(default, description=help, json_schema_extra=extra, **bounds)
@@ -118,8 +118,8 @@ class Option:
         return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
     def label(self, where: Optional[str] = None) -> str:
-        """How an error names this option: the flag with its key on the command line (``--patience
-        (train.early_stopping_patience)``), else ``where: key`` (``exp.yaml: train.epochs``, ``--set: ...``)."""
+        """How an error names this option: the flag with its key on the command line (``--epochs
+        (train.epochs)``), else ``where: key`` (``exp.yaml: train.epochs``, ``--set: ...``)."""
         if where == COMMAND_LINE and self.flag:
             return f"{self.flag} ({self.key})"
         return f"{where}: {self.key}" if where else self.key
@@ -130,6 +130,8 @@ class Option:
 
     def valid(self) -> str:
         """What a valid value is, in words: its choices, its range, or its type."""
+        if self._extra("valid"):
+            return self._extra("valid")
         if self.choices:
             return "one of " + ", ".join(str(c) for c in self.choices)
         return self.bounds() or type_words(self.annotation)

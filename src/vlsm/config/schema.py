@@ -47,22 +47,26 @@ def _weights_path(value):
     return expand_path(value) if isinstance(value, str) and "$" in value else value
 
 
+_DEVICES = "auto, cpu, cuda or cuda:N"
+_GPUS = "a number of GPUs (at least 1) or auto"
+_BATCHES = "a number of batches (at least 1) or a fraction of them (above 0, at most 1)"
+
+
 def _device(value: str) -> str:
     if not re.fullmatch(r"auto|cpu|gpu|cuda(:\d+)?", value):
-        raise PydanticCustomError("choice", "must be auto, cpu, cuda or cuda:N")
+        raise PydanticCustomError("choice", f"must be {_DEVICES}")
     return value
 
 
 def _gpus(value):
     if value != "auto" and value < 1:
-        raise PydanticCustomError("choice", "must be a number of GPUs (at least 1) or auto")
+        raise PydanticCustomError("choice", f"must be {_GPUS}")
     return value
 
 
 def _batches(value):
     if value is not None and not (isinstance(value, int) and value >= 1 or isinstance(value, float) and 0 < value <= 1):
-        raise PydanticCustomError("choice", "must be a number of batches (at least 1) or a fraction of them "
-                                            "(above 0, at most 1)")
+        raise PydanticCustomError("choice", f"must be {_BATCHES}")
     return value
 
 
@@ -176,17 +180,20 @@ class TrainConfig(BaseModel):
     precision: Literal[PRECISION_NAMES] = option(
         "auto", "auto: 16-bit mixed precision on CUDA (bf16 where supported), fp32 on a CPU; or Lightning's name",
         flag="--precision")
-    device: Annotated[str, AfterValidator(_device)] = option("auto", "auto, cpu or cuda", flag="--device")
+    device: Annotated[str, AfterValidator(_device)] = option("auto", "auto, cpu or cuda (cuda:N for evaluation; --devices picks the GPUs training uses)",
+                                                                     flag="--device", valid=_DEVICES)
     devices: Annotated[Union[int, Literal["auto"]], AfterValidator(_gpus)] = option(
-        1, "number of GPUs (per node), or auto; more than 1 trains with DDP", flag="--devices", parse=parse_gpus)
+        1, "number of GPUs (per node), or auto; more than 1 trains with DDP", flag="--devices", parse=parse_gpus,
+        valid=_GPUS)
     num_workers: int = option(2, "DataLoader worker processes", flag="--num-workers", resumable=True, ge=0)
     seed: int = option(42, "the seed of every random draw (order, augmentation, prompts, dropout)", flag="--seed",
                        ge=0, card=Card("seed"))
     max_minutes: Optional[float] = option(None, "stop training after this many minutes", flag="--max-minutes",
                                           resumable=True, gt=0)
     limit_train_batches: Batches = option(None, "batches (or fraction of them) per training epoch",
-                                          flag="--limit-train-batches", parse=parse_batches)
-    limit_val_batches: Batches = option(None, "batches (or fraction of them) per validation")
+                                          flag="--limit-train-batches", parse=parse_batches,
+                                          valid=_BATCHES)
+    limit_val_batches: Batches = option(None, "batches (or fraction of them) per validation", valid=_BATCHES)
     progress_bar: bool = option(True, "show a progress bar (else logs only)", flag="--progress", resumable=True)
     deterministic: bool = option(False, "deterministic GPU kernels (Lightning's deterministic=True; slower; CPU runs "
                                         "are reproducible anyway)", flag="--deterministic")

@@ -69,7 +69,7 @@ class MetricsCSV(L.Callback):
 
 
 class ReloadBestEachEpoch(L.Callback):
-    """``train.reload_best_each_epoch``: after each epoch's validation, training continues from the best
+    """``--reload-best-each-epoch``: after each epoch's validation, training continues from the best
     weights so far, as the paper's UNet-D script does (modeling_UNet_D/train.py: after its early-stopping
     check, every epoch ends with ``model.load_state_dict(torch.load(checkpoint.pt))``, the checkpoint of
     the lowest validation loss so far).
@@ -85,7 +85,7 @@ class ReloadBestEachEpoch(L.Callback):
 
     def __init__(self, best, model_dir: Optional[Path] = None):
         self.best = best
-        # a finished run resumed for more epochs may have had best.ckpt pruned (train.keep_checkpoints):
+        # a finished run resumed for more epochs may have had best.ckpt pruned (--keep-checkpoints):
         # its best weights are then the run's model/ folder
         self.model_dir = model_dir
 
@@ -114,7 +114,7 @@ class ReloadBestEachEpoch(L.Callback):
 def load_best_weights(task, best_checkpoint, model_dir) -> Path:
     """Put a run's best weights into ``task`` (a SegmentationTask) and return the file or folder read:
     ``best_checkpoint`` (a slim one completed from the live model after its digest check), or, when
-    train.keep_checkpoints pruned it from a finished run that was resumed for more epochs, the run's model/
+    --keep-checkpoints pruned it from a finished run that was resumed for more epochs, the run's model/
     folder (the same best weights)."""
     from vlsm.runs import read_training_checkpoint
     from vlsm.training.slim_checkpoints import complete_checkpoint

@@ -40,8 +40,6 @@ class SegmentationTask(SlimCheckpoints, L.LightningModule):
                  scheduler_factor: float = 0.5, model_spec: dict | None = None, seed: int | None = None,
                  scheduler: str = "plateau", dice_threshold: float = 0.5, dice_reduction: str = "image"):
         super().__init__()
-        if scheduler not in ("plateau", "none"):
-            raise ValueError(f"scheduler must be 'plateau' or 'none', got {scheduler!r}")
         self.model = model
         # every epoch's global random draws (dropout) come from (seed, epoch): a resumed run repeats them
         self.seed = seed
@@ -53,6 +51,15 @@ class SegmentationTask(SlimCheckpoints, L.LightningModule):
                                    "dice_weight": dice_weight, "scheduler_patience": scheduler_patience,
                                    "scheduler_factor": scheduler_factor, "scheduler": scheduler,
                                    "dice_threshold": dice_threshold, "dice_reduction": dice_reduction})
+
+    @classmethod
+    def from_config(cls, model: SegmentationModel, cfg) -> "SegmentationTask":
+        """The task of an experiment (:class:`vlsm.config.ExperimentConfig`, checked): its recipe's loss, optimiser
+        and schedule; the validation Dice at the evaluation threshold."""
+        t = cfg.train
+        return cls(model, lr=t.lr, weight_decay=t.weight_decay, bce_weight=t.bce_weight, dice_weight=t.dice_weight,
+                   scheduler_patience=t.scheduler_patience, scheduler_factor=t.scheduler_factor, seed=t.seed,
+                   scheduler=t.scheduler, dice_threshold=cfg.eval.threshold, dice_reduction=t.dice_reduction)
 
     #: a FeatureCache when the frozen image encoder's outputs are reused across epochs (set by training.run)
     feature_cache = None
@@ -122,7 +129,7 @@ class SegmentationTask(SlimCheckpoints, L.LightningModule):
             raise ValueError(f"model {self.model.spec.name!r} has no trainable parameters")
         hp = self.hparams
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.get("scheduler", "plateau") == "none":
+        if hp.get("scheduler", "plateau") != "plateau":
             # a constant rate (the UNet-D script builds a ReduceLROnPlateau but never steps it)
             return optimizer
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
