@@ -58,7 +58,7 @@ def refused(capsys, argv, *needles, code=2) -> str:
     ("--batch-size", "0", "--batch-size (train.batch_size) must be at least 1, got 0"),
     ("--lr", "-1", "--lr (train.lr) must be positive"),
     ("--num-workers", "-2", "--num-workers (train.num_workers) must be 0 or more"),
-    ("--precision", "nonsense", "unknown precision 'nonsense'"),
+    ("--precision", "nonsense", "--precision (train.precision) must be one of auto, 32"),
     ("--max-pixels", "0", "--max-pixels (data.max_pixels) must be at least 1"),
     ("--preset", "huge", "huge"),
     ("--variant", "odd", "odd"),
@@ -297,7 +297,7 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(trained, data, tm
 
 
 def test_evaluate_refuses_bad_numbers(trained, tmp_path, capsys):
-    refused(capsys, ["evaluate", trained, "-o", tmp_path / "e", "--batch-size", "0"], "--batch-size must be at least 1")
+    refused(capsys, ["evaluate", trained, "-o", tmp_path / "e", "--batch-size", "0"], "--batch-size", "at least 1")
     refused(capsys, ["evaluate", trained, "-o", tmp_path / "e", "--threshold", "1.5"], "--threshold")
     assert not (tmp_path / "e").exists()
 

@@ -5,11 +5,25 @@ Public API::
     import vlsm
     vlsm.list_models()
     model = vlsm.create_model("unet-d")
-    state = vlsm.convert_reference_checkpoint("unet-d", reference_state_dict)
+    predictor = vlsm.Predictor("runs/kvasir-unetd")
+    run = vlsm.train("experiments/paper/kvasir_polyp-unet-d.yaml", overrides=["train.epochs=5"])
+    vlsm.evaluate("runs/kvasir-unetd", split="val")
+    vlsm.predict("scans/", "predictions/", "runs/kvasir-unetd")
+
+Every command has its function in :mod:`vlsm.api` (``vlsm.api.export``, ``vlsm.api.bench``, ...); the most
+used ones are here too. Names load their modules on first use, so ``import vlsm`` stays fast.
 """
-from vlsm.models import create_model, list_models, load_pretrained
+import importlib
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it (imported on first use)
+_EXPORTS = {
+    "create_model": "vlsm.models", "list_models": "vlsm.models", "load_pretrained": "vlsm.models",
+    "Predictor": "vlsm.predictor", "Prediction": "vlsm.predictor",
+    "train": "vlsm.api", "evaluate": "vlsm.api", "predict": "vlsm.api", "sweep": "vlsm.api", "table": "vlsm.api",
+    "figure": "vlsm.api", "demo": "vlsm.api", "convert_checkpoint": "vlsm.api", "experiment": "vlsm.api",
+}
 
 
 def convert_reference_checkpoint(name: str, state_dict: dict) -> dict:
@@ -19,13 +33,16 @@ def convert_reference_checkpoint(name: str, state_dict: dict) -> dict:
     return _convert(name, state_dict)
 
 
-def __getattr__(name):  # vlsm.Predictor / vlsm.Prediction without importing the data stack up front
-    if name in ("Predictor", "Prediction"):
-        from vlsm import predictor
-
-        return getattr(predictor, name)
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name == "api":
+        return importlib.import_module("vlsm.api")
     raise AttributeError(f"module 'vlsm' has no attribute {name!r}")
 
 
-__all__ = ["create_model", "list_models", "load_pretrained", "convert_reference_checkpoint", "Predictor",
-           "Prediction", "__version__"]
+def __dir__():
+    return sorted([*globals(), *_EXPORTS, "api"])
+
+
+__all__ = ["__version__", "convert_reference_checkpoint", *_EXPORTS]

@@ -98,10 +98,13 @@ def test_figure_from_runs_matches_evaluation(runs, dataset, tmp_path, capsys):
 
 def test_figure_threshold_override_and_pdf(runs, dataset, tmp_path, capsys):
     out = tmp_path / "fig.pdf"
-    assert main(["figure", str(runs[0]), "--images", "c4", "-o", str(out), "--threshold", "1.0",
+    # a threshold of 1 (every mask empty) is refused, naming the flag and the valid range
+    assert main(["figure", str(runs[0]), "--images", "c4", "-o", str(out), "--threshold", "1.0"]) == 2
+    assert "--threshold" in capsys.readouterr().err and not out.exists()
+    assert main(["figure", str(runs[0]), "--images", "c4", "-o", str(out), "--threshold", "0.99999",
                  "--data", str(dataset)]) == 0
     assert out.read_bytes()[:5] == b"%PDF-"
-    # Nothing exceeds probability 1.0: an empty prediction against a non-empty mask scores 0.
+    # Nothing of the tiny model exceeds this probability: an empty prediction against a non-empty mask scores 0.
     assert _printed_dice(capsys.readouterr().out) == {"UNet-D [tiny]": {"c4": 0.0}}
 
 

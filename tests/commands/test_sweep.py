@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vlsm.api.sweeps import plan_sweep as plan
 from vlsm.cli import main
-from vlsm.commands.sweep import plan
 from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.models import list_models
 

@@ -10,9 +10,10 @@ import yaml
 
 from claim_helpers import forge_claim
 from tiny_runs import TRAIN
+from vlsm.api.sweeps import plan_sweep as plan
+from vlsm.api.sweeps import shard_of
 from vlsm.claims import claim_path
 from vlsm.cli import main
-from vlsm.commands.sweep import plan, shard_of
 from vlsm.data.synthetic import make_synthetic_dataset
 
 PAPER = sorted((Path(__file__).resolve().parents[2] / "experiments" / "paper").glob("*.yaml"))

@@ -1,8 +1,8 @@
-"""``vlsm data``: convert raw dataset downloads, check dataset folders, make synthetic data, show prompts."""
+"""``vlsm data``: convert raw dataset downloads, check dataset folders, make synthetic data, show prompts
+(:func:`vlsm.api.data_convert`, ``data_check``, ``data_synthetic``, ``data_prompts``)."""
 from __future__ import annotations
 
 import argparse
-import warnings
 
 
 def register(subparsers) -> None:
@@ -51,10 +51,11 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("synthetic", help="write the synthetic polyp dataset (medvlsm layout)")
     s.add_argument("out_dir", metavar="OUT_DIR")
-    s.add_argument("--n-train", type=int, default=48)
-    s.add_argument("--n-val", type=int, default=12)
-    s.add_argument("--n-test", type=int, default=12)
-    s.add_argument("--image-size", type=int, default=96)
+    s.add_argument("--n-train", type=int, default=48, help="training images (at least 0; default 48)")
+    s.add_argument("--n-val", type=int, default=12, help="validation images (at least 0; default 12)")
+    s.add_argument("--n-test", type=int, default=12, help="test images (at least 0; default 12)")
+    s.add_argument("--image-size", type=int, default=96, help="side of the square images in pixels (at least 16; "
+                                                               "default 96)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=run_synthetic)
@@ -74,59 +75,44 @@ def _help(parser) -> int:
 
 
 def run_convert(args) -> int:
-    from vlsm.data.convert import convert_dataset
-    from vlsm.errors import UserError
+    from vlsm.api import data_convert
 
-    try:
-        result = convert_dataset(args.dataset, args.raw_dir, args.out_dir, anns=args.anns, seed=args.seed,
-                                 overwrite=args.overwrite, allow_missing=args.allow_missing,
-                                 class_name=args.class_name)
-    except FileExistsError as err:
-        raise UserError(str(err)) from err
-    print(result.format())
+    print(data_convert(args.dataset, args.raw_dir, args.out_dir, anns=args.anns, seed=args.seed,
+                       class_name=args.class_name, overwrite=args.overwrite,
+                       allow_missing=args.allow_missing).format())
     return 0
 
 
 def run_check(args) -> int:
-    from vlsm.data.check import check_dataset
+    from vlsm.api import data_check
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overlaps are part of the report
-        report = check_dataset(args.dir, splits=args.split, workers=args.workers, strict=args.strict)
-    if args.prompts:
-        from vlsm.data.prompt_lengths import context_length_notes
-
-        report.notes += context_length_notes(args.dir, splits=args.split)
+    report = data_check(args.dir, splits=args.split, workers=args.workers, strict=args.strict, prompts=args.prompts)
     print(report.format())
     return 0 if report.ok else 1
 
 
 def run_synthetic(args) -> int:
-    from vlsm.data.synthetic import make_synthetic_dataset
-    from vlsm.errors import UserError
+    from vlsm.api import data_synthetic
 
-    try:
-        out = make_synthetic_dataset(args.out_dir, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-                                     image_size=args.image_size, seed=args.seed, overwrite=args.overwrite)
-    except FileExistsError as err:
-        raise UserError(str(err)) from err
+    out = data_synthetic(args.out_dir, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                         image_size=args.image_size, seed=args.seed, overwrite=args.overwrite)
     print(f"synthetic dataset in {out}: train {args.n_train}, val {args.n_val}, test {args.n_test} "
           f"({args.image_size}x{args.image_size})")
     return 0
 
 
 def run_prompts(args) -> int:
-    from vlsm.data import load_split
-    from vlsm.data.prompts import prompt_keys
+    from vlsm.api import data_prompts
 
-    records = load_split(args.dir, args.split, class_name=args.class_name)
-    print(f"{len(records)} case(s) in {args.split}")
-    for r in records[:max(0, args.limit)]:
-        print(r.name)
-        keys = [args.prompt] if args.prompt else prompt_keys(r.prompts)
-        for key in keys:
-            value = r.prompts.get(key, "(missing)")
-            if isinstance(value, list):
+    listing = data_prompts(args.dir, split=args.split, prompt=args.prompt, limit=args.limit,
+                           class_name=args.class_name)
+    print(f"{listing.total} case(s) in {listing.split}")
+    for name, prompts in listing.cases:
+        print(name)
+        for key, value in prompts.items():
+            if value is None:
+                value = "(missing)"
+            elif isinstance(value, list):
                 value = f"[{len(value)} variants] {value[0]!r}, ..."
             else:
                 value = repr(value)

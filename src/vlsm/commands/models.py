@@ -1,4 +1,4 @@
-"""`vlsm models`: the registered models with parameter counts at paper size."""
+"""`vlsm models`: the registered models with parameter counts at paper size (:func:`vlsm.api.models`)."""
 from __future__ import annotations
 
 
@@ -10,37 +10,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def model_rows(names, preset: str = "paper", counts: bool = True):
-    """(name, variant, paper name, total, trainable, description) for each model and variant."""
-    import torch
-
-    from vlsm.models import create_model, get_entry
-
-    rows = []
-    for name in names:
-        entry = get_entry(name)
-        for variant in entry.variants or (None,):
-            total = trainable = None
-            if counts and preset in entry.presets:
-                try:
-                    with torch.device("meta"):  # counts need shapes only: no memory, no init time
-                        model = create_model(name, preset=preset, variant=variant)
-                except (NotImplementedError, RuntimeError):  # a model whose init reads tensor values
-                    model = create_model(name, preset=preset, variant=variant)
-                total, trainable = model.parameter_counts()
-                del model
-            rows.append((name, variant, entry.paper_name, total, trainable, entry.description))
-    return rows
-
-
 def run(args) -> int:
-    from vlsm.models import list_models
+    from vlsm.api import models
 
-    names = args.names or list_models()
-    rows = model_rows(names, args.preset, counts=not args.no_counts)
+    rows = models(args.names or None, preset=args.preset, counts=not args.no_counts)
     print(f"{'name':<18} {'variant':<10} {'paper name':<16} {'total (M)':>10} {'trainable (M)':>14}  description")
-    for name, variant, paper, total, trainable, desc in rows:
-        t = f"{total / 1e6:10.2f}" if total is not None else f"{'-':>10}"
-        tr = f"{trainable / 1e6:14.2f}" if trainable is not None else f"{'-':>14}"
-        print(f"{name:<18} {variant or '':<10} {paper:<16} {t} {tr}  {desc}")
+    for r in rows:
+        t = f"{r.total / 1e6:10.2f}" if r.total is not None else f"{'-':>10}"
+        tr = f"{r.trainable / 1e6:14.2f}" if r.trainable is not None else f"{'-':>14}"
+        print(f"{r.name:<18} {r.variant or '':<10} {r.paper_name:<16} {t} {tr}  {r.description}")
     return 0

@@ -1,10 +1,12 @@
-"""`vlsm table` and `vlsm figure`: paper-style result tables and qualitative figures from run folders."""
+"""`vlsm table` and `vlsm figure`: paper-style result tables and qualitative figures from run folders
+(:func:`vlsm.api.table`, :func:`vlsm.api.figure`)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from vlsm.commands._common import add_trust_arg
-from vlsm.utils import write_text_atomic
+from vlsm.config.flags import add_option_flags, option_values
+
+#: the schema options `vlsm figure` takes as flags (--threshold defaults to each run's own)
+FIGURE_OPTIONS = ("eval.threshold", "train.device", "eval.batch_size")
 
 
 def register(sub) -> None:
@@ -42,9 +44,8 @@ def register(sub) -> None:
                    help="image names (as in per_case.csv, or image file names)")
     f.add_argument("-o", "--output", required=True, help="output file: .png, .pdf or .svg")
     f.add_argument("--data", nargs="+", metavar="PATH", help="dataset folder(s); default: the runs' datasets")
-    f.add_argument("--threshold", type=float, help="probability threshold (default: each run's, usually 0.5)")
-    f.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    f.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: 4)")
+    add_option_flags(f, FIGURE_OPTIONS[:1], defaults=False)  # (none given: each run's own threshold)
+    add_option_flags(f, FIGURE_OPTIONS[1:])
     f.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default: 150)")
     f.add_argument("--panel-inches", type=float, default=1.8, help="width of one panel in inches (default: 1.8)")
     f.add_argument("--no-names", action="store_true", help="do not write image names beside the rows")
@@ -53,47 +54,26 @@ def register(sub) -> None:
     f.set_defaults(func=run_figure)
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    from vlsm.errors import UserError
-
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; choose another name or pass --overwrite")
-    if not path.parent.is_dir():
-        raise UserError(f"the folder {path.parent} of {path} does not exist; create it first")
-
-
 def run_table(args) -> int:
-    from vlsm.errors import UserError
-    from vlsm.evaluation.report import build_table, format_for_path
+    from vlsm.api import table
 
-    fmt = None
-    out = Path(args.output) if args.output else None
-    if out is not None:
-        fmt = format_for_path(out, args.format)
-        _refuse_existing(out, args.overwrite)
-    elif args.format:
-        raise UserError("--format needs -o OUTPUT (the Markdown table is printed either way)")
-    if args.bootstrap < 1:
-        raise UserError(f"--bootstrap must be at least 1 (got {args.bootstrap}); use --no-ci for no intervals")
-    table = build_table(args.runs, metric=args.metric, ci=not args.no_ci, compare=tuple(args.compare or ()) or None,
-                        gains=not args.no_gains, n_resamples=args.bootstrap, confidence=args.confidence,
-                        seed=args.seed, ci_method=args.ci_method, digits=args.digits)
-    print(table.to_markdown())
-    if out is not None:
-        write_text_atomic(out, table.render(fmt))
-        print(f"wrote {out}")
+    done = table(args.runs, output=args.output, format=args.format, metric=args.metric, ci=not args.no_ci,
+                 bootstrap=args.bootstrap, confidence=args.confidence, ci_method=args.ci_method, seed=args.seed,
+                 compare=args.compare, gains=not args.no_gains, digits=args.digits, overwrite=args.overwrite)
+    print(done.to_markdown())
+    if done.path is not None:
+        print(f"wrote {done.path}")
     return 0
 
 
 def run_figure(args) -> int:
-    from vlsm.evaluation.figures import figure_format, qualitative_from_runs
+    from vlsm.api import figure
 
-    out = Path(args.output)
-    figure_format(out)
-    _refuse_existing(out, args.overwrite)
-    info = qualitative_from_runs(args.runs, args.images, out, data=args.data, threshold=args.threshold,
-                                 device=args.device, batch_size=args.batch_size, overwrite=args.overwrite,
-                                 dpi=args.dpi, panel_inches=args.panel_inches, show_names=not args.no_names)
+    values = option_values(args, FIGURE_OPTIONS)
+    info = figure(args.runs, args.images, args.output, data=args.data, threshold=values.get("eval.threshold"),
+                  device=values["train.device"], batch_size=values["eval.batch_size"], dpi=args.dpi,
+                  panel_inches=args.panel_inches, names=not args.no_names, overwrite=args.overwrite,
+                  trust_checkpoint=args.trust_checkpoint)
     for label, per_image in info.dice.items():
         scores = ", ".join(f"{name} {100 * d:.2f}" for name, d in per_image.items())
         print(f"{label}: Dice (%) {scores}")

@@ -167,11 +167,6 @@ def draw_qualitative(images: Sequence[tuple], predictions: Mapping[str, Mapping[
     Each model panel is titled with the image's Dice (in %, computed with
     :func:`vlsm.evaluation.metrics.dice_score`, so empty ground truth + empty prediction = 100).
     """
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    from vlsm.evaluation.metrics import dice_score
-
     out_path = Path(out_path)
     fmt = figure_format(out_path)
     if out_path.exists() and not overwrite:
@@ -182,8 +177,18 @@ def draw_qualitative(images: Sequence[tuple], predictions: Mapping[str, Mapping[
         raise ValueError("no images to draw: pass at least one (name, image, ground truth)")
     if not predictions:
         raise ValueError("no predictions to draw: pass at least one model's masks")
-    labels = list(predictions)
+    rows, dice = _figure_rows(images, predictions, alpha)
+    fig, width_px, height_px = _render(rows, dice, list(predictions), dpi=dpi, panel_inches=panel_inches,
+                                       show_names=show_names)
+    _save_atomic(fig, out_path, fmt, dpi)
+    return FigureInfo(path=out_path, width_px=width_px, height_px=height_px, dpi=dpi, dice=dice)
 
+
+def _figure_rows(images: Sequence[tuple], predictions: Mapping[str, Mapping[str, np.ndarray]], alpha: float):
+    """``([(name, rgb, gt, [overlay per model])], {label: {name: Dice}})``, every input checked."""
+    from vlsm.evaluation.metrics import dice_score
+
+    labels = list(predictions)
     rows, dice = [], {label: {} for label in labels}
     seen = set()
     for item in images:
@@ -204,6 +209,12 @@ def draw_qualitative(images: Sequence[tuple], predictions: Mapping[str, Mapping[
             dice[label][name] = float(dice_score(p, g))
             panels.append(overlay(rgb, p, g, alpha=alpha))
         rows.append((name, rgb, g, panels))
+    return rows, dice
+
+
+def _render(rows: list, dice: dict, labels: list, *, dpi: int, panel_inches: float, show_names: bool):
+    """The matplotlib figure of the rows, with its exact size in pixels: ``(figure, width_px, height_px)``."""
+    from matplotlib.figure import Figure
 
     # Layout in inches; axes are placed explicitly so the output size is exactly known.
     ncols = 2 + len(labels)
@@ -226,8 +237,7 @@ def draw_qualitative(images: Sequence[tuple], predictions: Mapping[str, Mapping[
             spine.set_visible(False)
         return ax
 
-    col_titles = ["Image", "Ground truth"] + labels
-    for j, title in enumerate(col_titles):
+    for j, title in enumerate(["Image", "Ground truth"] + labels):
         x = left + j * (panel_inches + gap) + panel_inches / 2
         fig.text(x / width_in, 1 - (header * 0.45) / height_in, title, ha="center", va="center",
                  fontsize=8, fontweight="bold")
@@ -244,13 +254,17 @@ def draw_qualitative(images: Sequence[tuple], predictions: Mapping[str, Mapping[
             fig.text((left * 0.5) / width_in, 1 - (y_img + h / 2) / height_in, _short(name), rotation=90,
                      ha="center", va="center", fontsize=6)
         y = y_img + h + gap
+    _legend(fig)
+    return fig, width_px, height_px
+
+
+def _legend(fig) -> None:
+    from matplotlib.patches import Patch
+
     handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="none", label=lab) for c, lab in
                ((TP_COLOUR, "true positive"), (FP_COLOUR, "false positive"), (FN_COLOUR, "false negative"))]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure)
-
-    _save_atomic(fig, out_path, fmt, dpi)
-    return FigureInfo(path=out_path, width_px=width_px, height_px=height_px, dpi=dpi, dice=dice)
 
 
 def _short(name: str, limit: int = 32) -> str:
@@ -267,7 +281,6 @@ def _save_atomic(fig, out_path: Path, fmt: str, dpi: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,6 +67,18 @@ def _missing_parents(target: Path) -> list[Path]:
     return missing
 
 
+def _name_the_target(err: OSError, folders: list[StagedFolder]) -> None:
+    """An error while writing a staged file names the file it was bound for (what the user asked for)."""
+    if err.filename is None:
+        return
+    for folder in folders:
+        try:
+            err.filename = str(folder.target / Path(err.filename).relative_to(folder.path))
+            return
+        except ValueError:
+            continue
+
+
 @contextlib.contextmanager
 def staged(targets) -> Iterator[list[StagedFolder]]:
     """Stage files for each folder of ``targets``; on leaving the block without an error all are committed,
@@ -76,9 +88,11 @@ def staged(targets) -> Iterator[list[StagedFolder]]:
         for target in targets:
             folders.append(StagedFolder(target))
         yield folders
-    except BaseException:
+    except BaseException as err:
         for folder in reversed(folders):
             folder.discard()
+        if isinstance(err, OSError):
+            _name_the_target(err, folders)
         raise
     for i, folder in enumerate(folders):
         try:
