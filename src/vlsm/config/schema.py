@@ -231,6 +231,10 @@ class TrainConfig(BaseModel):
     channels_last: Literal[CHANNELS_LAST_MODES] = option(
         "auto", "convolution weights channels-last (NHWC) while training (auto: on a CUDA GPU)",
         flag="--channels-last", resumable=True)
+    accumulate_grad_batches: int = option(
+        1, "add up the gradients of this many batches before each optimizer step (an effective batch of "
+           "batch_size x this many)", flag="--accumulate-grad-batches", ge=1,
+        card=Card("gradient accumulation (batches per optimizer step)"))
 
     @model_validator(mode="after")
     def _together(self):

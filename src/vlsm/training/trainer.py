@@ -81,6 +81,7 @@ def build_trainer(cfg: ExperimentConfig, run: RunFolder, callbacks: list, *, acc
     return L.Trainer(
         default_root_dir=str(run.path), accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes,
         precision=precision, max_epochs=t.epochs, min_epochs=t.min_epochs or None,
+        accumulate_grad_batches=t.accumulate_grad_batches,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None, gradient_clip_val=t.grad_clip or None,
         callbacks=callbacks, logger=build_loggers(run, resume), log_every_n_steps=max(1, min(50, train_batches)),
         enable_progress_bar=t.progress_bar, enable_model_summary=False, deterministic=t.deterministic,
