@@ -16,11 +16,11 @@ from typing import Optional
 
 import yaml
 
+from vlsm.data.prompts import RANDOM, is_prompt_key
 from vlsm.models.base import SPEC_FILE
 from vlsm.utils import write_text_atomic
 
 CARD_FILE = "README.md"
-PROMPT_KEYS = {f"p{i}" for i in range(10)}
 
 CITATION = """\
 @inproceedings{dietlmeier2025vlsmensemble,
@@ -72,11 +72,11 @@ def _millions(n: Optional[int]) -> str:
 def _prompt_text(prompt: Optional[str]) -> str:
     if not prompt:
         return "none"
-    if prompt in PROMPT_KEYS:
+    if is_prompt_key(prompt):
         return (f"`{prompt}`: each image's own `{prompt}` prompt from the dataset annotations "
                 f"(medvlsm prompt types: p0 empty, p1 class name, p2–p6 shape, colour, size, number, location; "
                 f"p7–p9 descriptive variants)")
-    if prompt == "random":
+    if prompt == RANDOM:
         return "`random`: a prompt type p0–p9 drawn per image and epoch from the dataset annotations"
     return f"the fixed text {prompt!r} for every image"
 
@@ -209,7 +209,7 @@ def _results_section(summary: dict) -> list:
 def _prompt_section(data: dict, uses_text: bool) -> list:
     if not uses_text:
         return ["## Prompt", "", "Image only: this model takes no text prompt.", ""]
-    eval_prompt = data.get("eval_prompt") or ("p1" if data.get("prompt") == "random" else data.get("prompt"))
+    eval_prompt = data.get("eval_prompt") or ("p1" if data.get("prompt") == RANDOM else data.get("prompt"))
     return ["## Prompt", "", f"Evaluated with {_prompt_text(eval_prompt)}. For new images give the prompt text itself "
             f"(for example the class name), as the annotations' prompt types exist only for dataset images.", ""]
 
