@@ -132,17 +132,18 @@ def sample_text(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, slim: bool = True) -> int:
-    """Size of a training checkpoint's payload (model state under ``model.`` + optimizer state), as
+    """Size of a training checkpoint's payload (model state as training saves it + optimizer state), as
     ``torch.save`` writes it. ``slim``: without the frozen parameters, as training saves a model whose frozen
     parts come from a pretrained source (here every frozen parameter counts as sourced)."""
     from vlsm.models.frozen import slim_state_dict
+    from vlsm.runs.checkpoints import task_state
 
     buffer = io.BytesIO()
     weights = model.state_dict()
     if slim:
         weights = slim_state_dict(weights, [n for n, p in model.named_parameters(remove_duplicate=False)
                                             if not p.requires_grad])
-    state = {"state_dict": {f"model.{k}": v for k, v in weights.items()},
+    state = {"state_dict": task_state(weights),
              "optimizer_states": [optimizer.state_dict()]}
     torch.save(state, buffer)
     return buffer.tell()
