@@ -208,7 +208,8 @@ def test_no_unsafe_loader_outside_the_trusted_path():
     assert not found, "\n".join(found)
     trusted = TRUSTED.read_text()
     assert trusted.count("weights_only=False") == 1 and trusted.count("torch.jit.load(") == 1
-    # YAML: one reader, a SafeLoader subclass
-    config = (SRC / "config.py").read_text()
-    assert "class _YamlLoader(yaml.SafeLoader)" in config
-    assert [m.group(0) for m in re.finditer(r"yaml\.load\([^)]*\)", config)] == ["yaml.load(text, Loader=_YamlLoader)"]
+    # YAML: one reader in the package, a SafeLoader subclass
+    calls = [(path, m.group(0)) for path in sorted(SRC.rglob("*.py"))
+             for m in re.finditer(r"yaml\.load\([^)]*\)", path.read_text())]
+    assert [call for _, call in calls] == ["yaml.load(text, Loader=_YamlLoader)"], calls
+    assert "class _YamlLoader(yaml.SafeLoader)" in calls[0][0].read_text()
