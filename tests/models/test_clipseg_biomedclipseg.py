@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import vlsm
-from vlsm.models.vlsm_base import MODEL_CONFIG_FILE, VLSMConfig, VLSMOutput
+from vlsm.models.vlsm_base import VLSMConfig, VLSMOutput
 from vlsm.text.tokenizers import TokenizerNotAvailableError
 
 VLSMS = ("clipseg", "biomedclipseg", "biomedclipseg-d")
@@ -292,7 +292,7 @@ def test_save_load_roundtrip_identical(name, tmp_path):
     with torch.no_grad():
         want = model(x, ids, mask)
     model.save_pretrained(tmp_path / "m")
-    assert (tmp_path / "m" / MODEL_CONFIG_FILE).is_file()
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.safetensors", "tokenizer", "vlsm_config.json"]
     again = vlsm.load_pretrained(tmp_path / "m").eval()
     assert again.config == model.config
     t = again.get_tokenizer()(PROMPTS)
@@ -308,5 +308,5 @@ def test_save_without_tokenizer_files(tmp_path):
     with pytest.raises(TokenizerNotAvailableError, match="no vocabulary here"):
         model.get_tokenizer()
     model.save_pretrained(tmp_path / "m")
-    assert not (tmp_path / "m" / "vocab.txt").exists()
+    assert not (tmp_path / "m" / "tokenizer").exists()
     assert vlsm.load_pretrained(tmp_path / "m").parameter_counts() == model.parameter_counts()

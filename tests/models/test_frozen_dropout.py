@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import vlsm
+from vlsm.models.base import SPEC_FILE
 from vlsm.models.unet_d import UNetD
-from vlsm.models.vlsm_base import MODEL_CONFIG_FILE
 
 PROMPTS = ["a polyp", "small polyp"]
 
@@ -134,7 +134,7 @@ def test_freezing_later_applies_the_option():
 def test_save_and_load_keep_the_option(tmp_path):
     model = _tiny("biomedclipseg", frozen_dropout=False)
     model.save_pretrained(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / MODEL_CONFIG_FILE).read_text())["frozen_dropout"] is False
+    assert json.loads((tmp_path / "m" / SPEC_FILE).read_text())["architecture"]["frozen_dropout"] is False
     loaded = vlsm.load_pretrained(tmp_path / "m").train()
     assert loaded.config.frozen_dropout is False
     assert _modes(loaded.text_modules) == {False}
@@ -146,9 +146,9 @@ def test_save_and_load_keep_the_option(tmp_path):
 def test_folder_saved_before_the_option_loads_as_true(tmp_path):
     model = _tiny("biomedclipseg")
     folder = model.save_pretrained(tmp_path / "old")
-    path = folder / MODEL_CONFIG_FILE
+    path = folder / SPEC_FILE
     config = json.loads(path.read_text())
-    del config["frozen_dropout"]
+    del config["architecture"]["frozen_dropout"]
     path.write_text(json.dumps(config))
     loaded = vlsm.load_pretrained(folder).train()
     assert loaded.config.frozen_dropout is True

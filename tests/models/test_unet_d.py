@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import vlsm
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
 from vlsm.models.reference import CheckpointConversionError
-from vlsm.models.unet_d import REFERENCE_RENAMES, UNetD, UNetDConfig, eca_kernel_size
+from vlsm.models.unet_d import REFERENCE_RENAMES, UNetD, eca_kernel_size, unet_d_config
 
 
 def tiny(**over):
@@ -55,7 +55,7 @@ def test_size_not_divisible_is_clear_error():
     with pytest.raises(ValueError, match=r"unet-d: unknown option\(s\) \['widths'\]; valid options: .*encoder_channels"):
         tiny(widths=3)
     with pytest.raises(ValueError, match="one width per encoder stage"):
-        UNetDConfig(decoder_channels=(1, 2))
+        unet_d_config("paper", decoder_channels=(1, 2))
 
 
 def reference_forward(sd: dict, x: torch.Tensor, inject=(), fuse=None) -> torch.Tensor:

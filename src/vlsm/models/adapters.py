@@ -101,6 +101,8 @@ class TransformerAdapter(nn.Module):
     layer, tokens -> grid. Subclasses say how the layers are visited and set ``batch_first``."""
 
     batch_first: bool
+    #: whether forward takes the ViT's last hidden state (B, N, D) instead of the extracted activations
+    reads_last_hidden_state: bool
 
     def __init__(self, hidden_size: int, cond_dim: int, reduce_dim: int, num_tokens: int, grid: int,
                  depth: int, heads: int = 4, ffn_dim: int = 2048, dropout: float = 0.1):
@@ -131,6 +133,7 @@ class LayerStackAdapter(TransformerAdapter):
     """
 
     batch_first = True
+    reads_last_hidden_state = False
 
     def forward(self, activations: Sequence[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
         if len(activations) != len(self.blocks):
@@ -154,8 +157,13 @@ class BatchZipAdapter(TransformerAdapter):
     """
 
     batch_first = False
+    reads_last_hidden_state = True
 
     def forward(self, last_hidden_state: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         # iterating a (B, N, D) tensor visits the images of the batch (defect 1); the blocks attend
         # across the batch (defect 2)
         return self.chain(last_hidden_state, cond)
+
+
+#: CLIPSeg-B's adapters by the name a variant gives (:class:`vlsm.models.ensembles.variants.Variant`)
+CLIP_ADAPTER_CLASSES = {"layer-stack": LayerStackAdapter, "batch-zip": BatchZipAdapter}

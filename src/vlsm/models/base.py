@@ -7,7 +7,6 @@ evaluation and prediction never hard-code an image size, a normalisation or a to
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -129,45 +128,24 @@ class SegmentationModel(nn.Module):
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return total, trainable
 
+    # -- what a model folder records (vlsm.models.folder) ------------------------------------------
+    def architecture(self) -> dict:
+        """The resolved architecture, JSON-serialisable: the model's builder rebuilds this model from it (the
+        ``architecture`` of its folder's ``vlsm_config.json``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its architecture")
+
+    def vlsms(self) -> dict:
+        """The vision-language models inside this one, by name (an ensemble's VLSMs, Stack's ``vlsm``); a model
+        folder keeps each one's tokenizer files in ``tokenizer/<name>/``. Empty for a single model."""
+        return {}
+
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
-        """Write spec + weights (+ tokenizer files) so :func:`vlsm.load_pretrained` rebuilds this model.
+        """Write the model folder (:mod:`vlsm.models.folder`) that :func:`vlsm.load_pretrained` rebuilds it from.
 
         Slim by default: frozen tensors that come from a weight source named in the spec (a pretrained
         encoder) are left out and rebuilt from that source on loading (:mod:`vlsm.models.frozen`);
         ``standalone=True`` writes every weight, so the folder loads without the source."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict()}
-        tmp = directory / (SPEC_FILE + ".tmp")
-        frozen = write_weights(self, directory, standalone=standalone)
-        if frozen is not None:
-            payload["frozen"] = frozen
-        tmp.write_text(json.dumps(payload, indent=2))
-        from vlsm.text.tokenizers import TokenizerNotAvailableError
+        from vlsm.models.folder import write_model_folder
 
-        try:
-            tok = self.get_tokenizer()
-        except TokenizerNotAvailableError:
-            tok = None  # e.g. BiomedCLIPSeg built without its weights folder: nothing to write
-        if hasattr(tok, "save"):
-            tok.save(directory)
-        tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
-        return directory
-
-
-def write_weights(model: nn.Module, directory: Path, *, standalone: bool = False) -> Optional[dict]:
-    """``directory/model.safetensors`` of a model folder: every tensor (``standalone``, or a model without
-    sourced frozen tensors; returns None) or all but the sourced frozen ones (returns the
-    :class:`~vlsm.models.frozen.FrozenSource` record for the folder's spec file)."""
-    from safetensors.torch import save_file, save_model
-
-    from vlsm.models.frozen import frozen_keys, frozen_source, slim_state_dict
-
-    record = None if standalone else frozen_source(model)
-    if record is None:
-        save_model(model, str(directory / WEIGHTS_FILE))
-        return None
-    slim = slim_state_dict(model.state_dict(), frozen_keys(model))
-    save_file({k: v.detach().contiguous().clone() for k, v in slim.items()}, str(directory / WEIGHTS_FILE))
-    return record.to_dict()
+        return write_model_folder(self, directory, standalone=standalone)

@@ -1,8 +1,8 @@
 """CNN baselines of the medvlsm testbench on segmentation_models_pytorch: UNet, UNet++, DeepLabv3+.
 
-Paper preset: ResNet-50 encoder, 256 px, ImageNet mean/std (medvlsm ``configs/model/{unet,unetpp,
-deeplabv3plus}.yaml`` and ``configs/experiment/unet.yaml``). Tiny preset: ResNet-18 with three
-encoder stages and narrow decoders, 64 px.
+Presets (``configs/baselines.json``): paper = ResNet-50 encoder, 256 px, ImageNet mean/std (medvlsm
+``configs/model/{unet,unetpp,deeplabv3plus}.yaml`` and ``configs/experiment/unet.yaml``); tiny = ResNet-18
+with three encoder stages and narrow decoders, 64 px.
 
 Encoder weights: ``pretrained=None`` (random init, the default: nothing is downloaded),
 ``pretrained="imagenet"`` (smp's ImageNet ResNet weights, found through the shared weight resolver:
@@ -16,24 +16,14 @@ from typing import Optional
 import torch
 
 from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
+from vlsm.models.presets import preset as preset_values
+from vlsm.models.presets import preset_names
 from vlsm.models.registry import check_options, register_model
 
 ARCHS = {"unet": "Unet", "unetpp": "UnetPlusPlus", "deeplabv3plus": "DeepLabV3Plus"}
 PAPER_NAMES = {"unet": "UNet", "unetpp": "UNet++", "deeplabv3plus": "DeepLabv3+"}
 
-PRESETS = {
-    "paper": {
-        "unet": dict(encoder_name="resnet50", image_size=256),
-        "unetpp": dict(encoder_name="resnet50", image_size=256),
-        "deeplabv3plus": dict(encoder_name="resnet50", image_size=256),
-    },
-    "tiny": {
-        "unet": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=(16, 8, 4), image_size=64),
-        "unetpp": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=(16, 8, 4), image_size=64),
-        "deeplabv3plus": dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=16,
-                              encoder_output_stride=8, image_size=64),
-    },
-}
+PRESET_TABLE = "baselines.json"  # {preset: {arch: {smp arguments..., image_size}}}
 OPTIONS = ("encoder_name", "encoder_depth", "decoder_channels", "encoder_output_stride", "image_size",
            "in_channels", "classes")
 
@@ -48,6 +38,8 @@ class SMPBaseline(SegmentationModel):
         import segmentation_models_pytorch as smp
 
         self.arch = arch
+        self.encoder_name = smp_kwargs.get("encoder_name")
+        self._architecture = {"image_size": image_size, **smp_kwargs}
         self.net = getattr(smp, ARCHS[arch])(encoder_weights=None, **smp_kwargs)
         self.preprocess = Preprocess(image_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         depth = smp_kwargs.get("encoder_depth", 5)
@@ -55,6 +47,10 @@ class SMPBaseline(SegmentationModel):
         if image_size % self.divisor:
             raise ValueError(f"{arch}: image_size {image_size} must be divisible by {self.divisor} "
                              f"(encoder depth {depth})")
+
+    def architecture(self) -> dict:
+        """``image_size`` and the smp constructor's arguments."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._architecture.items()}
 
     def forward(self, pixel_values: torch.Tensor, input_ids=None, attention_mask=None) -> torch.Tensor:
         h, w = pixel_values.shape[-2:]
@@ -92,16 +88,17 @@ class SMPBaseline(SegmentationModel):
 
 
 def _make_builder(arch: str):
-    def build(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, model_dir=None,
+    def build(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, saved=None,
               **overrides) -> SMPBaseline:
         check_options(arch, overrides, OPTIONS)
-        cfg = {**PRESETS[preset][arch], **overrides}
+        base = saved.architecture if saved is not None and saved.architecture is not None else \
+            preset_values(PRESET_TABLE, preset, model=arch)[arch]
+        cfg = {**base, **overrides}
         image_size = int(cfg.pop("image_size"))
         cfg.setdefault("classes", 1)
         if "decoder_channels" in cfg and isinstance(cfg["decoder_channels"], list):
             cfg["decoder_channels"] = tuple(cfg["decoder_channels"])
         model = SMPBaseline(arch, image_size, **cfg)
-        model.encoder_name = cfg["encoder_name"]
         if pretrained is not None:
             model.load_encoder_weights(pretrained)
         return model
@@ -113,4 +110,4 @@ def _make_builder(arch: str):
 for _arch in ARCHS:
     register_model(_arch, description=f"{PAPER_NAMES[_arch]} (segmentation_models_pytorch, ResNet-50 encoder; "
                    f"pretrained='imagenet' loads ImageNet encoder weights when available offline)",
-                   uses_text=False, paper_name=PAPER_NAMES[_arch])(_make_builder(_arch))
+                   presets=preset_names(PRESET_TABLE), uses_text=False, paper_name=PAPER_NAMES[_arch])(_make_builder(_arch))

@@ -313,12 +313,12 @@ def _text_config_for(model_cfg: dict, resolved: Optional[ResolvedWeights]) -> di
                      f"next to open_clip_config.json")
 
 
-def _tokenizer_for(config: VLSMConfig, model_dir: Optional[str], resolved: Optional[ResolvedWeights]):
-    """(tokenizer or None, error message)."""
+def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[Path], resolved: Optional[ResolvedWeights]):
+    """(tokenizer or None, error message): from the saved model's tokenizer files, else the weights folder."""
     from vlsm.text.tokenizers import TOKENIZER_FILE, WordPieceTokenizer, find_wordpiece_vocab, load_tokenizer
 
-    for folder in (model_dir, str(resolved.folder) if resolved is not None else None):
-        if not folder:
+    for folder in (tokenizer_dir, resolved.folder if resolved is not None else None):
+        if folder is None:
             continue
         if (Path(folder) / TOKENIZER_FILE).is_file() or find_wordpiece_vocab(folder) is not None:
             return load_tokenizer(folder, kind="wordpiece", context_length=config.context_length), None
@@ -328,67 +328,66 @@ def _tokenizer_for(config: VLSMConfig, model_dir: Optional[str], resolved: Optio
             return WordPieceTokenizer.from_file(vocab, context_length=config.context_length), None
     if config.preset == "tiny":
         return WordPieceTokenizer.character_level(context_length=config.context_length), None
-    looked = [p for p in (model_dir, str(resolved.folder) if resolved else None) if p]
+    looked = [str(p) for p in (tokenizer_dir, resolved.folder if resolved else None) if p]
     where = f" (looked in {', '.join(looked)})" if looked else ""
     return None, (f"{config.model}: no BiomedBERT vocabulary available{where}. " + VOCAB_HINT)
 
 
-def _build(name: str, *, preset: str, pretrained: Optional[str], model_dir: Optional[str],
-           decoder_pretrained: Optional[str], overrides: dict) -> BiomedCLIPSeg:
-    check_options(name, overrides, BIOMEDCLIPSEG_OPTIONS)
+def _architecture_sources(name: str, preset: str, pretrained: Optional[str], saved) -> tuple:
+    """``(open_clip config, BERT config, CLIPSeg decoder config, settings, resolved weights or None)``: from the
+    saved architecture, else the weight source's files (or the preset's architecture files) and the preset's
+    settings; the saved architecture's settings over the preset's."""
     entry = preset_entry("biomedclipseg", preset)
+    if saved is not None and saved.architecture is not None:
+        arch = saved.architecture
+        return arch["open_clip_config"], arch["text_config"], arch["clipseg_config"], {**entry, **arch}, None
     resolved = None
-    saved = VLSMConfig.load(model_dir) if (model_dir and pretrained is None) else None
-    if saved is not None and saved.model == name:
-        # reloading a model written by save_pretrained: its exact architecture, no weight sources
-        decoder_pretrained = None
-        config = biomedclipseg_config(saved.open_clip_config, saved.text_config, saved.clipseg_config,
-                                      {**entry, **_entry_from(saved)}, preset, overrides, name)
+    if pretrained is not None:
+        resolved = resolve_weights(pretrained, BIOMEDCLIP_FILES, model=name)
+        open_clip_cfg = json.loads(resolved.path("open_clip_config.json").read_text())
+        if "model_cfg" not in open_clip_cfg:
+            raise ValueError(f"{resolved.path('open_clip_config.json')} has no 'model_cfg' section; is it an "
+                             f"open_clip model config?")
     else:
-        if pretrained is not None:
-            resolved = resolve_weights(pretrained, BIOMEDCLIP_FILES, model=name)
-            open_clip_cfg = json.loads(resolved.path("open_clip_config.json").read_text())
-            if "model_cfg" not in open_clip_cfg:
-                raise ValueError(f"{resolved.path('open_clip_config.json')} has no 'model_cfg' section; is it an "
-                                 f"open_clip model config?")
-        else:
-            open_clip_cfg = load_config_json(entry["open_clip_config"])
-        text_config = _text_config_for(open_clip_cfg["model_cfg"], resolved)
-        clipseg_cfg = load_config_json(entry["clipseg_config"])
-        config = biomedclipseg_config(open_clip_cfg, text_config, clipseg_cfg, entry, preset, overrides, name)
+        open_clip_cfg = load_config_json(entry["open_clip_config"])
+    text_config = _text_config_for(open_clip_cfg["model_cfg"], resolved)
+    return open_clip_cfg, text_config, load_config_json(entry["clipseg_config"]), entry, resolved
+
+
+def _build(name: str, *, preset: str, pretrained: Optional[str], saved, decoder_pretrained: Optional[str],
+           overrides: dict) -> BiomedCLIPSeg:
+    check_options(name, overrides, BIOMEDCLIPSEG_OPTIONS)
+    open_clip_cfg, text_config, clipseg_cfg, settings, resolved = _architecture_sources(name, preset, pretrained,
+                                                                                       saved)
+    if saved is not None and saved.architecture is not None:
+        decoder_pretrained = None  # a saved model: its decoder's weights come with it
+    config = biomedclipseg_config(open_clip_cfg, text_config, clipseg_cfg, settings, preset, overrides, name)
     model = BiomedCLIPSeg(config)
     if resolved is not None:
         load_open_clip_state_dict(model.biomedclip, resolved.path(*BIOMEDCLIP_FILES[1].names))
     if decoder_pretrained is not None:
         model.load_decoder_weights(decoder_pretrained)
-    model.set_tokenizer(*_tokenizer_for(config, model_dir, resolved))
+    model.set_tokenizer(*_tokenizer_for(config, saved.tokenizer_dir if saved is not None else None, resolved))
     return model
-
-
-def _entry_from(saved: VLSMConfig) -> dict:
-    return dict(image_size=saved.image_size, context_length=saved.context_length,
-                activation_offset=saved.activation_offset, freeze_encoder=saved.freeze_encoder,
-                freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std),
-                tokenizer=saved.tokenizer, frozen_dropout=saved.frozen_dropout)
 
 
 @register_model("biomedclipseg", description="BiomedCLIPSeg: frozen BiomedCLIP (ViT-B/16 + PubMedBERT) encoders + "
                 "randomly initialised CLIPSeg decoder (224 px, WordPiece prompts of 256 tokens)",
                 uses_text=True, paper_name="BiomedCLIPSeg")
-def build_biomedclipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                        model_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
+def build_biomedclipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, saved=None,
+                        **overrides) -> BiomedCLIPSeg:
     if "decoder_pretrained" in overrides:
         raise ValueError("biomedclipseg initialises its decoder at random; use 'biomedclipseg-d' for a decoder "
                          "initialised from pretrained CLIPSeg (decoder_pretrained=...)")
-    return _build("biomedclipseg", preset=preset, pretrained=pretrained, model_dir=model_dir,
-                  decoder_pretrained=None, overrides=overrides)
+    return _build("biomedclipseg", preset=preset, pretrained=pretrained, saved=saved, decoder_pretrained=None,
+                  overrides=overrides)
 
 
 @register_model("biomedclipseg-d", description="BiomedCLIPSeg-D: BiomedCLIPSeg whose decoder starts from the "
                 "pretrained CLIPSeg rd64-refined decoder (decoder_pretrained=, default CIDAS/clipseg-rd64-refined)",
                 uses_text=True, paper_name="BiomedCLIPSeg-D")
-def build_biomedclipseg_d(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                          model_dir: Optional[str] = None, **overrides) -> BiomedCLIPSeg:
+def build_biomedclipseg_d(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, saved=None,
+                          **overrides) -> BiomedCLIPSeg:
     overrides = dict(overrides)
     decoder_pretrained = overrides.pop("decoder_pretrained", None)
     if pretrained is not None and decoder_pretrained is None:
@@ -396,5 +395,5 @@ def build_biomedclipseg_d(*, preset: str = "paper", variant=None, pretrained: Op
         if decoder_pretrained is None:
             raise ValueError(f"biomedclipseg-d preset {preset!r} has no default CLIPSeg decoder weights: pass "
                              f"decoder_pretrained=<CLIPSeg hub id or folder>")
-    return _build("biomedclipseg-d", preset=preset, pretrained=pretrained, model_dir=model_dir,
+    return _build("biomedclipseg-d", preset=preset, pretrained=pretrained, saved=saved,
                   decoder_pretrained=decoder_pretrained, overrides=overrides)

@@ -202,41 +202,43 @@ def load_clipseg_module(folder: str | Path, config: VLSMConfig):
     return module.float() if module.dtype != torch.float32 else module
 
 
-def _tokenizer_for(config: VLSMConfig, model_dir: Optional[str]):
+def _tokenizer_for(config: VLSMConfig, tokenizer_dir: Optional[Path]):
     from vlsm.text.tokenizers import TOKENIZER_FILE, ClipBPETokenizer, load_tokenizer
 
-    if model_dir and (Path(model_dir) / TOKENIZER_FILE).is_file():
-        tok = load_tokenizer(model_dir)
+    if tokenizer_dir is not None and (tokenizer_dir / TOKENIZER_FILE).is_file():
+        tok = load_tokenizer(tokenizer_dir)
         if tok.context_length != config.context_length:
-            tok = load_tokenizer(model_dir, context_length=config.context_length)
+            tok = load_tokenizer(tokenizer_dir, context_length=config.context_length)
         return tok
     # CLIP's BPE vocabulary ships with open_clip: always available offline
     return ClipBPETokenizer(context_length=config.context_length)
 
 
+def _architecture_sources(preset: str, pretrained: Optional[str], saved) -> tuple:
+    """``(CLIPSegConfig dict, settings, resolved weights or None)``: from the saved architecture, the weight
+    source's ``config.json`` or the preset's architecture file; the settings (image size, context length,
+    freezing, ...) from the saved architecture over the preset's."""
+    entry = preset_entry("clipseg", preset)
+    if saved is not None and saved.architecture is not None:
+        return saved.architecture["clipseg_config"], {**entry, **saved.architecture}, None
+    if pretrained is None:
+        return load_config_json(entry["clipseg_config"]), entry, None
+    resolved = resolve_weights(pretrained, CLIPSEG_FILES, model="clipseg")
+    hf = _clean_hf_dict(json.loads(resolved.path("config.json").read_text()))
+    if hf.get("model_type") != "clipseg":
+        raise ValueError(f"{resolved.path('config.json')} is not a CLIPSeg config "
+                         f"(model_type {hf.get('model_type')!r}); point pretrained= at a CLIPSeg checkpoint")
+    return hf, entry, resolved
+
+
 @register_model("clipseg", description="CLIPSeg rd64-refined: CLIP ViT-B/16 encoders + FiLM transformer decoder "
                 "(352 px, CLIP BPE prompts of 77 tokens)", uses_text=True, paper_name="CLIPSeg")
-def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-                  model_dir: Optional[str] = None, **overrides) -> CLIPSeg:
+def build_clipseg(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, saved=None,
+                  **overrides) -> CLIPSeg:
     check_options("clipseg", overrides, CLIPSEG_OPTIONS)
-    entry = preset_entry("clipseg", preset)
-    saved = VLSMConfig.load(model_dir) if (model_dir and pretrained is None) else None
-    if saved is not None and saved.model == "clipseg":
-        hf = saved.clipseg_config
-        entry.update(image_size=saved.image_size, context_length=saved.context_length,
-                     activation_offset=saved.activation_offset, freeze_encoder=saved.freeze_encoder,
-                     freeze_decoder=saved.freeze_decoder, mean=list(saved.mean), std=list(saved.std),
-                     frozen_dropout=saved.frozen_dropout)
-    elif pretrained is not None:
-        resolved = resolve_weights(pretrained, CLIPSEG_FILES, model="clipseg")
-        hf = _clean_hf_dict(json.loads(resolved.path("config.json").read_text()))
-        if hf.get("model_type") != "clipseg":
-            raise ValueError(f"{resolved.path('config.json')} is not a CLIPSeg config "
-                             f"(model_type {hf.get('model_type')!r}); point pretrained= at a CLIPSeg checkpoint")
-    else:
-        hf = load_config_json(entry["clipseg_config"])
-    config = clipseg_config_from_hf(hf, entry, preset, overrides)
-    module = load_clipseg_module(resolved.folder, config) if pretrained is not None else None
+    hf, settings, resolved = _architecture_sources(preset, pretrained, saved)
+    config = clipseg_config_from_hf(hf, settings, preset, overrides)
+    module = load_clipseg_module(resolved.folder, config) if resolved is not None else None
     model = CLIPSeg(config, clipseg_module=module)
-    model.set_tokenizer(_tokenizer_for(config, model_dir))
+    model.set_tokenizer(_tokenizer_for(config, saved.tokenizer_dir if saved is not None else None))
     return model

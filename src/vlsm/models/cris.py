@@ -24,7 +24,6 @@ CLIPTokenizer, which pads with ``<|endoftext|>``, as medvlsm used it, that masks
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -43,12 +42,10 @@ from vlsm.models.checkpoint import (
     read_state_dict_file,
     unwrap_state_dict,
 )
+from vlsm.models.presets import preset as preset_values
 from vlsm.models.registry import check_options, register_model
-from vlsm.models.vlsm_base import load_config_json
 from vlsm.models.weights import FileSpec, WeightsNotFoundError, resolve_weights
-from vlsm.utils import write_text_atomic
 
-CRIS_CONFIG_FILE = "vlsm_cris_config.json"
 CRIS_FILES = (
     FileSpec.of("cris.pt", "cris_best.pth", required=False, what="whole CRIS model"),
     FileSpec.of("RN50.pt", required=False, what="OpenAI CLIP RN50 for the encoders"),
@@ -368,34 +365,25 @@ class CRIS(SegmentationModel):
                       [k for k in ours if k not in state and not k.startswith("visual.attnpool.connect.")])
         self.backbone.load_state_dict(state, strict=False)
 
-    # -- persistence ---------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(directory / CRIS_CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
-        return super().save_pretrained(directory, standalone=standalone)
+    def architecture(self) -> dict:
+        return self.config.to_dict()
 
 
-def cris_config(preset: str, overrides: dict) -> CRISConfig:
-    table = load_config_json("cris.json")
-    if preset not in table:
-        raise ValueError(f"cris has no preset {preset!r}; valid presets: {', '.join(table)}")
-    entry = dict(table[preset])
-    entry.update(overrides)
-    return CRISConfig(preset=preset, **entry)
+def cris_config(preset: str, overrides: dict, architecture: Optional[dict] = None) -> CRISConfig:
+    """The config of a preset (``configs/cris.json``), or of a saved ``architecture`` in its place, with
+    ``overrides`` applied."""
+    base = dict(architecture) if architecture is not None else \
+        {"preset": preset, **preset_values("cris.json", preset, model="cris")}
+    return CRISConfig.from_dict({**base, **overrides})
 
 
 @register_model("cris", description="CRIS: CLIP RN50 encoders + text-conditioned FPN, vision-language transformer "
                 "decoder and text-generated projector (416 px, CLIP BPE prompts of 77 tokens)",
                 uses_text=True, paper_name="CRIS")
-def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None,
-               model_dir: Optional[str] = None, **overrides) -> CRIS:
+def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str] = None, saved=None,
+               **overrides) -> CRIS:
     check_options("cris", overrides, CRIS_OPTIONS)
-    saved = Path(model_dir) / CRIS_CONFIG_FILE if model_dir else None
-    if pretrained is None and saved is not None and saved.is_file():
-        config = CRISConfig.from_dict({**json.loads(saved.read_text()), **overrides})
-    else:
-        config = cris_config(preset, overrides)
+    config = cris_config(preset, overrides, saved.architecture if saved is not None else None)
     model = CRIS(config)
     if pretrained is not None:
         resolved = resolve_weights(pretrained, CRIS_FILES, model="cris")
@@ -411,9 +399,10 @@ def build_cris(*, preset: str = "paper", variant=None, pretrained: Optional[str]
         else:
             model.load_clip_checkpoint(clip_file)
         model.apply_freezing()
-    if model_dir:
+    tokenizer_dir = saved.tokenizer_dir if saved is not None else None
+    if tokenizer_dir is not None:
         from vlsm.text.tokenizers import TOKENIZER_FILE, load_tokenizer
 
-        if (Path(model_dir) / TOKENIZER_FILE).is_file():
-            model._tokenizer = load_tokenizer(model_dir, context_length=config.context_length)
+        if (tokenizer_dir / TOKENIZER_FILE).is_file():
+            model._tokenizer = load_tokenizer(tokenizer_dir, context_length=config.context_length)
     return model

@@ -8,7 +8,6 @@ converter, when the reference code has the model); they are imported lazily on f
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -47,11 +46,12 @@ _loaded = False
 def register_model(name: str, *, description: str, presets=("paper", "tiny"), variants=(),
                    default_variant: Optional[str] = None, uses_text: bool = False, paper_name: str = "",
                    convert_reference: Optional[Callable[[Mapping], dict]] = None):
-    """Decorator: ``builder(*, preset, variant, pretrained, model_dir, **overrides) -> model``.
+    """Decorator: ``builder(*, preset, variant, pretrained, saved, **overrides) -> model``.
 
-    ``model_dir`` is a saved model folder (``save_pretrained``) the model is being rebuilt from: its
-    config and tokenizer files, never its weights (:func:`load_pretrained` loads those).
-    ``convert_reference`` maps an unwrapped state dict of the reference VLSM-Ensemble code onto
+    ``saved`` is ``None`` or the :class:`~vlsm.models.folder.SavedModel` of a model folder the model is being
+    rebuilt from: ``saved.architecture`` (when not ``None``) is the base the options apply to, in place of the
+    preset, ``saved.part(name)`` a composite's part, ``saved.tokenizer_dir`` the tokenizer files; never its
+    weights (:func:`load_pretrained` loads those). ``convert_reference`` maps an unwrapped state dict of the reference VLSM-Ensemble code onto
     ``builder(variant="reference")`` (see :func:`vlsm.models.reference.convert_reference_checkpoint`).
     """
 
@@ -146,8 +146,9 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
             (``"hf-hub:ORG/NAME"`` or ``"ORG/NAME"``), or a local folder. See ``vlsm.models.weights``.
         preset: ``"paper"`` (the paper's sizes) or ``"tiny"`` (a few layers, for tests and demos).
         variant: for the ensembles, ``"fixed"`` (default) or ``"reference"``.
-        model_dir: a saved model folder (written by ``save_pretrained``) whose config and tokenizer
-            files the model is rebuilt from; :func:`load_pretrained` passes it.
+        model_dir: a saved model folder (written by ``save_pretrained``) whose architecture and tokenizer
+            files the model is rebuilt from (its architecture only when it is this model's and ``pretrained``
+            is None), or a folder of tokenizer files; :func:`load_pretrained` uses it.
         tokenizer_dir: the former name of ``model_dir``, still accepted.
         allow_partial_weights: load weight files that lack some of the model's tensors (they keep their
             initialisation; a warning names them) instead of failing. A runtime choice: not in ``model.spec``.
@@ -158,10 +159,29 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
             input options of :data:`PREPROCESS_OPTIONS`: ``interpolation`` (the image resize filter,
             one of ``INTERPOLATIONS``), ``image_mean`` and ``image_std`` (3 numbers each).
     """
+    from vlsm.models.folder import read_model_folder
+
     if tokenizer_dir is not None:
         if model_dir is not None and str(model_dir) != str(tokenizer_dir):
             raise ValueError("create_model: pass model_dir= only (tokenizer_dir= is its former name)")
         model_dir = tokenizer_dir
+    saved = None if model_dir is None else read_model_folder(model_dir)
+    return _create(name, pretrained, preset=preset, variant=variant, saved=saved, overrides=overrides,
+                   allow_partial_weights=allow_partial_weights, trust_checkpoint=trust_checkpoint)
+
+
+def _create(name: str, pretrained: Optional[str], *, preset: str, variant: Optional[str], saved, overrides: Mapping,
+            allow_partial_weights: bool = False, trust_checkpoint: bool = False) -> SegmentationModel:
+    from vlsm.models.checkpoint import checkpoints_trusted, partial_weights_allowed
+
+    with partial_weights_allowed(allow_partial_weights), checkpoints_trusted(trust_checkpoint):
+        return build(name, pretrained, preset=preset, variant=variant, saved=saved, **overrides)
+
+
+def build(name: str, pretrained: Optional[str] = None, *, preset: str = "paper", variant: Optional[str] = None,
+          saved=None, **overrides) -> SegmentationModel:
+    """:func:`create_model` from a :class:`~vlsm.models.folder.SavedModel` instead of a folder path (what
+    :func:`load_pretrained` and the composites' builders, for their parts, call)."""
     entry = get_entry(name)
     if preset not in entry.presets:
         raise ValueError(f"model {name!r} has no preset {preset!r}; valid presets: {', '.join(entry.presets)}")
@@ -170,12 +190,10 @@ def create_model(name: str, pretrained: Optional[str] = None, *, preset: str = "
     elif variant not in entry.variants:
         valid = ", ".join(entry.variants) if entry.variants else "none (leave variant unset)"
         raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
-    from vlsm.models.checkpoint import checkpoints_trusted, partial_weights_allowed
-
+    if saved is not None:
+        saved = saved.for_model(name, pretrained)
     builder_options = {k: v for k, v in overrides.items() if k not in PREPROCESS_OPTIONS}
-    with partial_weights_allowed(allow_partial_weights), checkpoints_trusted(trust_checkpoint):
-        model = entry.builder(preset=preset, variant=variant, pretrained=pretrained,
-                              model_dir=None if model_dir is None else str(model_dir), **builder_options)
+    model = entry.builder(preset=preset, variant=variant, pretrained=pretrained, saved=saved, **builder_options)
     model.preprocess = preprocess_with_options(model.preprocess, overrides, name)
     model.spec = ModelSpec(name=name, preset=preset, variant=variant, pretrained=pretrained,
                            overrides=dict(overrides))
@@ -202,27 +220,29 @@ def restore_slim(record: Mapping, slim_state: Mapping, *, source: str, **runtime
 def load_pretrained(directory: str | Path, map_location: str = "cpu", **runtime: Any) -> SegmentationModel:
     """Rebuild a model written by :meth:`SegmentationModel.save_pretrained` (``runtime`` options such as
     ``allow_partial_weights=True`` or ``trust_checkpoint=True`` go to :func:`create_model`). The folder's own
-    files are safetensors and JSON: data only.
+    files are safetensors and JSON: data only; folders of earlier vlsm versions load too
+    (:mod:`vlsm.models.legacy_folders`).
 
     A slim folder (its spec file has a ``frozen`` record) is rebuilt from the frozen weights' sources, checked
     against their digest (:func:`restore_slim`); a standalone one from its own files only."""
-    from vlsm.models.checkpoint import load_state_dict_strict, partial_weights_allowed, read_state_dict_file
+    from vlsm.models.checkpoint import load_state_dict_strict, partial_weights_allowed
+    from vlsm.models.folder import read_folder_weights, read_model_folder
 
     directory = Path(directory)
-    spec_path = directory / SPEC_FILE
-    if not spec_path.is_file():
+    if not (directory / SPEC_FILE).is_file():
         raise FileNotFoundError(
             f"{directory} is not a saved vlsm model: {SPEC_FILE} is missing. Point at a folder written "
             f"by `model.save_pretrained(dir)` or at a training run folder's `model/` subfolder.")
-    payload = json.loads(spec_path.read_text())
-    if payload.get("frozen") is not None:
-        weights = directory / WEIGHTS_FILE
-        model = restore_slim(payload["frozen"], read_state_dict_file(weights), source=str(directory), **runtime)
-        return model.to(map_location)
-    spec = ModelSpec.from_dict(payload["spec"])
-    model = create_model(spec.name, pretrained=None, preset=spec.preset, variant=spec.variant,
-                         model_dir=str(directory), **spec.overrides, **runtime)
+    saved = read_model_folder(directory)
     weights = directory / WEIGHTS_FILE
-    with partial_weights_allowed(bool(runtime.get("allow_partial_weights", False))):
-        load_state_dict_strict(model, read_state_dict_file(weights), source=str(weights), model_name=spec.name)
+    if saved.frozen is not None:
+        model = restore_slim(saved.frozen, read_folder_weights(directory), source=str(directory), **runtime)
+        return model.to(map_location)
+    spec = ModelSpec.from_dict(saved.spec)
+    options = dict(runtime)
+    allow, trust = options.pop("allow_partial_weights", False), options.pop("trust_checkpoint", False)
+    model = _create(spec.name, None, preset=spec.preset, variant=spec.variant, saved=saved,
+                    overrides={**spec.overrides, **options}, allow_partial_weights=allow, trust_checkpoint=trust)
+    with partial_weights_allowed(bool(allow)):
+        load_state_dict_strict(model, read_folder_weights(directory), source=str(weights), model_name=spec.name)
     return model.to(map_location)

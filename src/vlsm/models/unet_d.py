@@ -31,23 +31,26 @@ import torch
 from torch import nn
 
 from vlsm.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SegmentationModel
+from vlsm.models.presets import preset as preset_values
+from vlsm.models.presets import preset_names
 from vlsm.models.reference import CheckpointConversionError, PrefixRule, convert_by_prefix, load_weights
 from vlsm.models.registry import check_options, register_model
 
 
 @dataclass
 class UNetDConfig:
-    """Sizes of UNet-D. Defaults are the paper's."""
+    """Sizes of UNet-D: a preset of ``configs/unet_d.json`` (``paper``: the reference's) with options applied."""
 
-    in_channels: int = 3
-    num_classes: int = 1
-    encoder_channels: tuple = (64, 128, 256, 512)
-    bottleneck_channels: int = 1240
-    decoder_channels: tuple = (546, 182, 91, 45)
-    dropout: float = 0.1
+    in_channels: int
+    num_classes: int
+    encoder_channels: tuple
+    bottleneck_channels: int
+    decoder_channels: tuple
+    dropout: float
     # ECA kernel size k: t = int(|(log2(C) + eca_b) / eca_gamma|), k = t if t is odd else t + 1
-    eca_gamma: float = 2.0
-    eca_b: float = 1.0
+    eca_gamma: float
+    eca_b: float
+    image_size: int
     # channels of extra maps concatenated at the bottleneck (before the 1x1 conv), one per map
     inject_channels: tuple = ()
     # where the encoder's own map sits in that concatenation; the reference puts it after the
@@ -55,7 +58,6 @@ class UNetDConfig:
     encoder_slot: int = 1
     # channels of an extra full-size map fused with the logits by a 1x1 conv (0 = no fusion)
     fuse_channels: int = 0
-    image_size: int = 352
 
     def __post_init__(self):
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
@@ -81,14 +83,11 @@ class UNetDConfig:
         return 2 ** len(self.encoder_channels)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-PRESETS = {
-    "paper": dict(),
-    "tiny": dict(encoder_channels=(8, 16, 32, 64), bottleneck_channels=48,
-                 decoder_channels=(24, 12, 6, 4), image_size=64),
-}
+PRESET_TABLE = "unet_d.json"
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
@@ -146,7 +145,7 @@ class UNetD(SegmentationModel):
 
     def __init__(self, config: Optional[UNetDConfig] = None):
         super().__init__()
-        self.config = config = config or UNetDConfig()
+        self.config = config = config or unet_d_config("paper")
         self.preprocess = Preprocess(image_size=config.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         enc = config.encoder_channels
         widths = (config.in_channels,) + enc
@@ -161,6 +160,9 @@ class UNetD(SegmentationModel):
         self.head = nn.Conv2d(dec[-1], config.num_classes, 1)
         self.fuse = (nn.Conv2d(config.fuse_channels + config.num_classes, config.num_classes, 1)
                      if config.fuse_channels else None)
+
+    def architecture(self) -> dict:
+        return self.config.to_dict()
 
     def check_input(self, pixel_values: torch.Tensor) -> None:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.in_channels:
@@ -212,12 +214,17 @@ class UNetD(SegmentationModel):
         return logits
 
 
-def unet_d_config(preset: str = "paper", **overrides) -> UNetDConfig:
-    """The config of a preset with field overrides (unknown fields are a clear error)."""
-    if preset not in PRESETS:
-        raise ValueError(f"UNet-D has no preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+def unet_d_config(preset: str = "paper", architecture: Optional[Mapping] = None, **overrides) -> UNetDConfig:
+    """The config of a preset (or of a saved ``architecture``, which takes the preset's place) with field
+    overrides (unknown fields are a clear error)."""
     check_options("unet-d", overrides, (f.name for f in dataclasses.fields(UNetDConfig)))
-    return UNetDConfig(**{**PRESETS[preset], **overrides})
+    base = dict(architecture) if architecture is not None else unet_d_preset(preset)
+    return UNetDConfig(**{**base, **overrides})
+
+
+def unet_d_preset(preset: str) -> dict:
+    """The sizes of a UNet-D preset (``configs/unet_d.json``)."""
+    return preset_values(PRESET_TABLE, preset, model="unet-d")
 
 
 # -- the reference code's UNet_D ------------------------------------------------------------------------
@@ -286,9 +293,10 @@ def infer_reference_overrides(state: Mapping[str, torch.Tensor]) -> dict:
 
 
 @register_model("unet-d", description="UNet-D: ECA-bottleneck U-Net CNN from VLSM-Ensemble (image only)",
-                presets=tuple(PRESETS), uses_text=False, paper_name="UNet-D", convert_reference=convert_reference)
-def build_unet_d(*, preset: str = "paper", variant=None, pretrained=None, model_dir=None, **overrides) -> UNetD:
-    model = UNetD(unet_d_config(preset, **overrides))
+                presets=preset_names(PRESET_TABLE), uses_text=False, paper_name="UNet-D",
+                convert_reference=convert_reference)
+def build_unet_d(*, preset: str = "paper", variant=None, pretrained=None, saved=None, **overrides) -> UNetD:
+    model = UNetD(unet_d_config(preset, saved.architecture if saved is not None else None, **overrides))
     if pretrained is not None:
         if not Path(pretrained).exists():
             raise FileNotFoundError(

@@ -21,20 +21,18 @@ frozen encoder runs its dropout (as the reference code) unless ``frozen_dropout=
 from __future__ import annotations
 
 import dataclasses
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vlsm.models.base import Preprocess, SegmentationModel
+from vlsm.models.presets import configs_dir, load_config_json  # noqa: F401  (their former home)
+from vlsm.models.presets import preset as preset_values
 from vlsm.models.speedups import TextEmbeddingCache, is_deterministic, is_frozen, speedups_enabled
-
-MODEL_CONFIG_FILE = "vlsm_model_config.json"
 
 
 @dataclass
@@ -161,49 +159,9 @@ class VLSMConfig:
 
         return dataclass_from_dict(cls, d, "VLSM config")
 
-    def save(self, directory: str | Path) -> Path:
-        from vlsm.utils import write_text_atomic
-
-        path = Path(directory) / MODEL_CONFIG_FILE
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path) -> Optional["VLSMConfig"]:
-        path = Path(directory) / MODEL_CONFIG_FILE
-        if not path.is_file():
-            return None
-        return cls.from_dict(json.loads(path.read_text()))
-
-
-def configs_dir() -> Path:
-    """The folder with the architecture JSON files shipped with the package."""
-    return Path(__file__).resolve().parent / "configs"
-
-
-def load_config_json(name: str) -> dict:
-    """A shipped JSON config (``_comment`` keys dropped)."""
-    path = configs_dir() / name
-    if not path.is_file():
-        raise FileNotFoundError(f"shipped model config {path} is missing: the vlsm installation is incomplete "
-                                f"(reinstall the package; models/configs/*.json must be included)")
-    data = json.loads(path.read_text())
-    return _strip_comments(data)
-
-
-def _strip_comments(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _strip_comments(v) for k, v in data.items() if not k.startswith("_")}
-    return data
-
-
 def preset_entry(model: str, preset: str) -> dict:
-    table = load_config_json("vlsm_models.json")
-    if model not in table:
-        raise ValueError(f"no VLSM presets for {model!r}; known: {', '.join(table)}")
-    if preset not in table[model]:
-        raise ValueError(f"model {model!r} has no preset {preset!r}; valid presets: {', '.join(table[model])}")
-    return dict(table[model][preset])
+    """A VLSM preset (``configs/vlsm_models.json``): its architecture files, preprocessing and defaults."""
+    return preset_values("vlsm_models.json", preset, model=model, within=model)
 
 
 def restore_decoder_init(decoder: nn.Module) -> nn.Module:
@@ -346,10 +304,11 @@ class VLSMBase(SegmentationModel):
                              f"resize to {self.config.image_size}x{self.config.image_size}")
 
     def decode(self, activations: list, conditional_embeddings: torch.Tensor,
-               output_size: Optional[tuple] = None) -> torch.Tensor:
+               output_size: Optional[tuple] = None, align_corners: bool = False) -> torch.Tensor:
         """CLIPSeg decoder: activations + FiLM conditioning -> logits (B, 1, H, W).
 
-        ``output_size`` (H, W) resizes bilinearly when the decoder's native size (grid * patch) differs.
+        ``output_size`` (H, W) resizes bilinearly (``align_corners`` as given) when the decoder's native size
+        (grid * patch) differs.
         """
         if len(activations) != len(self.config.extract_layers):
             raise ValueError(f"decode needs {len(self.config.extract_layers)} activations "
@@ -358,7 +317,7 @@ class VLSMBase(SegmentationModel):
         batch = conditional_embeddings.shape[0]
         logits = logits.reshape(batch, 1, *logits.shape[-2:])  # HF squeezes the channel axis
         if output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=align_corners)
         return logits
 
     # -- the image encoder's outputs as features (see SegmentationModel.frozen_image_features) ----------
@@ -394,8 +353,10 @@ class VLSMBase(SegmentationModel):
 
     def forward_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                          attention_mask: Optional[torch.Tensor] = None,
-                         with_last_hidden_state: bool = False, features: Optional[tuple] = None) -> VLSMOutput:
-        """Every output of one pass; ``features``: :meth:`image_features` of these images, computed earlier."""
+                         with_last_hidden_state: bool = False, features: Optional[tuple] = None,
+                         align_corners: bool = False) -> VLSMOutput:
+        """Every output of one pass; ``features``: :meth:`image_features` of these images, computed earlier;
+        ``align_corners``: of the logits' resize to the input size (:meth:`decode`)."""
         if input_ids is None:
             raise ValueError(f"{self.config.model} is a text-prompted model: pass input_ids (and attention_mask) "
                              f"from model.get_tokenizer()")
@@ -406,7 +367,8 @@ class VLSMBase(SegmentationModel):
             features = self.image_features(pixel_values, with_last_hidden_state)
         activations, last_hidden_state = self.split_image_features(features, with_last_hidden_state)
         conditional = self.encode_text(input_ids, attention_mask)
-        logits = self.decode(activations, conditional, output_size=tuple(pixel_values.shape[-2:]))
+        logits = self.decode(activations, conditional, output_size=tuple(pixel_values.shape[-2:]),
+                             align_corners=align_corners)
         return VLSMOutput(logits=logits, activations=activations, conditional_embeddings=conditional,
                           last_hidden_state=last_hidden_state)
 
@@ -431,9 +393,6 @@ class VLSMBase(SegmentationModel):
             raise TokenizerNotAvailableError(self._tokenizer_error or f"{self.config.model} has no tokenizer")
         return self._tokenizer
 
-    # -- persistence -----------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory)  # the exact architecture, read back by the builder on reload
-        return super().save_pretrained(directory, standalone=standalone)
+    # -- the folder's architecture (vlsm.models.folder) ---------------------------------------------
+    def architecture(self) -> dict:
+        return self.config.to_dict()

@@ -14,19 +14,29 @@ Registered names (the paper's three with ``variant="fixed"`` (default) and ``var
 Every size (token count, grid, channels, image size) is derived from the encoder configs and the
 image size. Where things live:
 
-* :mod:`.base` - adapter sizes, the ensemble config, persistence, builder steps shared by all;
+* :mod:`.base` - adapter sizes, the ensemble config and architecture, builder steps shared by all;
 * :mod:`.branches` - the A and B branches (VLSM + adapter + UNet-D);
 * :mod:`.paper` - A, B and C and their builders;
 * :mod:`.stack` - :class:`Stack`;
 * :mod:`.conversion` - the reference code's checkpoints of A, B and C;
-* :mod:`.variants` - what ``reference`` and ``fixed`` mean (:data:`REFERENCE_DEFECTS`, :data:`FIXED_CHANGES`).
+* :mod:`.variants` - ``reference`` and ``fixed`` as two :class:`Variant` records of the behaviours they switch
+  (the branches read them), with their defects and changes in words (:data:`REFERENCE_DEFECTS`,
+  :data:`FIXED_CHANGES`).
 """
 from vlsm.models.ensembles.base import ADAPTER_PRESETS, AdapterSizes, EnsembleConfig, VLSMEnsemble
 from vlsm.models.ensembles.branches import BranchA, BranchB, BranchOutputs
 from vlsm.models.ensembles.paper import BiomedCLIPSegA, CLIPSegB, ConcatTokenizer, EnsembleC
 from vlsm.models.ensembles.stack import Stack
-from vlsm.models.ensembles.variants import FIXED_CHANGES, REFERENCE_DEFECTS, VARIANTS
+from vlsm.models.ensembles.variants import (
+    FIXED,
+    FIXED_CHANGES,
+    REFERENCE,
+    REFERENCE_DEFECTS,
+    VARIANTS,
+    Variant,
+    get_variant,
+)
 
 __all__ = ["ADAPTER_PRESETS", "AdapterSizes", "BiomedCLIPSegA", "BranchA", "BranchB", "BranchOutputs", "CLIPSegB",
-           "ConcatTokenizer", "EnsembleC", "EnsembleConfig", "FIXED_CHANGES", "REFERENCE_DEFECTS", "Stack",
-           "VARIANTS", "VLSMEnsemble"]
+           "ConcatTokenizer", "EnsembleC", "EnsembleConfig", "FIXED", "FIXED_CHANGES", "REFERENCE",
+           "REFERENCE_DEFECTS", "Stack", "VARIANTS", "VLSMEnsemble", "Variant", "get_variant"]

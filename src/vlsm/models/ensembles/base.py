@@ -1,20 +1,19 @@
-"""What every ensemble shares: adapter sizes, the ensemble config, persistence and parameter groups,
+"""What every ensemble shares: adapter sizes, the ensemble config, its architecture and parameter groups,
 and the builder steps common to the paper models and :class:`~vlsm.models.ensembles.stack.Stack`."""
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from vlsm.models.base import SPEC_FILE, SegmentationModel, write_weights
-from vlsm.models.registry import check_options, create_model
-from vlsm.models.unet_d import PRESETS as UNET_PRESETS
-from vlsm.models.unet_d import UNetD
+from vlsm.models.base import SegmentationModel
+from vlsm.models.folder import part_record
+from vlsm.models.presets import load_config_json
+from vlsm.models.registry import build, check_options
+from vlsm.models.unet_d import UNetD, unet_d_preset
 
 
 @dataclass(frozen=True)
@@ -28,33 +27,35 @@ class AdapterSizes:
 
     @classmethod
     def of(cls, preset: str, overrides: Mapping) -> "AdapterSizes":
-        """A preset's sizes with any of the fields given in ``overrides`` (other keys are ignored)."""
-        base = ADAPTER_PRESETS[preset]
-        return dataclasses.replace(base, **{f.name: overrides[f.name] for f in dataclasses.fields(cls)
+        """A preset's sizes (``configs/adapters.json``) with any of the fields given in ``overrides``."""
+        return ADAPTER_PRESETS[preset].with_options(overrides)
+
+    def with_options(self, overrides: Mapping) -> "AdapterSizes":
+        """These sizes with any of the fields given in ``overrides`` (other keys are ignored)."""
+        return dataclasses.replace(self, **{f.name: overrides[f.name] for f in dataclasses.fields(self)
                                             if overrides.get(f.name) is not None})
 
 
-# Paper: the reference's reduce_dim 128, 4 heads; its nn.TransformerEncoderLayer uses PyTorch's
-# defaults (feed-forward 2048, dropout 0.1).
-ADAPTER_PRESETS = {
-    "paper": AdapterSizes(reduce_dim=128, adapter_heads=4, adapter_ffn_dim=2048, adapter_dropout=0.1),
-    "tiny": AdapterSizes(reduce_dim=16, adapter_heads=2, adapter_ffn_dim=32, adapter_dropout=0.1),
-}
+#: the adapter presets of configs/adapters.json
+ADAPTER_PRESETS = {name: AdapterSizes(**sizes) for name, sizes in load_config_json("adapters.json").items()}
 ADAPTER_OPTIONS = tuple(f.name for f in dataclasses.fields(AdapterSizes))
 
 
 @dataclass
 class EnsembleConfig:
+    """An ensemble's own architecture (its VLSMs' architectures are theirs): adapter sizes and UNet-D's sizes."""
+
     model: str
     variant: str
     preset: str
     image_size: int
     sizes: AdapterSizes
-    unet: dict = field(default_factory=dict)
-    vlsm: dict = field(default_factory=dict)  # VLSM name -> builder overrides
+    unet: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["unet"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["unet"].items()}
+        return d
 
 
 class VLSMEnsemble(SegmentationModel):
@@ -64,8 +65,12 @@ class VLSMEnsemble(SegmentationModel):
     ensemble: EnsembleConfig
 
     def vlsms(self) -> dict:
-        """Subfolder name -> VLSM module inside this ensemble (its config and tokenizer are saved there)."""
+        """Name -> VLSM module inside this ensemble (its architecture and tokenizer are saved under that name)."""
         raise NotImplementedError
+
+    def architecture(self) -> dict:
+        """The ensemble's config and, under ``parts``, each VLSM's architecture."""
+        return {**self.ensemble.to_dict(), "parts": {name: part_record(vlsm) for name, vlsm in self.vlsms().items()}}
 
     def image_feature_sources(self) -> list:
         """``[(vlsm, with_last_hidden_state), ...]``: the VLSMs whose image encoders this ensemble runs, in the
@@ -84,9 +89,9 @@ class VLSMEnsemble(SegmentationModel):
             return None
         return tuple(t for vlsm, last in frozen for t in vlsm.image_features(pixel_values, last))
 
-    def split_image_features(self, features: Optional[tuple]) -> list:
-        """Per source VLSM, its part of ``features`` (from :meth:`frozen_image_features`), or ``None`` where
-        it computes its own."""
+    def features_per_vlsm(self, features: Optional[tuple]) -> list:
+        """Per source VLSM (:meth:`image_feature_sources`), its part of ``features`` (from
+        :meth:`frozen_image_features`), or ``None`` where it computes its own."""
         sources = self.image_feature_sources()
         if features is None:
             return [None] * len(sources)
@@ -114,32 +119,6 @@ class VLSMEnsemble(SegmentationModel):
             t, tr = groups.get(key, (0, 0))
             groups[key] = (t + p.numel(), tr + (p.numel() if p.requires_grad else 0))
         return groups
-
-    def save_pretrained(self, directory: str | Path, standalone: bool = False) -> Path:
-        """Spec + weights, and each VLSM's config and tokenizer files in a subfolder named after it (slim unless
-        ``standalone``: see :meth:`SegmentationModel.save_pretrained`)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, vlsm in self.vlsms().items():
-            sub = directory / name
-            sub.mkdir(exist_ok=True)
-            vlsm.config.save(sub)
-            try:
-                tok = vlsm.get_tokenizer()
-            except FileNotFoundError:
-                tok = None
-            if tok is not None and hasattr(tok, "save"):
-                tok.save(sub)
-        payload = {"spec": self.spec.without_weights().to_dict(), "preprocess": self.preprocess.to_dict(),
-                   "ensemble": self.ensemble.to_dict()}
-        frozen = write_weights(self, directory, standalone=standalone)
-        if frozen is not None:
-            payload["frozen"] = frozen
-        tmp = directory / (SPEC_FILE + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(directory / SPEC_FILE)
-        return directory
-
 
 def _group_of(name: str) -> str:
     parts = name.split(".")
@@ -179,34 +158,41 @@ def check_ensemble_options(name: str, overrides: Mapping, vlsm_names: Sequence[s
                   hint="VLSM options go in a dict under the VLSM's name, UNet-D options under 'unet'")
 
 
-def vlsm_model_dir(model_dir: Optional[str], vname: str) -> Optional[str]:
-    """The subfolder of a saved ensemble that holds one VLSM's config and tokenizer files, if any."""
-    if model_dir and (Path(model_dir) / vname).is_dir():
-        return str(Path(model_dir) / vname)
-    return None
-
-
-def build_vlsm(vname: str, preset: str, model_dir: Optional[str], image_size: Optional[int],
-               defaults: Mapping, user: Optional[Mapping]):
-    """An ensemble's VLSM from ``defaults`` and the user's ``vlsm_name={...}`` options."""
+def build_vlsm(vname: str, preset: str, saved, image_size: Optional[int], defaults: Mapping,
+               user: Optional[Mapping]):
+    """An ensemble's VLSM from ``defaults`` and the user's ``vlsm_name={...}`` options; rebuilding a saved
+    ensemble (``saved``), from the VLSM's saved architecture and tokenizer files."""
     opts = {**defaults, **dict(user or {})}
     vpreset = opts.pop("preset", preset)
     pretrained = opts.pop("pretrained", None)
-    sub = vlsm_model_dir(model_dir, vname)
-    if sub is not None:
+    part = saved.part(vname) if saved is not None else None
+    if part is not None:
         pretrained = None  # reloading a saved ensemble: its weights come from the ensemble's file
     if image_size is not None:
         opts["image_size"] = image_size
-    return create_model(vname, pretrained, preset=vpreset, model_dir=sub, **opts)
+    return build(vname, pretrained, preset=vpreset, saved=part, **opts)
 
 
-def unet_overrides(preset: str, overrides: Mapping) -> dict:
-    """UNet-D sizes of an ensemble: its preset (or ``unet={'preset': ...}``) and the user's ``unet={...}``."""
+def unet_overrides(preset: str, overrides: Mapping, base: Optional[Mapping] = None) -> dict:
+    """UNet-D sizes of an ensemble: ``base`` (a saved ensemble's), else its preset (or ``unet={'preset': ...}``),
+    with the user's ``unet={...}``."""
     user = dict(overrides.get("unet") or {})
     unet_preset = user.pop("preset", preset)
     for k in ("inject_channels", "fuse_channels", "image_size"):
         if k in user:
             raise ValueError(f"unet={{'{k}': ...}} is set by the ensemble; leave it out")
-    base = dict(UNET_PRESETS[unet_preset])
-    base.pop("image_size", None)
+    if base is None:
+        base = {k: v for k, v in unet_d_preset(unet_preset).items() if k != "image_size"}
     return {**base, **user}
+
+
+def ensemble_config(name: str, variant: str, preset: str, image_size: int, overrides: Mapping,
+                    saved=None) -> EnsembleConfig:
+    """The ensemble's config: from its preset, or a saved ensemble's architecture in the preset's place, with the
+    options applied."""
+    arch = saved.architecture if saved is not None else None
+    if arch is None:
+        return EnsembleConfig(name, variant, preset, image_size, AdapterSizes.of(preset, overrides),
+                              unet_overrides(preset, overrides))
+    sizes = AdapterSizes(**arch["sizes"]).with_options(overrides)
+    return EnsembleConfig(name, variant, preset, image_size, sizes, unet_overrides(preset, overrides, arch["unet"]))

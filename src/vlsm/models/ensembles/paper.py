@@ -1,12 +1,12 @@
 """The paper's ensembles (Dietlmeier et al., MIDL 2025): BiomedCLIPSeg-A, CLIPSeg-B and Ensemble-C.
 
 Each is registered with ``variant="fixed"`` (default, the architecture the paper describes) and
-``variant="reference"`` (the reference code's computation, see :mod:`.variants`), and with the
-converter of the reference code's checkpoints (:mod:`.conversion`).
+``variant="reference"`` (the reference code's computation), and with the converter of the reference code's
+checkpoints (:mod:`.conversion`). A model holds its variant's :class:`~.variants.Variant` record as
+``self.variant`` and reads the behaviours from it.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 from typing import Optional
@@ -20,14 +20,14 @@ from vlsm.models.ensembles.base import (
     VLSMEnsemble,
     build_vlsm,
     check_ensemble_options,
-    unet_overrides,
+    ensemble_config,
 )
 from vlsm.models.ensembles.branches import BranchA, BranchB
 from vlsm.models.ensembles.conversion import convert_biomedclipseg_a, convert_clipseg_b, convert_ensemble_c
-from vlsm.models.ensembles.variants import VARIANTS
+from vlsm.models.ensembles.variants import VARIANTS, Variant, get_variant
 from vlsm.models.reference import load_weights
 from vlsm.models.registry import register_model
-from vlsm.models.vlsm_base import load_config_json, preset_entry, restore_decoder_init
+from vlsm.models.vlsm_base import load_config_json, preset_entry
 
 
 class ConcatTokenizer:
@@ -57,11 +57,11 @@ class SingleBranchEnsemble(VLSMEnsemble):
     def __init__(self, ensemble: EnsembleConfig, vlsm):
         super().__init__()
         self.ensemble = ensemble
-        self.branch = self.make_branch(vlsm, ensemble.sizes, {**ensemble.unet, "image_size": ensemble.image_size},
-                                       reference=ensemble.variant == "reference")
+        self.variant = get_variant(ensemble.variant)
+        self.branch = self.make_branch(vlsm, ensemble.sizes, {**ensemble.unet, "image_size": ensemble.image_size})
         self.preprocess = vlsm.preprocess
 
-    def make_branch(self, vlsm, sizes: AdapterSizes, unet: dict, *, reference: bool) -> nn.Module:
+    def make_branch(self, vlsm, sizes: AdapterSizes, unet: dict) -> nn.Module:
         raise NotImplementedError
 
     def vlsms(self) -> dict:
@@ -79,11 +79,11 @@ class BiomedCLIPSegA(SingleBranchEnsemble):
 
     VLSM_NAME = "biomedclipseg"
 
-    def make_branch(self, vlsm, sizes, unet, *, reference):
-        return BranchA(vlsm, sizes, unet, strict=reference)
+    def make_branch(self, vlsm, sizes, unet):
+        return BranchA(vlsm, sizes, unet, self.variant)
 
     def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
-        (own,) = self.split_image_features(features)
+        (own,) = self.features_per_vlsm(features)
         p = self.branch.parts(pixel_values, input_ids, attention_mask, features=own)
         return self.branch.fusion(torch.cat([p.vlsm_logits, p.unet_logits], dim=1))
 
@@ -93,54 +93,32 @@ class CLIPSegB(SingleBranchEnsemble):
 
     VLSM_NAME = "clipseg"
 
-    def make_branch(self, vlsm, sizes, unet, *, reference):
-        return BranchB(vlsm, sizes, unet, reference=reference)
+    def make_branch(self, vlsm, sizes, unet):
+        return BranchB(vlsm, sizes, unet, self.variant)
 
     def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
-        (own,) = self.split_image_features(features)
+        (own,) = self.features_per_vlsm(features)
         return self.branch.parts(pixel_values, input_ids, attention_mask, features=own).logits
 
 
-def reference_c_decoder(vlsm) -> nn.Module:
-    """Ensemble-C reference: a CLIPSeg decoder from transformers' *default* decoder layout (patch size and
-    plain transposed conv of ``CLIPSegConfig()``), with the widths of the encoder it decodes."""
-    from transformers import CLIPSegConfig
-    from transformers.models.clipseg.modeling_clipseg import CLIPSegDecoder
-
-    default = CLIPSegConfig()
-    cfg = copy.deepcopy(vlsm.config.clipseg_config)
-    cfg.setdefault("vision_config", {})
-    cfg["vision_config"] = dict(cfg["vision_config"], patch_size=default.vision_config.patch_size,
-                                hidden_size=vlsm.config.hidden_size)
-    cfg["use_complex_transposed_convolution"] = default.use_complex_transposed_convolution
-    hf = CLIPSegConfig(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    decoder = restore_decoder_init(CLIPSegDecoder(hf))
-    # built inside CLIPSegForImageSegmentation, the reference's decoder gets transformers' default
-    # attention (SDPA); a standalone decoder leaves it unset
-    for layer in decoder.layers:
-        if getattr(layer.self_attn.config, "_attn_implementation", None) is None:
-            layer.self_attn.config._attn_implementation = "sdpa"
-    return decoder
-
-
 class EnsembleC(VLSMEnsemble):
-    """Ensemble-C: a BiomedCLIPSeg-A branch and a CLIPSeg-B branch, fused by a 1x1 conv."""
+    """Ensemble-C: a BiomedCLIPSeg-A branch and a CLIPSeg-B branch, fused by a 1x1 conv (wired as
+    ``self.variant`` says: shared tokenizer, duplicated maps, shared fusion, default-config decoder)."""
 
     def __init__(self, ensemble: EnsembleConfig, biomed, clip):
         super().__init__()
         self.ensemble = ensemble
-        ref = ensemble.variant == "reference"
-        self.reference = ref
+        v = self.variant = get_variant(ensemble.variant)
         sizes, r = ensemble.sizes, ensemble.sizes.reduce_dim
         unet = {**ensemble.unet, "image_size": ensemble.image_size}
-        # reference: each UNet-D takes [own map, encoder, own map]; fixed: the BiomedCLIP branch's UNet-D
+        # duplicate_map: each UNet-D takes [own map, encoder, own map]; else the BiomedCLIP branch's UNet-D
         # takes [own map, encoder, CLIPSeg map] and the CLIPSeg branch's [own map, encoder]
-        self.biomed = BranchA(biomed, sizes, unet, extra_inject=(r,), own_fusion=not ref, strict=ref,
-                              decoder=reference_c_decoder(biomed) if ref else None, duplicate_map=ref)
-        self.clip = BranchB(clip, sizes, unet, reference=ref, duplicate_map=ref)
+        self.biomed = BranchA(biomed, sizes, unet, v, extra_inject=(r,), own_fusion=not v.shared_fusion,
+                              duplicate_map=v.duplicate_map, default_config_decoder=v.default_config_decoder)
+        self.clip = BranchB(clip, sizes, unet, v, duplicate_map=v.duplicate_map)
         self.fusion = nn.Conv2d(2, 1, 1)
         self.preprocess = dataclasses.replace(biomed.preprocess)
-        if not ref:
+        if not v.shared_tokenizer:
             self.preprocess.context_length = biomed.config.context_length + clip.config.context_length
             self.preprocess.tokenizer = f"{biomed.config.tokenizer}+{clip.config.tokenizer}"
 
@@ -153,12 +131,12 @@ class EnsembleC(VLSMEnsemble):
 
     def get_tokenizer(self):
         first = self.biomed.vlsm.get_tokenizer()
-        if self.reference:
+        if self.variant.shared_tokenizer:
             return first
         return ConcatTokenizer(first, self.clip.vlsm.get_tokenizer())
 
     def _split_text(self, input_ids, attention_mask):
-        if self.reference:
+        if self.variant.shared_tokenizer:
             return (input_ids, attention_mask), (input_ids, attention_mask)
         l1 = self.biomed.vlsm.config.context_length
         l2 = self.clip.vlsm.config.context_length
@@ -172,24 +150,19 @@ class EnsembleC(VLSMEnsemble):
 
     def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
         (ids_b, mask_b), (ids_c, mask_c) = self._split_text(input_ids, attention_mask)
-        feats_b, feats_c = self.split_image_features(features)
-        if self.reference:
-            pb = self.biomed.parts(pixel_values, ids_b, mask_b, decoder_align_corners=True, features=feats_b)
-            b_out = self.fusion(torch.cat([pb.vlsm_logits, pb.unet_logits], dim=1))
+        feats_b, feats_c = self.features_per_vlsm(features)
+        if self.variant.duplicate_map:  # the branches are independent: the reference's order, BiomedCLIP first
+            pb = self.biomed.parts(pixel_values, ids_b, mask_b, features=feats_b)
             pc = self.clip.parts(pixel_values, ids_c, mask_c, features=feats_c)
-            return self.fusion(torch.cat([b_out, pc.logits], dim=1))
-        pc = self.clip.parts(pixel_values, ids_c, mask_c, features=feats_c)
-        pb = self.biomed.parts(pixel_values, ids_b, mask_b, extra=[pc.map], features=feats_b)
-        b_out = self.biomed.fusion(torch.cat([pb.vlsm_logits, pb.unet_logits], dim=1))
+        else:  # the BiomedCLIP branch's UNet-D takes the CLIPSeg branch's map
+            pc = self.clip.parts(pixel_values, ids_c, mask_c, features=feats_c)
+            pb = self.biomed.parts(pixel_values, ids_b, mask_b, extra=[pc.map], features=feats_b)
+        fusion_b = self.fusion if self.variant.shared_fusion else self.biomed.fusion
+        b_out = fusion_b(torch.cat([pb.vlsm_logits, pb.unet_logits], dim=1))
         return self.fusion(torch.cat([b_out, pc.logits], dim=1))
 
 
 # -- builders ---------------------------------------------------------------------------------------
-def _config(name: str, variant: str, preset: str, image_size: int, overrides: dict) -> EnsembleConfig:
-    return EnsembleConfig(name, variant, preset, image_size, AdapterSizes.of(preset, overrides),
-                          unet_overrides(preset, overrides))
-
-
 def _with_weights(model: VLSMEnsemble, name: str, pretrained: Optional[str]) -> VLSMEnsemble:
     if pretrained is not None:
         if not Path(pretrained).exists():
@@ -201,7 +174,7 @@ def _with_weights(model: VLSMEnsemble, name: str, pretrained: Optional[str]) -> 
     return model
 
 
-def reference_attention(clip) -> None:
+def eager_attention(clip) -> None:
     """The reference loads CLIPSeg with ``output_attentions=True``, so transformers runs eager attention;
     do the same (identical encoder numbers instead of SDPA's last-bit differences)."""
     setter = getattr(clip.clipseg, "set_attn_implementation", None)
@@ -212,50 +185,60 @@ def reference_attention(clip) -> None:
         layer.self_attn.config._attn_implementation = "eager"
 
 
+def _clip_defaults(v: Variant) -> dict:
+    """The CLIPSeg options a variant sets unless the user's ``clipseg={...}`` says otherwise."""
+    return {"freeze_encoder": True} if v.clip_encoder_frozen else {}
+
+
+def _build_clip(v: Variant, preset: str, saved, image_size, defaults: dict, user):
+    clip = build_vlsm("clipseg", preset, saved, image_size, {**_clip_defaults(v), **defaults}, user)
+    if v.clip_eager_attention:
+        eager_attention(clip)
+    return clip
+
+
 @register_model("biomedclipseg-a", description="BiomedCLIPSeg-A: BiomedCLIPSeg + UNet-D with a data adapter "
                 "(VLSM-Ensemble)", variants=VARIANTS, default_variant="fixed", uses_text=True,
                 paper_name="BiomedCLIPSeg-A", convert_reference=convert_biomedclipseg_a)
-def build_biomedclipseg_a(*, preset="paper", variant="fixed", pretrained=None, model_dir=None, **overrides):
+def build_biomedclipseg_a(*, preset="paper", variant="fixed", pretrained=None, saved=None, **overrides):
     check_ensemble_options("biomedclipseg-a", overrides, ("biomedclipseg",))
-    vlsm = build_vlsm("biomedclipseg", preset, model_dir, overrides.get("image_size"), {},
+    vlsm = build_vlsm("biomedclipseg", preset, saved, overrides.get("image_size"), {},
                       overrides.get("biomedclipseg"))
-    cfg = _config("biomedclipseg-a", variant, preset, vlsm.config.image_size, overrides)
+    cfg = ensemble_config("biomedclipseg-a", variant, preset, vlsm.config.image_size, overrides, saved)
     return _with_weights(BiomedCLIPSegA(cfg, vlsm), "biomedclipseg-a", pretrained)
 
 
 @register_model("clipseg-b", description="CLIPSeg-B: CLIPSeg + UNet-D with a transformer data adapter "
                 "(VLSM-Ensemble)", variants=VARIANTS, default_variant="fixed", uses_text=True,
                 paper_name="CLIPSeg-B", convert_reference=convert_clipseg_b)
-def build_clipseg_b(*, preset="paper", variant="fixed", pretrained=None, model_dir=None, **overrides):
+def build_clipseg_b(*, preset="paper", variant="fixed", pretrained=None, saved=None, **overrides):
     check_ensemble_options("clipseg-b", overrides, ("clipseg",))
-    # reference: transformers' no_grad leaves CLIP untrained; freeze it explicitly (same training)
-    defaults = {"freeze_encoder": True} if variant == "reference" else {}
-    vlsm = build_vlsm("clipseg", preset, model_dir, overrides.get("image_size"), defaults, overrides.get("clipseg"))
-    if variant == "reference":
-        reference_attention(vlsm)
-    cfg = _config("clipseg-b", variant, preset, vlsm.config.image_size, overrides)
-    return _with_weights(CLIPSegB(cfg, vlsm), "clipseg-b", pretrained)
+    clip = _build_clip(get_variant(variant), preset, saved, overrides.get("image_size"), {},
+                       overrides.get("clipseg"))
+    cfg = ensemble_config("clipseg-b", variant, preset, clip.config.image_size, overrides, saved)
+    return _with_weights(CLIPSegB(cfg, clip), "clipseg-b", pretrained)
+
+
+def _shared_context_length(preset: str, user_b: dict, user_c: dict) -> int:
+    """The length of the one WordPiece id tensor that feeds BERT and CLIP's text model: it must fit both."""
+    clip_entry = preset_entry("clipseg", user_c.get("preset", preset))
+    clip_positions = load_config_json(clip_entry["clipseg_config"])["text_config"]["max_position_embeddings"]
+    bio_entry = preset_entry("biomedclipseg", user_b.get("preset", preset))
+    return min(int(bio_entry["context_length"]), int(clip_positions))
 
 
 @register_model("ensemble-c", description="Ensemble-C: BiomedCLIPSeg-A and CLIPSeg-B branches fused by a 1x1 conv "
                 "(VLSM-Ensemble)", variants=VARIANTS, default_variant="fixed", uses_text=True,
                 paper_name="Ensemble-C", convert_reference=convert_ensemble_c)
-def build_ensemble_c(*, preset="paper", variant="fixed", pretrained=None, model_dir=None, **overrides):
+def build_ensemble_c(*, preset="paper", variant="fixed", pretrained=None, saved=None, **overrides):
     check_ensemble_options("ensemble-c", overrides, ("biomedclipseg", "clipseg"))
+    v = get_variant(variant)
     user_b = dict(overrides.get("biomedclipseg") or {})
     user_c = dict(overrides.get("clipseg") or {})
     defaults_b, defaults_c = {}, {}
-    if variant == "reference":
-        # one WordPiece id tensor feeds BERT and CLIP's text model: its length must fit both
-        clip_entry = preset_entry("clipseg", user_c.get("preset", preset))
-        clip_positions = load_config_json(clip_entry["clipseg_config"])["text_config"]["max_position_embeddings"]
-        bio_entry = preset_entry("biomedclipseg", user_b.get("preset", preset))
-        length = min(int(bio_entry["context_length"]), int(clip_positions))
-        defaults_b["context_length"] = length
-        defaults_c.update(context_length=length, freeze_encoder=True)
-    biomed = build_vlsm("biomedclipseg", preset, model_dir, overrides.get("image_size"), defaults_b, user_b)
-    clip = build_vlsm("clipseg", preset, model_dir, biomed.config.image_size, defaults_c, user_c)
-    if variant == "reference":
-        reference_attention(clip)
-    cfg = _config("ensemble-c", variant, preset, biomed.config.image_size, overrides)
+    if v.shared_tokenizer:
+        defaults_b["context_length"] = defaults_c["context_length"] = _shared_context_length(preset, user_b, user_c)
+    biomed = build_vlsm("biomedclipseg", preset, saved, overrides.get("image_size"), defaults_b, user_b)
+    clip = _build_clip(v, preset, saved, biomed.config.image_size, defaults_c, user_c)
+    cfg = ensemble_config("ensemble-c", variant, preset, biomed.config.image_size, overrides, saved)
     return _with_weights(EnsembleC(cfg, biomed, clip), "ensemble-c", pretrained)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
@@ -19,8 +18,9 @@ from vlsm.models.ensembles.base import (
     bottleneck_size,
     fit_map,
 )
+from vlsm.models.folder import part_record
 from vlsm.models.reference import load_weights
-from vlsm.models.registry import check_options, create_model, register_model
+from vlsm.models.registry import build, check_options, create_model, register_model
 from vlsm.models.unet_d import UNetD
 
 FUSIONS = ("conv1x1", "mean", "weighted")
@@ -42,20 +42,23 @@ class Stack(VLSMEnsemble):
     * ``fusion``: ``conv1x1`` (learned 1x1 conv over [VLSM logits, CNN logits]), ``mean`` (average of
       the logits, no parameters) or ``weighted`` (``s * vlsm + (1 - s) * cnn`` with ``s = sigmoid(w)``,
       ``w`` learned, starting at 0.5).
+    * ``saved``: a saved Stack's :class:`~vlsm.models.folder.SavedModel` (``load_pretrained`` passes it): the
+      parts given as specs are rebuilt from their saved architectures, the adapter sizes from the saved ones.
     """
 
     uses_text = True
 
     def __init__(self, vlsm, cnn=None, fusion: str = "conv1x1", inject: str = "bottleneck", *,
                  preset: str = "paper", reduce_dim: Optional[int] = None, adapter_heads: Optional[int] = None,
-                 adapter_ffn_dim: Optional[int] = None, adapter_dropout: Optional[float] = None):
+                 adapter_ffn_dim: Optional[int] = None, adapter_dropout: Optional[float] = None, saved=None):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"Stack fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
         if inject not in INJECTIONS:
             raise ValueError(f"Stack inject {inject!r} is not one of {', '.join(INJECTIONS)}")
+        part = saved.part if saved is not None else (lambda name: None)
         if isinstance(vlsm, (str, Mapping)):
-            vlsm = build_from_spec(vlsm, preset, kind="vlsm")
+            vlsm = build_from_spec(vlsm, preset, kind="vlsm", saved=part("vlsm"))
         if not hasattr(vlsm, "forward_features") or not getattr(vlsm, "uses_text", False):
             raise ValueError("Stack(vlsm=...) needs a vision-language segmentation model (e.g. "
                              "create_model('clipseg')) with forward_features()")
@@ -67,15 +70,19 @@ class Stack(VLSMEnsemble):
         if isinstance(cnn, (str, Mapping)):
             cnn_spec = {"name": cnn} if isinstance(cnn, str) else dict(cnn)
             cnn_spec.setdefault("image_size", image_size)
-            cnn = build_from_spec(cnn_spec, preset, kind="cnn")
+            cnn = build_from_spec(cnn_spec, preset, kind="cnn", saved=part("cnn"))
         if getattr(cnn, "uses_text", False):
             raise ValueError("Stack(cnn=...) takes an image-only CNN (unet-d, unet, unetpp, deeplabv3plus)")
-        sizes = AdapterSizes.of(preset if preset in ADAPTER_PRESETS else "paper", dict(
-            reduce_dim=reduce_dim, adapter_heads=adapter_heads, adapter_ffn_dim=adapter_ffn_dim,
-            adapter_dropout=adapter_dropout))
+        given = dict(reduce_dim=reduce_dim, adapter_heads=adapter_heads, adapter_ffn_dim=adapter_ffn_dim,
+                     adapter_dropout=adapter_dropout)
+        if saved is not None and saved.architecture is not None:
+            sizes = AdapterSizes(**saved.architecture["sizes"]).with_options(given)
+        else:
+            sizes = AdapterSizes.of(preset if preset in ADAPTER_PRESETS else "paper", given)
         self.inject = inject
         self.fusion_kind = fusion
         self.adapter = None
+        self._cnn_record = part_record(cnn) if getattr(cnn, "spec", None) is not None else None
         if inject == "bottleneck":
             if not isinstance(cnn, UNetD):
                 raise ValueError(f"Stack inject='bottleneck' needs UNet-D as the CNN (got {type(cnn).__name__}); "
@@ -96,6 +103,15 @@ class Stack(VLSMEnsemble):
     def vlsms(self) -> dict:
         return {"vlsm": self.vlsm}
 
+    def architecture(self) -> dict:
+        """Fusion, injection, adapter sizes and the two parts' architectures (the CNN's before its bottleneck
+        took the adapter map: rebuilding repeats that step)."""
+        if self._cnn_record is None:
+            raise ValueError("Stack: its CNN was not built with vlsm.create_model, so a model folder cannot name "
+                             "it; pass cnn= a spec dict or a model from create_model")
+        return {**self.ensemble.to_dict(), "fusion": self.fusion_kind, "inject": self.inject,
+                "parts": {"vlsm": part_record(self.vlsm), "cnn": self._cnn_record}}
+
     def get_tokenizer(self):
         return self.vlsm.get_tokenizer()
 
@@ -103,7 +119,7 @@ class Stack(VLSMEnsemble):
         return [(self.vlsm, False)]
 
     def forward_with_features(self, pixel_values, features, input_ids=None, attention_mask=None):
-        (own,) = self.split_image_features(features)
+        (own,) = self.features_per_vlsm(features)
         out = self.vlsm.forward_features(pixel_values, input_ids, attention_mask, features=own)
         if self.adapter is not None:
             amap = self.adapter(out.activations, out.conditional_embeddings)
@@ -121,15 +137,19 @@ class Stack(VLSMEnsemble):
         return s * out.logits + (1 - s) * cnn_logits
 
 
-def build_from_spec(spec, preset: str, kind: str):
-    """A Stack part from ``"name"`` or ``{"name", "preset", "pretrained", "variant", "model_dir", ...}``."""
+def build_from_spec(spec, preset: str, kind: str, saved=None):
+    """A Stack part from ``"name"`` or ``{"name", "preset", "pretrained", "variant", "model_dir", ...}``; ``saved``:
+    its saved architecture and tokenizer files (a saved Stack's part), which replace a weight source."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     if "name" not in spec:
         raise ValueError(f"a Stack {kind} spec needs a 'name' (e.g. {{'name': 'clipseg', 'preset': 'tiny'}})")
     name = spec.pop("name")
     model_dir = spec.pop("model_dir", None) or spec.pop("tokenizer_dir", None)  # the latter: its former name
-    return create_model(name, spec.pop("pretrained", None), preset=spec.pop("preset", preset),
-                        variant=spec.pop("variant", None), model_dir=model_dir, **spec)
+    pretrained = spec.pop("pretrained", None)
+    preset, variant = spec.pop("preset", preset), spec.pop("variant", None)
+    if saved is not None:
+        return build(name, None, preset=preset, variant=variant, saved=saved, **spec)
+    return create_model(name, pretrained, preset=preset, variant=variant, model_dir=model_dir, **spec)
 
 
 def with_injection(unet: UNetD, channels: int) -> UNetD:
@@ -160,20 +180,11 @@ STACK_OPTIONS = ("vlsm", "cnn", "fusion", "inject", *ADAPTER_OPTIONS)
 
 @register_model("stack", description="Stack: any VLSM + UNet-D or an image-only CNN, fused by conv1x1/mean/weighted "
                 "(vlsm={name,...}, cnn={name,...}, fusion=, inject=)", uses_text=True, paper_name="Stack")
-def build_stack(*, preset="paper", variant=None, pretrained=None, model_dir=None, **overrides):
+def build_stack(*, preset="paper", variant=None, pretrained=None, saved=None, **overrides):
     check_options("stack", overrides, STACK_OPTIONS)
-    vspec = overrides.get("vlsm", {"name": "clipseg"})
-    vspec = {"name": vspec} if isinstance(vspec, str) else dict(vspec)
-    if model_dir and (Path(model_dir) / "vlsm").is_dir():
-        # reloading a saved Stack: the VLSM's config and tokenizer are in its subfolder, the weights in ours
-        vspec["model_dir"] = str(Path(model_dir) / "vlsm")
-        vspec.pop("pretrained", None)
-    cspec = overrides.get("cnn")
-    if isinstance(cspec, Mapping) and cspec.get("pretrained") and model_dir:
-        cspec = {k: v for k, v in cspec.items() if k != "pretrained"}
-    model = Stack(vspec, cspec, fusion=overrides.get("fusion", "conv1x1"),
-                  inject=overrides.get("inject", "bottleneck"), preset=preset,
-                  **{k: overrides[k] for k in ADAPTER_OPTIONS if k in overrides})
+    model = Stack(overrides.get("vlsm", {"name": "clipseg"}), overrides.get("cnn"),
+                  fusion=overrides.get("fusion", "conv1x1"), inject=overrides.get("inject", "bottleneck"),
+                  preset=preset, saved=saved, **{k: overrides[k] for k in ADAPTER_OPTIONS if k in overrides})
     if pretrained is not None:
         load_weights(model, "stack", pretrained)
     return model
