@@ -22,8 +22,8 @@ ALLOWED = {
     "vlsm.models": BASE | {"vlsm.text"},
     # experiment files: their model section is a models.ModelSpec
     "vlsm.config": BASE | {"vlsm.models"},
-    # model cards are written from a run's summary and config (plain dicts)
-    "vlsm.model_card": BASE | {"vlsm.models"},
+    # model cards are written from a run's summary and config (the recipe rendered from the schema)
+    "vlsm.model_card": BASE | {"vlsm.text", "vlsm.data", "vlsm.models", "vlsm.config"},
     # run folders by job (names, layout, results, checkpoints, loading, staging, claims)
     "vlsm.runs": BASE | {"vlsm.text", "vlsm.config", "vlsm.data", "vlsm.models", "vlsm.model_card"},
     # the older import name of vlsm.runs.claims
