@@ -1,4 +1,4 @@
-"""Run-folder claims (vlsm.claims): one process per run folder, stale claims taken over, nothing left behind."""
+"""Run-folder claims (vlsm.runs.claims): one process per run folder, stale claims taken over, nothing left behind."""
 import json
 import os
 import socket
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from claim_helpers import forge_claim
-from vlsm import claims
-from vlsm.claims import RunClaimedError, claim_path, claim_run, claim_state, read_claim
+from vlsm.runs import claims
+from vlsm.runs.claims import RunClaimedError, claim_path, claim_run, claim_state, read_claim
 
 
 def test_claim_is_a_hidden_file_beside_the_run_folder_and_is_released(tmp_path, monkeypatch):
@@ -138,3 +138,11 @@ def test_sigterm_releases_the_claim(tmp_path):
     proc.terminate()
     assert proc.wait(timeout=30) == 143
     assert not claim_path(run).exists()
+
+
+def test_older_import_name():
+    """``vlsm.claims`` (the name training and older scripts import) is this module itself."""
+    import vlsm.claims
+    from vlsm.claims import claim_run as older
+
+    assert vlsm.claims is claims and older is claim_run

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from vlsm.data.prompts import PROMPT_KEYS
 from vlsm.errors import UserError
 from vlsm.evaluation.evaluate import EvalTarget
 from vlsm.runs import RunFolder, eval_name, require_writable
-
-#: the prompt types of the medvlsm annotations; ``--prompt all`` evaluates each of them
-PROMPT_TYPES = tuple(f"p{i}" for i in range(10))
 
 PathLike = Union[str, Path]
 
@@ -61,11 +59,11 @@ def _prompts(predictor, prompts: Optional[Sequence[str]]) -> list[str]:
     cfg = predictor.config
     chosen = list(prompts) if prompts else [cfg.data.resolved_eval_prompt() if cfg else "p1"]
     if chosen == ["all"]:
-        chosen = list(PROMPT_TYPES)
+        chosen = list(PROMPT_KEYS)  # the medvlsm prompt types p0..p9
     if not predictor.model.uses_text and len(chosen) > 1:
         raise UserError(f"{predictor.model.spec.name} is image-only: a prompt sweep would give {len(chosen)} "
                         f"equal rows")
     return chosen
 
 
-__all__ = ["PROMPT_TYPES", "plan_targets"]
+__all__ = ["plan_targets"]
