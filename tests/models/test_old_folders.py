@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -43,3 +44,19 @@ def test_old_folder_loads_with_the_same_logits(name, monkeypatch):
     got, want = _logits(model, rec), _decode(rec["logits"])
     assert got.shape == want.shape
     assert (got - want).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("name", ["clipseg", "biomedclipseg", "cris", "ensemble-c", "stack"])
+def test_saving_over_an_old_folder_leaves_one_config_file(name, tmp_path):
+    """A finished run of an earlier version, resumed, saves its model/ folder again: the earlier folder's own
+    config and tokenizer files go, vlsm_config.json stays the only config file, and the logits stay."""
+    folder = tmp_path / name
+    shutil.copytree(FIXTURES / name, folder)
+    (folder / "README.md").write_text("model card")  # not one of the earlier version's files: kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vlsm.load_pretrained(folder).save_pretrained(folder)
+        again = vlsm.load_pretrained(folder)
+    top = sorted(p.name for p in folder.iterdir())
+    assert top == ["README.md", "model.safetensors", "tokenizer", "vlsm_config.json"], top
+    assert torch.equal(_logits(again, RECORDS[name]), _decode(RECORDS[name]["logits"]))

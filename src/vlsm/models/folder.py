@@ -18,7 +18,8 @@ reads, for every model kind (UNet-D, CLIPSeg, BiomedCLIPSeg and -D, CRIS, the en
      "frozen": {...}}        # slim folders only: where the frozen tensors come from (vlsm.models.frozen)
 
 The tokenizer files sit in ``tokenizer/`` so that ``vlsm_config.json`` is the only config file at the top.
-The spec file is written last (atomically): a folder holding it is complete.
+The spec file is written last (atomically): a folder holding it is complete. Saved over a folder of an earlier
+version, the earlier folder's config and tokenizer files are removed once the new spec is in place.
 
 Rebuilding goes through one path: :func:`read_model_folder` gives a :class:`SavedModel`, which
 ``create_model``/``load_pretrained`` hand to the model's builder. A builder takes ``saved.architecture`` as
@@ -142,8 +143,11 @@ def part_record(model: nn.Module, architecture: Optional[dict] = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 def write_model_folder(model, directory: str | Path, *, standalone: bool = False) -> Path:
     """Write ``model``'s folder (see the module docstring); ``standalone`` keeps every weight (no ``frozen``)."""
+    from vlsm.models.legacy_folders import is_legacy_folder, remove_legacy_files
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    legacy = is_legacy_folder(directory)
     payload = {"format": FOLDER_FORMAT, "spec": model.spec.without_weights().to_dict(),
                "architecture": model.architecture(), "preprocess": model.preprocess.to_dict()}
     json.dumps(payload)  # not JSON-able: fail before anything is written
@@ -154,6 +158,8 @@ def write_model_folder(model, directory: str | Path, *, standalone: bool = False
     tmp = directory / (SPEC_FILE + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
+    if legacy:  # saved over a folder of an earlier version: its own config files go
+        remove_legacy_files(directory)
     return directory
 
 

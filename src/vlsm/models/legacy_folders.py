@@ -10,7 +10,9 @@ an ``ensemble`` section that was never read back)::
     A, B, C, Stack          + one subfolder per VLSM (biomedclipseg/, clipseg/, Stack's vlsm/) holding its
                               vlsm_model_config.json and tokenizer files; the rest rebuilt from the spec
 
-Only reading lives here; nothing writes these shapes any more (tests/fixtures/model_folders keeps examples).
+Nothing writes these shapes any more (tests/fixtures/model_folders keeps examples). When a new folder is saved
+over an earlier one (a finished run of an earlier version resumed), :func:`remove_legacy_files` then removes the
+earlier folder's own config and tokenizer files, so that ``vlsm_config.json`` stays the only config file.
 """
 from __future__ import annotations
 
@@ -53,4 +55,34 @@ def read_legacy_folder(directory: Path, payload: dict) -> SavedModel:
                       spec=spec, preprocess=payload.get("preprocess"), frozen=payload.get("frozen"))
 
 
-__all__ = ["CRIS_CONFIG_FILE", "VLSM_CONFIG_FILE", "read_legacy_folder"]
+def is_legacy_folder(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``vlsm_config.json`` of an earlier version (no ``format`` key)."""
+    from vlsm.models.base import SPEC_FILE
+
+    try:
+        payload = json.loads((directory / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and "spec" in payload and "format" not in payload
+
+
+def remove_legacy_files(directory: Path) -> None:
+    """The files an earlier version's ``save_pretrained`` wrote beside ``vlsm_config.json`` (architecture files,
+    tokenizer files, the VLSM subfolders' files); a subfolder is removed when that empties it. Only for a folder
+    that :func:`is_legacy_folder` said was written by an earlier version (the caller checks it first)."""
+    from vlsm.text.tokenizers import TOKENIZER_FILE
+
+    folders = [directory] + [sub for sub in sorted(directory.iterdir())
+                             if sub.is_dir() and (sub / VLSM_CONFIG_FILE).is_file()]
+    for folder in folders:
+        names = [VLSM_CONFIG_FILE, CRIS_CONFIG_FILE]
+        if (folder / TOKENIZER_FILE).is_file():
+            vocab = _read_json(folder / TOKENIZER_FILE).get("vocab")
+            names += [TOKENIZER_FILE] + ([Path(vocab).name] if isinstance(vocab, str) else [])
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+        if folder != directory and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+__all__ = ["CRIS_CONFIG_FILE", "VLSM_CONFIG_FILE", "is_legacy_folder", "read_legacy_folder", "remove_legacy_files"]
