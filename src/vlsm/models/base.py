@@ -14,6 +14,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+# SPEC_FILE, WEIGHTS_FILE: a model folder's config and weights files, named with the folder format
+from vlsm.models.folder import SPEC_FILE, WEIGHTS_FILE, write_model_folder  # noqa: F401
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -21,9 +24,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # The image resize filters a model may ask for (Pillow's filters of the same names; vlsm.data.decoded maps them)
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "nearest")
-
-SPEC_FILE = "vlsm_config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -146,6 +146,4 @@ class SegmentationModel(nn.Module):
         Slim by default: frozen tensors that come from a weight source named in the spec (a pretrained
         encoder) are left out and rebuilt from that source on loading (:mod:`vlsm.models.frozen`);
         ``standalone=True`` writes every weight, so the folder loads without the source."""
-        from vlsm.models.folder import write_model_folder
-
         return write_model_folder(self, directory, standalone=standalone)

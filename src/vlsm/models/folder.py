@@ -38,11 +38,14 @@ from typing import Mapping, Optional
 
 from torch import nn
 
-from vlsm.models.base import SPEC_FILE, WEIGHTS_FILE
+from vlsm.models import legacy_folders
 
+# (vlsm.models.base re-exports the two file names: the contract's SPEC_FILE and WEIGHTS_FILE)
+SPEC_FILE = "vlsm_config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
 #: ``vlsm_config.json``'s ``format``
 FOLDER_FORMAT = "vlsm-model/2"
-TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,7 @@ def read_model_folder(directory: str | Path) -> SavedModel:
         raise ValueError(f"{spec_path} has no 'spec' section: it is not a vlsm model folder's config file")
     found = payload.get("format")
     if found is None:
-        from vlsm.models.legacy_folders import read_legacy_folder
-
-        return read_legacy_folder(directory, payload)
+        return _legacy_folder(directory, payload)
     if found != FOLDER_FORMAT:
         raise ValueError(f"{spec_path} is of format {found!r}, which this vlsm version does not read (it reads "
                          f"{FOLDER_FORMAT!r} and older folders): load it with the vlsm version that wrote it")
@@ -107,6 +108,29 @@ def read_model_folder(directory: str | Path) -> SavedModel:
                        directory / TOKENIZER_DIR)
     return replace(top, spec=payload["spec"], preprocess=payload.get("preprocess"), frozen=payload.get("frozen"),
                    format=found)
+
+
+def _legacy_folder(directory: Path, payload: dict) -> SavedModel:
+    """An earlier version's folder (:mod:`vlsm.models.legacy_folders`): architecture files beside the spec,
+    tokenizer files in the folder itself, an ensemble's VLSMs in subfolders."""
+    architecture = legacy_folders.legacy_architecture(directory)
+    parts = {name: SavedModel(directory / name, model=config.get("model"), architecture=config,
+                              tokenizer_dir=directory / name)
+             for name, config in legacy_folders.legacy_parts(directory).items()}
+    model = payload["spec"].get("name")
+    if architecture is not None:
+        model = architecture.get("model", model)
+    return SavedModel(directory, model=model, architecture=architecture, parts=parts, tokenizer_dir=directory,
+                      spec=payload["spec"], preprocess=payload.get("preprocess"), frozen=payload.get("frozen"))
+
+
+def _is_legacy_folder(directory: Path) -> bool:
+    """Whether ``directory`` holds a ``vlsm_config.json`` of an earlier version (no ``format`` key)."""
+    try:
+        payload = json.loads((directory / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and "spec" in payload and "format" not in payload
 
 
 def _from_record(path: Path, model: Optional[str], architecture: Optional[dict], tokenizers: Path) -> SavedModel:
@@ -143,11 +167,9 @@ def part_record(model: nn.Module, architecture: Optional[dict] = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 def write_model_folder(model, directory: str | Path, *, standalone: bool = False) -> Path:
     """Write ``model``'s folder (see the module docstring); ``standalone`` keeps every weight (no ``frozen``)."""
-    from vlsm.models.legacy_folders import is_legacy_folder, remove_legacy_files
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    legacy = is_legacy_folder(directory)
+    legacy = _is_legacy_folder(directory)
     payload = {"format": FOLDER_FORMAT, "spec": model.spec.without_weights().to_dict(),
                "architecture": model.architecture(), "preprocess": model.preprocess.to_dict()}
     json.dumps(payload)  # not JSON-able: fail before anything is written
@@ -159,7 +181,7 @@ def write_model_folder(model, directory: str | Path, *, standalone: bool = False
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(directory / SPEC_FILE)  # the spec appears last: a folder with it is complete
     if legacy:  # saved over a folder of an earlier version: its own config files go
-        remove_legacy_files(directory)
+        legacy_folders.remove_legacy_files(directory)
     return directory
 
 
@@ -200,6 +222,6 @@ def write_weights(model: nn.Module, directory: Path, *, standalone: bool = False
     return record.to_dict()
 
 
-__all__ = ["FOLDER_FORMAT", "TOKENIZER_DIR", "SavedModel", "part_record", "read_folder_weights", "read_model_folder",
+__all__ = ["FOLDER_FORMAT", "SPEC_FILE", "TOKENIZER_DIR", "WEIGHTS_FILE", "SavedModel", "part_record", "read_folder_weights", "read_model_folder",
            "write_model_folder",
            "write_tokenizers", "write_weights"]

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from vlsm.models.folder import SavedModel
+from typing import Optional
 
 #: the architecture files of the earlier folders
 VLSM_CONFIG_FILE = "vlsm_model_config.json"
@@ -36,45 +35,29 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def read_legacy_folder(directory: Path, payload: dict) -> SavedModel:
-    """The :class:`SavedModel` of an earlier folder whose ``vlsm_config.json`` holds ``payload``."""
-    spec = payload["spec"]
-    architecture = None
+def legacy_architecture(directory: Path) -> Optional[dict]:
+    """The architecture file of an earlier folder (a VLSM's or CRIS's config), or ``None`` (UNet-D, the
+    baselines and the ensembles had none: they were rebuilt from the spec)."""
     for name in (VLSM_CONFIG_FILE, CRIS_CONFIG_FILE):
         if (directory / name).is_file():
-            architecture = _read_json(directory / name)
-    parts = {}
-    for sub in sorted(p for p in directory.iterdir() if p.is_dir()):
-        if (sub / VLSM_CONFIG_FILE).is_file():
-            config = _read_json(sub / VLSM_CONFIG_FILE)
-            parts[sub.name] = SavedModel(sub, model=config.get("model"), architecture=config, tokenizer_dir=sub)
-    model = spec.get("name")
-    if architecture is not None:
-        model = architecture.get("model", model)
-    return SavedModel(directory, model=model, architecture=architecture, parts=parts, tokenizer_dir=directory,
-                      spec=spec, preprocess=payload.get("preprocess"), frozen=payload.get("frozen"))
+            return _read_json(directory / name)
+    return None
 
 
-def is_legacy_folder(directory: Path) -> bool:
-    """Whether ``directory`` holds a ``vlsm_config.json`` of an earlier version (no ``format`` key)."""
-    from vlsm.models.base import SPEC_FILE
-
-    try:
-        payload = json.loads((directory / SPEC_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(payload, dict) and "spec" in payload and "format" not in payload
+def legacy_parts(directory: Path) -> dict:
+    """Subfolder name -> the VLSM config saved there (an ensemble's ``biomedclipseg/``, ``clipseg/``, Stack's
+    ``vlsm/``); each subfolder also holds that VLSM's tokenizer files."""
+    return {sub.name: _read_json(sub / VLSM_CONFIG_FILE) for sub in sorted(directory.iterdir())
+            if sub.is_dir() and (sub / VLSM_CONFIG_FILE).is_file()}
 
 
 def remove_legacy_files(directory: Path) -> None:
     """The files an earlier version's ``save_pretrained`` wrote beside ``vlsm_config.json`` (architecture files,
     tokenizer files, the VLSM subfolders' files); a subfolder is removed when that empties it. Only for a folder
-    that :func:`is_legacy_folder` said was written by an earlier version (the caller checks it first)."""
+    whose ``vlsm_config.json`` was of an earlier version (the caller checks it)."""
     from vlsm.text.tokenizers import TOKENIZER_FILE
 
-    folders = [directory] + [sub for sub in sorted(directory.iterdir())
-                             if sub.is_dir() and (sub / VLSM_CONFIG_FILE).is_file()]
-    for folder in folders:
+    for folder in [directory] + [directory / name for name in legacy_parts(directory)]:
         names = [VLSM_CONFIG_FILE, CRIS_CONFIG_FILE]
         if (folder / TOKENIZER_FILE).is_file():
             vocab = _read_json(folder / TOKENIZER_FILE).get("vocab")
@@ -85,4 +68,4 @@ def remove_legacy_files(directory: Path) -> None:
             folder.rmdir()
 
 
-__all__ = ["CRIS_CONFIG_FILE", "VLSM_CONFIG_FILE", "is_legacy_folder", "read_legacy_folder", "remove_legacy_files"]
+__all__ = ["CRIS_CONFIG_FILE", "VLSM_CONFIG_FILE", "legacy_architecture", "legacy_parts", "remove_legacy_files"]
