@@ -56,12 +56,14 @@ class SegmentationDataModule(L.LightningDataModule):
         data = self.cfg.data
         if data.cache:  # decode once: the data check fills the cache training reads
             self._decoded = open_decoded_cache(data.cache_dir, self.preprocess.image_size, self.preprocess.interpolation)
-        splits = list(dict.fromkeys([data.train_split, data.val_split, *self.cfg.eval.splits]))
+        wanted: dict = {}  # path -> its splits read, each folder once
         for path in data.paths:
-            self.datasets[path] = self._read(path, splits, drop=data.train_split if data.drop_overlap else False)
+            wanted.setdefault(path, []).extend([data.train_split, data.val_split, *self.cfg.eval.splits])
         for path in data.test_paths:
-            if path not in self.datasets:
-                self.datasets[path] = self._read(path, [data.test_split], drop=False)
+            wanted.setdefault(path, []).append(data.test_split)
+        for path, splits in wanted.items():
+            drop = data.train_split if data.drop_overlap and path in data.paths else False
+            self.datasets[path] = self._read(path, list(dict.fromkeys(splits)), drop=drop)
         for key in ("train_split", "val_split"):
             if not any(self.records(getattr(data, key))):
                 raise ValueError(
