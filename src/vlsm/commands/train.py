@@ -74,15 +74,10 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from vlsm.runs import RunFolder
-    from vlsm.training.run import train
+    from vlsm.api import train
 
-    cfg = config_from_args(args)
-    run_dir = RunFolder(train(cfg, resume=args.resume, overwrite=args.overwrite))
-    if run_dir.summary_file.is_file():
-        from vlsm.evaluation.evaluate import format_results
-
-        s = run_dir.read_summary()
-        print(format_results([{**r, "label": s["model"]["label"]} for r in s["results"]]))
-        print(f"run folder: {run_dir.path}")
+    result = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
+    if result.summary:
+        print(result.table())
+        print(f"run folder: {result.path}")
     return 0

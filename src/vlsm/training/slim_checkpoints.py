@@ -14,9 +14,7 @@ from typing import Optional
 
 from vlsm.models.frozen import FrozenSource, fill_frozen, frozen_keys, frozen_source, slim_state_dict
 from vlsm.runs import FROZEN_CHECKPOINT_KEY as FROZEN_KEY  # the checkpoint entry with the frozen-source record
-
-#: SegmentationTask keeps the model as its ``model`` attribute: its keys carry this prefix
-MODEL_PREFIX = "model."
+from vlsm.runs.checkpoints import MODEL_PREFIX  # SegmentationTask's model attribute: its keys' prefix
 
 
 class SlimCheckpoints:
