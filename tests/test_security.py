@@ -144,8 +144,8 @@ def test_serve_refuses_a_payload(attack):
 
 def test_a_model_folder_is_safetensors_and_json(tmp_path, trained):
     """A model folder carries no pickle at all: nothing to trust."""
-    names = sorted(p.name for p in (trained / "model").iterdir())
-    assert all(n.endswith((".safetensors", ".json", ".md", ".txt")) for n in names), names
+    names = sorted(p.name for p in (trained / "model").rglob("*") if p.is_file())
+    assert names and all(n.endswith((".safetensors", ".json", ".md", ".txt")) for n in names), names
 
 
 def test_trust_checkpoint_is_the_one_way_in(capsys, tmp_path, attack):
