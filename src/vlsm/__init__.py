@@ -6,7 +6,7 @@ Public API::
     vlsm.list_models()
     model = vlsm.create_model("unet-d")
     predictor = vlsm.Predictor("runs/kvasir-unetd")
-    run = vlsm.train("experiments/paper/kvasir_polyp-unet-d.yaml", overrides=["train.epochs=5"])
+    run = vlsm.train("experiments/paper/unet-d-kvasir_polyp.yaml", overrides=["train.epochs=5"])
     vlsm.evaluate("runs/kvasir-unetd", split="val")
     vlsm.predict("scans/", "predictions/", "runs/kvasir-unetd")
 

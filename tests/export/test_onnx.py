@@ -21,7 +21,7 @@ from vlsm.export.onnx_export import example_inputs
 ort = pytest.importorskip("onnxruntime", reason='ONNX tests need pip install -e ".[onnx,test]"')
 onnx = pytest.importorskip("onnx")
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "inference.md"  # its torch-free example
 TOLERANCE = 1e-4
 PROMPTS = ["polyp", "", "A small, round POLYP at the top-left!", "  two   polyps\tnear 3 o'clock ",
            "café naïve", "lesion " * 120, "it's they're we've", "50% of 12.5mm", "<start_of_text> hi", "中文"]
@@ -162,7 +162,7 @@ def _readme_example() -> str:
 
 
 def test_readme_example_runs_without_torch_and_matches_predictor(clipseg_run, tmp_path):
-    """The README's onnxruntime example, run as written (torch made unimportable), gives Predictor's mask."""
+    """The docs' onnxruntime example (docs/inference.md), run as written (torch made unimportable), gives Predictor's mask."""
     code = _readme_example()
     folder, image_file, mask_file = (re.search(rf'{k} = "([^"]+)"', code).group(1)
                                      for k in ("folder", "image_file", "mask_file"))

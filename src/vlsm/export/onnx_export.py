@@ -4,7 +4,7 @@ The graph maps ``pixel_values`` (B, 3, S, S) float32 — and for vision-language
 and ``attention_mask`` (B, L) int64 — to ``logits`` (B, 1, S, S). The batch axis is dynamic; S and
 L are fixed by the model's config. ``preprocess.json`` says everything a runtime must do around the
 graph (resize, normalise, tokenize, resize the logits back, sigmoid, threshold), so the folder runs
-with onnxruntime, numpy, Pillow and ``tokenizers`` alone (README, "Use a trained model").
+with onnxruntime, numpy, Pillow and ``tokenizers`` alone (docs/inference.md, "Without PyTorch: ONNX export").
 
 Models are exported in eval mode; ``vlsm export`` then compares onnxruntime's logits with torch's
 (``verify``).

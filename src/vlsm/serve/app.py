@@ -6,6 +6,7 @@ test finds the page's parts by them.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from vlsm.errors import UserError
@@ -27,42 +28,42 @@ def require_gradio():
     return gradio
 
 
-def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              segmenter: Segmenter | None = None):
-    """The app as a ``gradio.Blocks`` (not launched)."""
-    gr = require_gradio()
-    from vlsm.data.images import load_image
-    from vlsm.data.masks import load_mask
+class _Handlers:
+    """What the page's events do: each returns the new values of the components it updates."""
 
-    segmenter = segmenter or Segmenter(list(runs))
-    by_key = {e.key: e for e in examples}
+    def __init__(self, gr, runs: Sequence[ServedRun], segmenter: Segmenter, by_key: dict, max_pixels: int):
+        self.gr, self.runs, self.segmenter, self.by_key, self.max_pixels = gr, runs, segmenter, by_key, max_pixels
 
-    def hidden_results():
-        return [gr.update(visible=False)] + [gr.update()] * (SLOT_SIZE - 1)
+    def hidden_results(self) -> list:
+        return [self.gr.update(visible=False)] + [self.gr.update()] * (SLOT_SIZE - 1)
 
-    def no_results():
-        return [out for _ in runs for out in hidden_results()]
+    def no_results(self) -> list:
+        return [out for _ in self.runs for out in self.hidden_results()]
 
-    def on_upload(path):
+    def on_upload(self, path):
         # the file box is emptied again each time (the image lives in `state`), ready for the next upload
+        gr = self.gr
         if not path:
-            return None, None, None, gr.update(), gr.update(visible=False, choices=[]), "", *no_results()
+            return None, None, None, gr.update(), gr.update(visible=False, choices=[]), "", *self.no_results()
         try:
-            image = read_upload(path, max_pixels)
+            image = read_upload(path, self.max_pixels)
         except UploadError as err:
             return (None, None, None, gr.update(value=None), gr.update(visible=False, choices=[]),
-                    f"⚠️ {err}", *no_results())
-        from pathlib import Path
-
+                    f"⚠️ {err}", *self.no_results())
         name = Path(path).stem
         state = {"image": image, "name": name, "gt": None}
         message = f"Loaded **{Path(path).name}** ({image.width} × {image.height}). Give a prompt and press Segment."
-        return state, None, image, gr.update(value=None), gr.update(visible=False, choices=[]), message, *no_results()
+        return (state, None, image, gr.update(value=None), gr.update(visible=False, choices=[]), message,
+                *self.no_results())
 
-    def on_example(key):
-        example = by_key.get(key)
+    def on_example(self, key):
+        from vlsm.data.images import load_image
+        from vlsm.data.masks import load_mask
+
+        gr = self.gr
+        example = self.by_key.get(key)
         if example is None:
-            return None, None, gr.update(visible=False, choices=[]), gr.update(), "", *no_results()
+            return None, None, gr.update(visible=False, choices=[]), gr.update(), "", *self.no_results()
         image = load_image(example.record.image_path)
         gt = load_mask(example.record.mask_path)
         state = {"image": image, "name": example.record.name, "gt": gt}
@@ -71,26 +72,50 @@ def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pix
         message = (f"Example **{key}** ({image.width} × {image.height}) with its ground-truth mask. "
                    f"Give a prompt (or pick one of its p0–p9 prompts) and press Segment.")
         return (state, image, gr.update(visible=bool(prompts), choices=prompts, value=None),
-                gr.update(value=default), message, *no_results())
+                gr.update(value=default), message, *self.no_results())
 
-    def on_segment(state, prompt, selected):
+    def on_segment(self, state, prompt, selected):
         if not state:
-            return ["Upload an image or pick an example first.", *no_results()]
+            return ["Upload an image or pick an example first.", *self.no_results()]
         selected = [int(i) for i in (selected or [])]
         if not selected:
-            return ["Tick at least one run.", *no_results()]
-        outputs = segmenter.segment(state["image"], prompt, selected, name=state["name"], gt=state["gt"])
+            return ["Tick at least one run.", *self.no_results()]
+        outputs = self.segmenter.segment(state["image"], prompt, selected, name=state["name"], gt=state["gt"])
         values = []
         for out in outputs:
             if out is None:
-                values += hidden_results()
+                values += self.hidden_results()
                 continue
-            values += [gr.update(visible=True), out.summary(), out.overlay, out.mask, out.probabilities,
-                       gr.update(value=out.errors, visible=out.errors is not None),
+            values += [self.gr.update(visible=True), out.summary(), out.overlay, out.mask, out.probabilities,
+                       self.gr.update(value=out.errors, visible=out.errors is not None),
                        str(out.mask_file) if out.mask_file else None]
         done = sum(o is not None and not o.message for o in outputs)
         return [f"Segmented **{state['name']}** with {done} run(s).", *values]
 
+
+def _run_slots(gr, runs: Sequence[ServedRun]) -> list:
+    """Per run: its (hidden) box, summary line, overlay, mask, probability map, TP/FP/FN overlay, mask download."""
+    slots = []
+    for i in range(len(runs)):
+        with gr.Column(visible=False) as box:
+            info = gr.Markdown(elem_id=f"run-{i}-info")
+            with gr.Row():
+                images = [gr.Image(label=label, format="png", interactive=False, elem_id=f"run-{i}-{key}",
+                                   buttons=["download", "fullscreen"], visible=key != "errors")
+                          for key, label in (("overlay", "overlay"), ("mask", "mask"),
+                                             ("probabilities", "probability"), ("errors", "TP / FP / FN"))]
+            download = gr.File(label="mask PNG", interactive=False, elem_id=f"run-{i}-download")
+        slots += [box, info, *images, download]
+    return slots
+
+
+def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+              segmenter: Segmenter | None = None):
+    """The app as a ``gradio.Blocks`` (not launched)."""
+    gr = require_gradio()
+    segmenter = segmenter or Segmenter(list(runs))
+    by_key = {e.key: e for e in examples}
+    on = _Handlers(gr, runs, segmenter, by_key, max_pixels)
     with gr.Blocks(title="vlsm serve", analytics_enabled=False) as app:
         state = gr.State(None)
         gr.Markdown(INTRO)
@@ -108,24 +133,12 @@ def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pix
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
-                slots = []
-                for i in range(len(runs)):
-                    with gr.Column(visible=False) as box:
-                        info = gr.Markdown(elem_id=f"run-{i}-info")
-                        with gr.Row():
-                            images = [gr.Image(label=label, format="png", interactive=False, elem_id=f"run-{i}-{key}",
-                                               buttons=["download", "fullscreen"], visible=key != "errors")
-                                      for key, label in (("overlay", "overlay"), ("mask", "mask"),
-                                                         ("probabilities", "probability"),
-                                                         ("errors", "TP / FP / FN"))]
-                        download = gr.File(label="mask PNG", interactive=False, elem_id=f"run-{i}-download")
-                    slots += [box, info, *images, download]
-
-        upload.upload(on_upload, inputs=upload, outputs=[state, upload, preview, example, suggestions, status, *slots])
-        example.input(on_example, inputs=example, outputs=[state, preview, suggestions, prompt, status, *slots])
+                slots = _run_slots(gr, runs)
+        upload.upload(on.on_upload, inputs=upload, outputs=[state, upload, preview, example, suggestions, status, *slots])
+        example.input(on.on_example, inputs=example, outputs=[state, preview, suggestions, prompt, status, *slots])
         suggestions.input(lambda text: gr.update(value=text or ""), inputs=suggestions, outputs=prompt)
-        button.click(on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
-        prompt.submit(on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
+        button.click(on.on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
+        prompt.submit(on.on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
     app.segmenter = segmenter  # launch() must allow its output folder
     return app
 

@@ -3,7 +3,7 @@ switches; the branches and models read the record (never the variant's name).
 
 ``variant="reference"`` reproduces the reference code's computation, defects included, so that its
 numbers and checkpoints reproduce; ``variant="fixed"`` is the architecture the paper describes.
-:data:`REFERENCE_DEFECTS` and :data:`FIXED_CHANGES` say the same in words, model by model (README's "Two
+:data:`REFERENCE_DEFECTS` and :data:`FIXED_CHANGES` say the same in words, model by model (docs/ensembles.md's "Two
 variants" table too); each record carries its text as ``notes``.
 """
 from __future__ import annotations
