@@ -235,6 +235,10 @@ class TrainConfig(BaseModel):
         1, "add up the gradients of this many batches before each optimizer step (an effective batch of "
            "batch_size x this many)", flag="--accumulate-grad-batches", ge=1,
         card=Card("gradient accumulation (batches per optimizer step)"))
+    tune_threshold: bool = option(
+        False, "after training, choose the mask threshold on the validation split (0.05 to 0.95 in steps of 0.05, "
+               "the highest mean Dice); evaluation and prediction then use it", flag="--tune-threshold",
+        card=Card("mask threshold", {True: "tuned on the validation split"}, when={"tune_threshold": True}))
 
     @model_validator(mode="after")
     def _together(self):
@@ -256,6 +260,17 @@ class EvalConfig(BaseModel):
     splits: list[str] = option(default_factory=lambda: ["test"], help="the splits of data.paths evaluated after "
                                                                        "training")
     batch_size: int = option(4, "images per evaluation batch", flag="--batch-size", resumable=True, ge=1)
+    tta: bool = option(False, "test-time augmentation: average the probabilities of the image and its horizontal, "
+                              "vertical and double flips", flag="--tta",
+                       card=Card("test-time augmentation", {True: "flips (horizontal, vertical, both), probabilities "
+                                                                  "averaged"}, when={"tta": True}))
+    postprocess: bool = option(True, "choose a post-processing on the validation split after training (keep the "
+                                     "largest component, or drop small components, when that raises validation "
+                                     "Dice) and apply the run's choice", flag="--postprocess")
+    boundary_metrics: bool = option(False, "also score HD95 and NSD per image (MONAI's implementations; slower)",
+                                    flag="--boundary")
+    nsd_tolerance: float = option(2.0, "NSD's tolerance: pixels, or mm where the image file gives a pixel spacing",
+                                  flag="--nsd-tolerance", ge=0)
 
 
 class ExperimentConfig(BaseModel):
