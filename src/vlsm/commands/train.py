@@ -13,10 +13,11 @@ from vlsm.config.flags import add_option_flags, option_values
 
 def flagged_options() -> list[str]:
     """The schema options that ``vlsm train`` takes as flags, in schema order; where two options share a flag
-    name (``--batch-size``: train.batch_size, eval.batch_size) the training one."""
+    name (``--batch-size``: train.batch_size, eval.batch_size) the training one. The ``search`` section's flags are
+    ``vlsm tune``'s."""
     keys, seen = [], set()
     for key, option in all_options().items():
-        if option.flag and option.flag not in seen:
+        if option.flag and option.flag not in seen and option.section != "search":
             keys.append(key)
             seen.add(option.flag)
     return keys

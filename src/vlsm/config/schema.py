@@ -47,13 +47,13 @@ def _weights_path(value):
     return expand_path(value) if isinstance(value, str) and "$" in value else value
 
 
-_DEVICES = "auto, cpu, cuda or cuda:N"
+_DEVICES = "auto, cpu, cuda, cuda:N or mps"
 _GPUS = "a number of GPUs (at least 1) or auto"
 _BATCHES = "a number of batches (at least 1) or a fraction of them (above 0, at most 1)"
 
 
 def _device(value: str) -> str:
-    if not re.fullmatch(r"auto|cpu|gpu|cuda(:\d+)?", value):
+    if not re.fullmatch(r"auto|cpu|gpu|cuda(:\d+)?|mps", value):
         raise PydanticCustomError("choice", f"must be {_DEVICES}")
     return value
 
@@ -73,6 +73,11 @@ def _batches(value):
 def parse_gpus(text: str):
     """``--devices``: a number of GPUs, or ``auto``."""
     return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def parse_count_or_fraction(text: str):
+    """``--overfit-batches``: a whole number is a batch count (``1``: one batch), anything else a fraction."""
+    return int(text) if text.strip().isdigit() else float(text)
 
 
 def parse_batches(text: str):
@@ -180,7 +185,7 @@ class TrainConfig(BaseModel):
     precision: Literal[PRECISION_NAMES] = option(
         "auto", "auto: 16-bit mixed precision on CUDA (bf16 where supported), fp32 on a CPU; or Lightning's name",
         flag="--precision")
-    device: Annotated[str, AfterValidator(_device)] = option("auto", "auto, cpu or cuda (cuda:N for evaluation; --devices picks the GPUs training uses)",
+    device: Annotated[str, AfterValidator(_device)] = option("auto", "auto (CUDA when available, else the CPU), cpu, cuda or mps (Apple GPUs); cuda:N for evaluation (--devices picks the GPUs training uses)",
                                                                      flag="--device", valid=_DEVICES)
     devices: Annotated[Union[int, Literal["auto"]], AfterValidator(_gpus)] = option(
         1, "number of GPUs (per node), or auto; more than 1 trains with DDP", flag="--devices", parse=parse_gpus,
@@ -235,6 +240,16 @@ class TrainConfig(BaseModel):
         1, "add up the gradients of this many batches before each optimizer step (an effective batch of "
            "batch_size x this many)", flag="--accumulate-grad-batches", ge=1,
         card=Card("gradient accumulation (batches per optimizer step)"))
+    fast_dev_run: bool = option(
+        False, "debugging: run one training and one validation batch, then stop (Lightning's fast_dev_run); the run "
+               "folder keeps no checkpoint, model or results and never counts as finished", flag="--fast-dev-run")
+    overfit_batches: Batches = option(
+        None, "debugging: train on this many training batches (or this fraction of them), unshuffled, and validate on "
+              "as many validation batches, every epoch (Lightning's overfit_batches); the run never counts as finished",
+        flag="--overfit-batches", parse=parse_count_or_fraction, valid=_BATCHES)
+    profiler: Optional[Literal["simple", "advanced", "pytorch"]] = option(
+        None, "profile training with Lightning's profiler (simple, advanced or pytorch); its report goes to RUN/profile/",
+        flag="--profiler", resumable=True)
     tune_threshold: bool = option(
         False, "after training, choose the mask threshold on the validation split (0.05 to 0.95 in steps of 0.05, "
                "the highest mean Dice); evaluation and prediction then use it", flag="--tune-threshold",
@@ -273,6 +288,34 @@ class EvalConfig(BaseModel):
                                   flag="--nsd-tolerance", ge=0)
 
 
+class SearchConfig(BaseModel):
+    """``search``: the hyperparameter search of ``vlsm tune`` (docs/tuning.md). Only ``vlsm tune`` reads it: ``vlsm
+    train`` ignores it and a run's ``config.yaml`` leaves it out (each trial's holds the values it trained with)."""
+
+    model_config = _STRICT
+    space: dict = option(default_factory=dict, help="option key -> log(a,b), uniform(a,b), int(a,b) or int(a,b,step), "
+                                                    "choice(v1,v2,...) or a list of values (--space KEY=SPEC)")
+    trials: int = option(20, "trials the study runs, all workers together (pruned ones count; failed ones do not)",
+                         flag="--trials", ge=1)
+    study: Optional[str] = option(None, "the study's name; null: the experiment's name (or its file's)", flag="--study")
+    out: Optional[str] = option(None, "the study's folder: its SQLite database, one run folder per trial, best.yaml and "
+                                      "the report; null: runs/tune/STUDY", flag="--out")
+    storage: Optional[str] = option(None, "an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...); "
+                                          "null: SQLite in the study's folder", flag="--storage")
+    sampler_seed: Optional[int] = option(None, "the TPE sampler's seed (trial N draws with seed + N); null: train.seed",
+                                         flag="--sampler-seed", ge=0)
+    startup_trials: int = option(10, "trials drawn at random before TPE models the results", flag="--startup-trials",
+                                 ge=0)
+    pruner: Literal["median", "none"] = option(
+        "median", "stop a trial whose monitor is worse than the median of earlier trials at the same epoch "
+                  "(Optuna's MedianPruner), or never", flag="--pruner")
+    pruner_warmup: int = option(0, "epochs every trial runs before it may be pruned", flag="--pruner-warmup", ge=0)
+    heartbeat: int = option(60, "seconds between a running trial's heartbeats; a trial silent for twice as long is "
+                                "failed (its worker died) and resumed by the next worker", flag="--heartbeat", ge=1)
+    timeout: Optional[float] = option(None, "minutes after which this worker starts no new trial", flag="--timeout",
+                                      gt=0)
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: what ``config.yaml`` holds (``to_dict()``), what ``vlsm train`` runs."""
 
@@ -284,6 +327,8 @@ class ExperimentConfig(BaseModel):
     data: DataConfig = option(default_factory=DataConfig, help="the datasets")
     train: TrainConfig = option(default_factory=TrainConfig, help="training")
     eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation")
+    search: SearchConfig = option(default_factory=SearchConfig, help="the search of `vlsm tune` (never in config.yaml)",
+                                  exclude=True)
     #: the experiment file this was read from (messages name it), not a setting
     _source: Optional[str] = PrivateAttr(default=None)
 
@@ -301,7 +346,8 @@ class ExperimentConfig(BaseModel):
 
 
 #: the sections of an experiment, by name
-SECTIONS = {"model": ModelSection, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS = {"model": ModelSection, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig,
+            "search": SearchConfig}
 
 
 def all_options() -> dict[str, Option]:
@@ -321,4 +367,5 @@ def get_option(key: str) -> Option:
     return options[key]
 
 __all__ = ["DEFAULT_MODEL", "DataConfig", "EvalConfig", "ExperimentConfig", "ModelSection", "SECTIONS",
-           "TrainConfig", "all_options", "get_option", "parse_batches", "parse_gpus"]
+           "SearchConfig", "TrainConfig", "all_options", "get_option", "parse_batches", "parse_count_or_fraction",
+           "parse_gpus"]
