@@ -10,15 +10,69 @@ from typing import Iterator, Sequence
 
 from vlsm.utils import make_temp_dir, preview  # noqa: F401  (preview is re-exported for the data modules)
 
+#: File extensions of the formats Pillow (and tifffile) read (lower case, with the dot).
+PICTURE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: The clinic's formats, by reader: DICOM (pydicom), NIfTI (nibabel), MetaImage (SimpleITK).
+MEDICAL_EXTENSIONS = {".dcm": "dicom", ".dicom": "dicom", ".nii": "nifti", ".nii.gz": "nifti",
+                      ".mhd": "metaimage", ".mha": "metaimage"}
 #: File extensions treated as images (lower case, with the dot).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = PICTURE_EXTENSIONS + tuple(MEDICAL_EXTENSIONS)
 
 #: The split names of the medvlsm layout, in their usual order.
 STANDARD_SPLITS = ("train", "val", "test")
 
 
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+class ImageReadError(ValueError):
+    """An image or mask file that cannot be read or is truncated."""
+
+
+# What to do about an unreadable file, by what it was read as.
+_REREAD_ADVICE = {
+    "image": "Re-copy or re-export it, or remove it from the dataset",
+    "mask": "Re-export the mask (PNG, 0 = background, 255 = foreground) or remove the case from the dataset",
+}
+
+
+def read_error(path: Path, err, what: str) -> ImageReadError:
+    """The one-line error for a file that cannot be read as an image or mask (``what``)."""
+    return ImageReadError(
+        f"cannot read {what} {path}: {err}. The file is unreadable, truncated or not an image "
+        f"(an interrupted copy or download?). {_REREAD_ADVICE[what]} "
+        f"(`vlsm data check` lists every such file).")
+
+
+def file_suffix(path) -> str:
+    """The file's extension in lower case, ``.nii.gz`` counted as one."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def file_stem(path) -> str:
+    """The file's name without its extension (``scan.nii.gz`` -> ``scan``)."""
+    name = Path(path).name
+    return name[:len(name) - len(file_suffix(path))] if file_suffix(path) else name
+
+
+def has_dicom_preamble(path) -> bool:
+    """True for a file whose bytes 128-131 are ``DICM`` (DICOM files without an extension)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_image_file(path: Path, sniff: bool = False) -> bool:
+    """An image by its extension (with ``sniff``, also a DICOM file without one, by its preamble)."""
+    if not path.is_file():
+        return False
+    suffix = file_suffix(path)
+    return suffix in IMAGE_EXTENSIONS or (sniff and maybe_dicom_name(path) and has_dicom_preamble(path))
+
+
+def maybe_dicom_name(path: Path) -> bool:
+    """No extension, or a number as one (``IM000001``, ``1.2.840.113619.2.1``): how DICOM files are often named."""
+    return not path.suffix or path.suffix[1:].isdigit()
 
 
 def stable_split(keys: Sequence[str], seed: int = 0,

@@ -79,8 +79,8 @@ class SegmentationDataset(Dataset):
         self.image_size, self.interpolation, self.tokenizer = pre.image_size, pre.interpolation, pre.tokenizer
         self._decoded = self._open_cache(cache, cache_dir)
         # keys are taken now, so every epoch sees the files as they were when the dataset was built
-        self._keys = ([self._decoded.key(r.image_path, r.mask_path) for r in self.records]
-                      if self._decoded is not None else None)
+        self._keys = ([self._decoded.key(r.image_path, r.mask_path) if r.slice_index is None else None
+                       for r in self.records] if self._decoded is not None else None)
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a text, got {type(prompt).__name__}")
         self.prompt = prompt
@@ -198,7 +198,7 @@ class SegmentationDataset(Dataset):
 
     def _load_resized(self, rec: Record) -> tuple:
         """(uint8 image (S,S,3), bool mask (S,S) or None, original height, original width)."""
-        image = load_image(rec.image_path)
+        image = load_image(rec.image_path, rec.slice_index)
         width, height = image.size
         mask = None
         if rec.mask_path is not None:

@@ -24,7 +24,15 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from vlsm.data._util import IMAGE_EXTENSIONS, STANDARD_SPLITS, is_image_file, preview, stable_split
+from vlsm.data._util import (
+    IMAGE_EXTENSIONS,
+    STANDARD_SPLITS,
+    file_stem,
+    file_suffix,
+    is_image_file,
+    preview,
+    stable_split,
+)
 from vlsm.data.medvlsm import DatasetLayoutError
 from vlsm.data.records import Record
 
@@ -42,7 +50,7 @@ def is_folder_root(root) -> bool:
 
 def _strip_ext(name: str) -> str:
     p = Path(name.strip())
-    return p.stem if p.suffix.lower() in IMAGE_EXTENSIONS else p.name
+    return file_stem(p) if file_suffix(p) in IMAGE_EXTENSIONS else p.name
 
 
 def folder_pairs(root, *, require_masks: bool = True) -> list[tuple[str, Path, Optional[Path]]]:
@@ -57,8 +65,8 @@ def folder_pairs(root, *, require_masks: bool = True) -> list[tuple[str, Path, O
         raise FileNotFoundError(f"{img_dir} does not exist: a plain dataset folder has images/ and masks/")
     images: dict[str, list[Path]] = {}
     for p in sorted(img_dir.iterdir()):
-        if is_image_file(p) and not p.name.startswith("."):
-            images.setdefault(p.stem, []).append(p)
+        if is_image_file(p, sniff=True) and not p.name.startswith("."):
+            images.setdefault(file_stem(p), []).append(p)
     if not images:
         raise FileNotFoundError(f"no images in {img_dir} (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
     clashes = [f"{s} ({', '.join(p.name for p in ps)})" for s, ps in images.items() if len(ps) > 1]
@@ -68,8 +76,8 @@ def folder_pairs(root, *, require_masks: bool = True) -> list[tuple[str, Path, O
     masks: dict[str, list[Path]] = {}
     if mask_dir.is_dir():
         for p in sorted(mask_dir.iterdir()):
-            if is_image_file(p) and not p.name.startswith("."):
-                masks.setdefault(p.stem.lower(), []).append(p)
+            if is_image_file(p, sniff=True) and not p.name.startswith("."):
+                masks.setdefault(file_stem(p).lower(), []).append(p)
     pairs, missing, ambiguous, used = [], [], [], set()
     for stem in sorted(images):
         found = [m for suf in MASK_SUFFIXES for m in masks.get((stem + suf).lower(), [])]

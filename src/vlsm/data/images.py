@@ -1,8 +1,9 @@
 """Reading input images.
 
 :func:`load_image` returns a fully decoded ``PIL.Image`` in RGB for PNG, JPEG, BMP, WebP and TIFF
-files. TIFFs that Pillow cannot decode (e.g. the CVC-ClinicDB originals) are read with
-``tifffile``. The whole file is decoded on reading, so a truncated or corrupt file fails here with
+files, and for the clinic's DICOM, NIfTI and MetaImage files (one plane, read by
+:mod:`vlsm.data.medical`: a multi-frame file or a volume needs ``slice_index``). TIFFs that Pillow
+cannot decode (e.g. the CVC-ClinicDB originals) are read with ``tifffile``. The whole file is decoded on reading, so a truncated or corrupt file fails here with
 an :class:`ImageReadError` naming the file, not later inside a training loop.
 
 EXIF orientation tags are deliberately *not* applied: masks carry no such tag, and rotating only
@@ -17,25 +18,11 @@ from typing import Iterable, Optional, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vlsm.data._util import ImageReadError
+from vlsm.data._util import read_error as _read_error
+from vlsm.data.medical import medical_kind, plane_info, read_plane, read_spacing
+
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-class ImageReadError(ValueError):
-    """An image or mask file that cannot be read or is truncated."""
-
-
-# What to do about an unreadable file, by what it was read as.
-_REREAD_ADVICE = {
-    "image": "Re-copy or re-export it, or remove it from the dataset",
-    "mask": "Re-export the mask (PNG, 0 = background, 255 = foreground) or remove the case from the dataset",
-}
-
-
-def _read_error(path: Path, err, what: str) -> ImageReadError:
-    return ImageReadError(
-        f"cannot read {what} {path}: {err}. The file is unreadable, truncated or not an image "
-        f"(an interrupted copy or download?). {_REREAD_ADVICE[what]} "
-        f"(`vlsm data check` lists every such file).")
 
 
 def read_tiff_array(path: Path) -> np.ndarray:
@@ -75,6 +62,8 @@ def decode_file(path, what: str = "image") -> Union[Image.Image, np.ndarray]:
     tifffile's array for a TIFF Pillow cannot decode (e.g. CVC-ClinicDB's). A truncated, corrupt or
     non-image file raises :class:`ImageReadError` naming the file and the fix."""
     path = Path(path)
+    if medical_kind(path) is not None:  # a mask as its stored labels, an image as displayed
+        return read_plane(path, raw=what == "mask")
     data = path.read_bytes()  # no file handle stays open, whatever the format
     try:
         img = Image.open(io.BytesIO(data))
@@ -90,16 +79,22 @@ def decode_file(path, what: str = "image") -> Union[Image.Image, np.ndarray]:
         raise _read_error(path, problem, what) from None
 
 
-def load_image(path) -> Image.Image:
+def load_image(path, slice_index: Optional[int] = None) -> Image.Image:
     """Read an image file as a fully decoded RGB ``PIL.Image``.
 
-    Grey, palette, 16-bit and alpha images are converted to RGB (alpha is dropped).
+    Grey, palette, 16-bit and alpha images are converted to RGB (alpha is dropped); DICOM, NIfTI and
+    MetaImage planes as :mod:`vlsm.data.medical` displays them. ``slice_index``: the frame of a
+    multi-frame DICOM or the slice of a 3-D volume (required for those, refused for other files).
     Raises ``FileNotFoundError`` for a missing file and :class:`ImageReadError` (a ``ValueError``)
     naming the file for an unreadable or truncated one.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    if medical_kind(path) is not None:
+        return to_rgb(read_plane(path, slice_index))
+    if slice_index is not None:
+        raise ImageReadError(f"{path} is a 2-D picture: it has no frame or slice {slice_index} to choose")
     img = decode_file(path, "image")
     if isinstance(img, np.ndarray):  # a TIFF read by tifffile: scale by its dtype's range
         arr = array_to_uint8(img)
@@ -128,6 +123,9 @@ def to_rgb(image: Union[Image.Image, np.ndarray]) -> Image.Image:
 def image_size(path) -> tuple[int, int]:
     """(width, height) of an image file without decoding the pixels (TIFFs via tifffile if needed)."""
     path = Path(path)
+    if medical_kind(path) is not None:
+        info = plane_info(path)
+        return info.width, info.height
     try:
         with Image.open(path) as img:
             return img.size
@@ -156,8 +154,7 @@ def check_pixel_limit(paths: Iterable, max_pixels: Optional[int] = None, *,
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    with Image.open(path) as img:
-                        width, height = img.size
+                    width, height = image_size(path)
             except (OSError, ValueError, SyntaxError):
                 continue
             if width * height > limit:
@@ -167,4 +164,4 @@ def check_pixel_limit(paths: Iterable, max_pixels: Optional[int] = None, *,
         Image.MAX_IMAGE_PIXELS = limit  # and wherever images are decoded later
 
 
-__all__ = ["load_image", "to_rgb", "decode_file", "ImageReadError", "image_size", "check_pixel_limit"]
+__all__ = ["load_image", "to_rgb", "decode_file", "ImageReadError", "image_size", "check_pixel_limit", "read_spacing"]

@@ -15,6 +15,8 @@ class Record:
     mask_path:  the ground-truth mask, or None (prediction inputs)
     prompts:    prompt key -> text or list of texts (medvlsm's ``p0``..``p9``)
     dataset:    name of the dataset, i.e. the dataset folder's name (e.g. ``kvasir_polyp``)
+    slice_index: the frame of a multi-frame DICOM or the slice of a 3-D volume the case is (None: the
+                image is 2-D)
     """
 
     name: str
@@ -22,6 +24,7 @@ class Record:
     mask_path: Optional[Path]
     prompts: dict = field(default_factory=dict)
     dataset: str = ""
+    slice_index: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.image_path = Path(self.image_path)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vlsm.data._util import IMAGE_EXTENSIONS, preview
+from vlsm.data._util import IMAGE_EXTENSIONS, file_stem, file_suffix, preview
 
 MASK_RULE = "rule"          # vlsm.data.masks binarisation rule
 MASK_RED_OR_GREEN = "bkai"  # BKAI-IGH: red (neoplastic) or green (non-neoplastic) > 127
@@ -53,11 +53,11 @@ class RawLayoutError(FileNotFoundError):
 def _images_in(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
-            if p.stem in out:
-                raise RawLayoutError(f"two files share the name {p.stem} in {folder}: {out[p.stem].name}, "
+        if p.is_file() and file_suffix(p) in IMAGE_EXTENSIONS and not p.name.startswith("."):
+            if file_stem(p) in out:
+                raise RawLayoutError(f"two files share the name {file_stem(p)} in {folder}: {out[file_stem(p)].name}, "
                                      f"{p.name}; remove one")
-            out[p.stem] = p
+            out[file_stem(p)] = p
     return out
 
 
@@ -134,7 +134,7 @@ def find_bkai(raw: Path) -> list:
 
 
 def _has_images(d: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
+    return any(file_suffix(p) in IMAGE_EXTENSIONS for p in d.iterdir())
 
 
 _BUSI_IMAGE = re.compile(r"^(benign|malignant|normal) \((\d+)\)\.png$", re.IGNORECASE)
