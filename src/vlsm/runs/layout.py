@@ -22,6 +22,7 @@ from vlsm.runs.names import (
     METRICS_FILE,
     MODEL_DIR,
     PREVIOUS_LAST_CHECKPOINT,
+    PROFILE_DIR,
     RUN_MARKER,
     SUMMARY_FILE,
     TOKENIZER_DIR,
@@ -96,6 +97,10 @@ class RunFolder:
     def logs_dir(self) -> Path:
         return self.path / LOGS_DIR
 
+    @property
+    def profile_dir(self) -> Path:
+        return self.path / PROFILE_DIR
+
     def eval_dir(self, dataset: str, split: str, prompt: Optional[str] = None) -> Path:
         """``RUN/eval/<dataset>-<split>[-<prompt>]``."""
         return self.path / EVAL_DIR / eval_name(dataset, split, prompt)
@@ -126,15 +131,36 @@ class RunFolder:
         return self.last_checkpoint.is_file() or self.previous_last_checkpoint.is_file()
 
     @property
+    def debug(self) -> Optional[str]:
+        """The debugging mode the run was trained in, from its config.yaml (``"fast_dev_run"``,
+        ``"overfit_batches=3"``), or None. A debug run never counts as finished: it is never resumed, never a
+        table's row, and training its folder again replaces it."""
+        if not self.config_file.is_file():
+            return None
+        try:
+            import yaml
+
+            train = (yaml.safe_load(self.config_file.read_text()) or {}).get("train") or {}
+        except (OSError, ValueError, AttributeError):  # (yaml's errors are ValueErrors; a non-mapping file)
+            return None
+        if not isinstance(train, dict):
+            return None
+        if train.get("fast_dev_run"):
+            return "fast_dev_run"
+        return f"overfit_batches={train['overfit_batches']}" if train.get("overfit_batches") else None
+
+    @property
     def failed_start(self) -> bool:
         """A run that stopped before its first checkpoint (no checkpoint, no summary): it can simply be
         started again."""
-        return self.is_run and not self.has_checkpoint and not self.summary_file.is_file()
+        return self.is_run and not self.has_checkpoint and not self.summary_file.is_file() and not self.debug
 
     @property
     def status(self) -> str:
         """``done`` (summary.json written), ``resume`` (a last checkpoint, no summary) or ``new`` (nothing,
-        or a failed start, which training starts again)."""
+        a failed start or a debug run, which training starts again)."""
+        if self.debug:
+            return NEW
         if self.summary_file.is_file():
             return DONE
         if self.has_checkpoint:
@@ -159,6 +185,11 @@ class RunFolder:
                                  f"or removes such a folder: choose another --out")
         if overwrite:
             return
+        if self.debug:
+            if resume:
+                raise RunFolderError(f"cannot resume {out}: it holds a debug run ({self.debug}), which is never "
+                                     f"continued; run the command without --resume (it starts the run afresh)")
+            return  # replaced by prepare()
         if resume:
             if not self.has_checkpoint and self.summary_file.is_file():
                 raise RunFolderError(f"cannot resume: {out} has finished and its checkpoints were removed "
@@ -181,11 +212,16 @@ class RunFolder:
         """Create the folder for training, refusing to clobber a previous run unless told to.
 
         A new folder gets the marker file. ``overwrite`` replaces a run folder (never any other
-        folder); a failed start (a run folder without checkpoint or summary) is started again
-        without being asked; ``resume`` keeps everything."""
+        folder); a failed start (a run folder without checkpoint or summary) and a debug run are started
+        again without being asked; ``resume`` keeps everything."""
         self.check_prepare(resume=resume, overwrite=overwrite)
         out = self.path
-        if out.exists() and any(out.iterdir()) and (overwrite or (not resume and self.failed_start)):
+        debug = self.debug
+        if out.exists() and any(out.iterdir()) and (overwrite or (not resume and (self.failed_start or debug))):
+            if debug and not overwrite:
+                import logging
+
+                logging.getLogger("vlsm").info("%s held a debug run (%s): starting afresh", out, debug)
             shutil.rmtree(out)
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         if not self.marker_file.is_file():
@@ -280,6 +316,19 @@ class RunFolder:
         return None
 
 
+def refuse_debug_run(path: PathLike) -> None:
+    """Refuse, in one line, results that lie in a debug run's folder (``path``: the run, its summary.json or one of
+    its evaluation folders): a fast-dev-run or overfit run is no result."""
+    path = Path(path)
+    for folder in ([path] if path.is_dir() else []) + list(path.parents)[:3]:
+        run = RunFolder(folder)
+        if run.config_file.is_file():
+            if run.debug:
+                raise RunFolderError(f"{folder} is a debug run ({run.debug}): its scores are no results; train it "
+                                     f"again without --fast-dev-run/--overfit-batches")
+            return
+
+
 def require_writable(folder: PathLike, *, flag: str = "-o") -> None:
     """Refuse an output folder this process cannot create or write into (checked before any work)."""
     folder = Path(folder)
@@ -297,4 +346,5 @@ def prepare_run_dir(out: PathLike, *, resume: bool, overwrite: bool) -> Path:
     return RunFolder(out).prepare(resume=resume, overwrite=overwrite).path
 
 
-__all__ = ["DONE", "NEW", "RESUME", "RunFolder", "RunFolderError", "prepare_run_dir", "require_writable"]
+__all__ = ["DONE", "NEW", "RESUME", "RunFolder", "RunFolderError", "prepare_run_dir", "refuse_debug_run",
+           "require_writable"]

@@ -16,6 +16,7 @@ A run folder (written by ``vlsm train``)::
     RUN/eval/<dataset>-<split>/  per_case.csv + summary.json
     RUN/summary.json             model, training facts and every evaluation result
     RUN/logs/                    Lightning's CSV (and TensorBoard) logs
+    RUN/profile/                 the profiler's report (``--profiler``)
 
 An evaluation folder (``RUN/eval/...`` or ``vlsm evaluate -o OUT``) holds ``per_case.csv`` and
 ``summary.json`` (:mod:`vlsm.runs.results`); a prediction folder (``vlsm predict -o OUT``) carries
@@ -37,6 +38,7 @@ MODEL_DIR = "model"
 TOKENIZER_DIR = "tokenizer"
 EVAL_DIR = "eval"
 LOGS_DIR = "logs"
+PROFILE_DIR = "profile"
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
 #: written into every run folder at creation: --overwrite and the failed-start restart touch only such folders
@@ -52,4 +54,4 @@ def eval_name(dataset: str, split: str, prompt: Optional[str] = None) -> str:
 
 __all__ = ["BEST_CHECKPOINT", "CHECKPOINTS_DIR", "CHECKPOINT_SUFFIX", "CONFIG_FILE", "EVAL_DIR", "LAST_CHECKPOINT",
            "LOGS_DIR", "LOG_FILE", "METRICS_FILE", "MODEL_DIR", "PER_CASE_FILE", "PREDICTIONS_MARKER",
-           "PREVIOUS_LAST_CHECKPOINT", "RUN_MARKER", "SUMMARY_FILE", "TOKENIZER_DIR", "eval_name"]
+           "PREVIOUS_LAST_CHECKPOINT", "PROFILE_DIR", "RUN_MARKER", "SUMMARY_FILE", "TOKENIZER_DIR", "eval_name"]

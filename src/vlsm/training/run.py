@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from vlsm.claims import DEFAULT_STALE_MINUTES, RunClaim, claim_run, wait_until_ready
 from vlsm.config import ExperimentConfig
@@ -62,7 +62,8 @@ def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-          stale_minutes: float = DEFAULT_STALE_MINUTES, trust_checkpoint: bool = False) -> Path:
+          stale_minutes: float = DEFAULT_STALE_MINUTES, trust_checkpoint: bool = False,
+          callbacks: Sequence = ()) -> Path:
     """Train the configured model; returns the run folder (with summary.json when finished).
 
     Everything is checked before the run folder is touched: the settings, the model, and every dataset
@@ -79,6 +80,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 
     Checkpoints (``--resume``, the best weights) and pickled weight files are read with
     ``weights_only=True``; ``trust_checkpoint`` allows files that need arbitrary Python objects.
+    ``callbacks``: more Lightning callbacks for the Trainer (``vlsm tune``'s pruning). A ``train.fast_dev_run``
+    run stops after its one batch each of training and validation: no model/, no evaluation (a debug run).
     """
     from vlsm.models.checkpoint import checkpoints_trusted
 
@@ -86,16 +89,16 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     # (records logged before the run folder exists reach its log.txt once it does)
     with RunLog() as run_log, checkpoints_trusted(trust_checkpoint):
         if _launched_rank() != 0:
-            return _train(cfg, run_log, resume=resume, overwrite=overwrite)
+            return _train(cfg, run_log, resume=resume, overwrite=overwrite, extra_callbacks=callbacks)
         require_writable(cfg.out, flag="--out")  # (the claim file goes beside the run folder)
         with claim_run(cfg.out, stale_minutes=stale_minutes) as claim:
             if claim.took_over:
                 log.warning(claim.took_over)
-            return _train(cfg, run_log, resume=resume, overwrite=overwrite, claim=claim)
+            return _train(cfg, run_log, resume=resume, overwrite=overwrite, claim=claim, extra_callbacks=callbacks)
 
 
 def _train(cfg: ExperimentConfig, run_log: RunLog, *, resume: bool, overwrite: bool,
-           claim: Optional[RunClaim] = None) -> Path:
+           claim: Optional[RunClaim] = None, extra_callbacks: Sequence = ()) -> Path:
     """:func:`train` itself, once rank 0 holds the run folder's ``claim``."""
     import lightning as L
 
@@ -125,13 +128,16 @@ def _train(cfg: ExperimentConfig, run_log: RunLog, *, resume: bool, overwrite: b
     task.feature_cache = data.open_feature_cache() if cached else None  # (its use is logged as it fills)
     try:
         data.start_epoch = 0 if resumed_epoch is None else resumed_epoch + 1
-        callbacks, best = build_callbacks(cfg, run, resumed_epoch)
+        callbacks, best = build_callbacks(cfg, run, resumed_epoch, extra=extra_callbacks)
         module = fit_module(task, cfg, accelerator)
         trainer = build_trainer(cfg, run, callbacks, accelerator=accelerator, precision=precision, resume=resume,
                                 train_batches=data.train_batches())
         started = time.time()
         fit(trainer, module, data, ckpt_path)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and trainer.fast_dev_run:
+            log.info("fast_dev_run: one training and one validation batch ran; a debug run keeps no checkpoint, "
+                     "model or results")
+        elif trainer.is_global_zero:
             facts = {"seconds": round(time.time() - started, 1), "precision": precision, "accelerator": accelerator}
             _finish(run, cfg, task, trainer, best, data, facts)
         return run.path

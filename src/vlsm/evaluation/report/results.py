@@ -71,6 +71,7 @@ def load_summaries(paths: Iterable[Union[str, Path, RunSummary]]) -> list[RunSum
         if isinstance(p, RunSummary):
             out.append(p)
             continue
+        runs.refuse_debug_run(p)  # (a fast-dev-run or overfit run is no result)
         for f in runs.summary_files(Path(p)):
             out.append(load_summary(f))
     return out
