@@ -253,7 +253,7 @@ class TrainConfig(BaseModel):
     tune_threshold: bool = option(
         False, "after training, choose the mask threshold on the validation split (0.05 to 0.95 in steps of 0.05, "
                "the highest mean Dice); evaluation and prediction then use it", flag="--tune-threshold",
-        card=Card("mask threshold", {True: "tuned on the validation split"}, when={"tune_threshold": True}))
+        card=Card("mask threshold", {True: "tuned on the validation split", False: "fixed (eval.threshold)"}))
 
     @model_validator(mode="after")
     def _together(self):
@@ -278,7 +278,7 @@ class EvalConfig(BaseModel):
     tta: bool = option(False, "test-time augmentation: average the probabilities of the image and its horizontal, "
                               "vertical and double flips", flag="--tta",
                        card=Card("test-time augmentation", {True: "flips (horizontal, vertical, both), probabilities "
-                                                                  "averaged"}, when={"tta": True}))
+                                                                  "averaged", False: "none"}))
     postprocess: bool = option(True, "choose a post-processing on the validation split after training (keep the "
                                      "largest component, or drop small components, when that raises validation "
                                      "Dice) and apply the run's choice", flag="--postprocess")
