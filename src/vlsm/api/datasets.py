@@ -14,25 +14,28 @@ PathLike = Union[str, Path]
 
 def data_convert(dataset: str, raw_dir: PathLike, out_dir: PathLike, *, anns: Optional[PathLike] = None,
                  seed: int = 0, class_name: Optional[str] = None, overwrite: bool = False,
-                 allow_missing: bool = False):
+                 allow_missing: bool = False, patient_pattern: Optional[str] = None):
     """Convert an official dataset download (``raw_dir``) into the medvlsm layout in ``out_dir``: images,
     0/255 PNG masks and ``anns/{train,val,test}.json``. ``anns``: medvlsm's split/prompt files; without them
-    the splits are ~80/10/10 by a hash of each name (``seed``) and prompts are generated from the masks.
+    the splits are ~80/10/10 by a hash of each name (``seed``; of each patient where names carry one:
+    CheXlocalize, CAMUS, or ``patient_pattern``, a regular expression whose first group is the patient) and
+    prompts are generated from the masks.
     Returns the :class:`vlsm.data.convert.ConvertResult` (counts per split, dropped cases, notes)."""
     from vlsm.data.convert import convert_dataset
 
     try:
         return convert_dataset(dataset, raw_dir, out_dir, anns=anns, seed=seed, overwrite=overwrite,
-                               allow_missing=allow_missing, class_name=class_name)
+                               allow_missing=allow_missing, class_name=class_name, patient_pattern=patient_pattern)
     except FileExistsError as err:
         raise UserError(str(err)) from err
 
 
 def data_check(path: PathLike, *, splits: Optional[Sequence[str]] = None, workers: Optional[int] = None,
-               strict: bool = False, prompts: bool = True):
+               strict: bool = False, prompts: bool = True, patient_pattern: Optional[str] = None):
     """Decode every image and mask of the dataset at ``path`` (all splits, or ``splits``) and report missing,
-    unreadable or truncated files, size mismatches, non-binary or empty masks, images listed in two splits
-    (errors when ``strict``) and, with ``prompts``, prompts longer than the CLIP/BERT context. Returns the
+    unreadable or truncated files, size mismatches, non-binary or empty masks, images listed in two splits and
+    patients with images in two splits (by ``patient_pattern`` or the one its conversion saved; both errors when
+    ``strict``) and, with ``prompts``, prompts longer than the CLIP/BERT context. Returns the
     :class:`vlsm.data.check.CheckReport` (``.ok``, ``.format()``)."""
     from vlsm.data.check import check_dataset
 
@@ -40,7 +43,7 @@ def data_check(path: PathLike, *, splits: Optional[Sequence[str]] = None, worker
     splits = list(splits) if splits else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlaps are part of the report
-        report = check_dataset(path, splits=splits, workers=workers, strict=strict)
+        report = check_dataset(path, splits=splits, workers=workers, strict=strict, patient_pattern=patient_pattern)
     if prompts:
         from vlsm.data.prompt_lengths import context_length_notes
 

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write OUT_DIR/{images,masks,anns} (masks as 0/255 PNG) from a dataset download.\n\n"
                     "Datasets and the raw layouts they expect:\n"
-                    + "\n".join(f"  {k:<9} {s.description}" for k, s in SOURCES.items()))
+                    + "\n".join(f"  {k:<12} {s.description}" for k, s in SOURCES.items()))
     c.add_argument("dataset", choices=list(SOURCES), metavar="DATASET", help=", ".join(SOURCES))
     c.add_argument("raw_dir", metavar="RAW_DIR", help="the folder of the download (unzipped)")
     c.add_argument("out_dir", metavar="OUT_DIR", help="new dataset folder to write")
@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     c.add_argument("--allow-missing", action="store_true",
                    help="with --anns: write only the cases found in RAW_DIR and report how many were dropped")
+    c.add_argument("--patient-pattern", metavar="REGEX",
+                   help="generated splits keep each patient in one split: a regular expression whose first group "
+                        "is the patient in every image name, e.g. '^(patient\\d+)_' (chexlocalize and camus bring "
+                        "their own); saved for `vlsm data check`")
     c.set_defaults(func=run_convert)
 
     k = sub.add_parser("check", help="check every image and mask of a dataset folder",
@@ -44,7 +48,10 @@ def register(subparsers) -> None:
     k.add_argument("--split", action="append", metavar="SPLIT", help="check only this split (repeatable)")
     k.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 x CPU cores, max 8)")
     k.add_argument("--strict", action="store_true",
-                   help="images listed in two splits (leakage) are errors, not warnings (exit code 1)")
+                   help="images (and patients) in two splits (leakage) are errors, not warnings (exit code 1)")
+    k.add_argument("--patient-pattern", metavar="REGEX",
+                   help="report patients with images in two splits: a regular expression whose first group is the "
+                        "patient in each image name (default: the one `vlsm data convert` saved, if any)")
     k.add_argument("--no-prompts", dest="prompts", action="store_false",
                    help="skip counting prompt tokens against the CLIP (77) and BERT (256) context lengths")
     k.set_defaults(func=run_check)
@@ -79,14 +86,15 @@ def run_convert(args) -> int:
 
     print(data_convert(args.dataset, args.raw_dir, args.out_dir, anns=args.anns, seed=args.seed,
                        class_name=args.class_name, overwrite=args.overwrite,
-                       allow_missing=args.allow_missing).format())
+                       allow_missing=args.allow_missing, patient_pattern=args.patient_pattern).format())
     return 0
 
 
 def run_check(args) -> int:
     from vlsm.api import data_check
 
-    report = data_check(args.dir, splits=args.split, workers=args.workers, strict=args.strict, prompts=args.prompts)
+    report = data_check(args.dir, splits=args.split, workers=args.workers, strict=args.strict, prompts=args.prompts,
+                        patient_pattern=args.patient_pattern)
     print(report.format())
     return 0 if report.ok else 1
 

@@ -22,7 +22,9 @@ Warnings (the case is used; worth knowing):
   thresholds them at > 127;
 * ``colour-mask``: an RGB mask whose channels differ (e.g. BKAI-IGH's red/green labels):
   binarised as "any channel > 127";
-* ``overlap`` / ``duplicate``: a case in two split files, or twice in one.
+* ``overlap`` / ``duplicate``: a case in two split files, or twice in one;
+* ``patient-overlap``: a patient with images in two splits, where image names carry the patient (the
+  pattern ``vlsm data convert`` saved, or ``--patient-pattern``); errors with ``strict``, as overlaps.
 
 Masks with no foreground are counted per split (BUSI's "normal" images have empty masks by design).
 """
@@ -40,7 +42,7 @@ from PIL import Image
 
 from vlsm.data.images import ImageReadError, load_image
 from vlsm.data.issues import ERROR_KINDS, FIXES, KIND_TITLES, Issue, issue
-from vlsm.data.leakage import Leakage, find_leakage
+from vlsm.data.leakage import Leakage, PatientLeakage, find_leakage, patient_leakage, saved_patient_pattern
 from vlsm.data.listing import Listing, list_dataset
 from vlsm.data.masks import read_mask_intensity, threshold_intensity
 from vlsm.data.medvlsm import ANNS_DIR, IMAGES_DIR
@@ -62,6 +64,7 @@ class CheckReport:
     empty_masks: dict = field(default_factory=dict)  # split -> [record names with empty masks]
     notes: list = field(default_factory=list)        # [str] information that is not a problem
     leakage: Optional[Leakage] = None                # images in two splits (by name)
+    patients: Optional[PatientLeakage] = None        # patients in two splits (by the dataset's patient pattern)
     strict: bool = False                             # leakage counts as an error
     seconds: float = 0.0
 
@@ -71,7 +74,7 @@ class CheckReport:
 
     def bad_files(self) -> set:
         """Resolved paths of the files with errors (to leave those cases out)."""
-        return {Path(i.file).resolve() for i in self.errors if i.kind != "layout"}
+        return {Path(i.file).resolve() for i in self.errors if i.kind not in ("layout", "patient-overlap")}
 
     def _rel(self, file: str) -> str:
         try:
@@ -109,21 +112,52 @@ class CheckReport:
             for (a, b), names in self.leakage.pairs.items():
                 lines.append(f"  {a} & {b} ({len(names)}): {', '.join(names)}")
             lines.append(f"    fix: {FIXES['overlap']}")
+        lines += self._patient_lines()
         if self.errors:
-            lines += self._section("ERRORS", self.errors, per_kind)
-        # the leakage block above names every overlap; the per-file list would repeat it
-        warnings = [i for i in self.warnings if not (self.leakage and i.kind == "overlap")]
+            lines += self._section("ERRORS", [i for i in self.errors if i.kind != "patient-overlap"], per_kind)
+        # the leakage blocks above name every overlap; the per-file list would repeat them
+        warnings = [i for i in self.warnings if not (self.leakage and i.kind == "overlap")
+                    and i.kind != "patient-overlap"]
         if warnings:
             lines += self._section("warnings", warnings, min(per_kind, 3))
         n_bad = len({i.file for i in self.errors})
         if not self.ok:
             lines.append(f"FAILED: {len(self.errors)} error(s) in {n_bad} file(s)")
-        elif self.leakage:
-            lines.append(f"OK: no errors, but {len(self.leakage.names())} image(s) are in two splits (listed above; "
+        elif self.leakage or self.patients:
+            shared = [f"{len(self.leakage.names())} image(s)" if self.leakage else "",
+                      f"{len(self.patients.patients())} patient(s)" if self.patients else ""]
+            lines.append(f"OK: no errors, but {' and '.join(x for x in shared if x)} are in two splits (listed above; "
                          f"--strict makes this an error)")
         else:
             lines.append("OK: no errors")
         return "\n".join(lines)
+
+
+    def _patient_lines(self) -> list[str]:
+        found = self.patients
+        if found is None:
+            return []
+        lines = []
+        if found:
+            lines.append(f"{'PATIENT LEAKAGE' if self.strict else 'patient leakage'}: patients with images in two "
+                         f"splits ({len(found.patients())}; patient = {found.pattern}):")
+            lines += [f"  {a} & {b} ({len(names)}): {', '.join(names)}" for (a, b), names in found.pairs.items()]
+            lines.append(f"    fix: {FIXES['patient-overlap']}")
+        if found.unmatched:
+            lines.append(f"  note: {len(found.unmatched)} image name(s) hold no patient by {found.pattern}: "
+                         f"{', '.join(found.unmatched[:3])}{' ...' if len(found.unmatched) > 3 else ''}")
+        return lines
+
+
+def _patient_issues(listing: Listing, pattern: Optional[str]) -> tuple[Optional[PatientLeakage], list]:
+    """Patients in two splits, by ``pattern`` or the one the dataset's conversion saved (None: no pattern)."""
+    pattern = pattern or saved_patient_pattern(listing.root)
+    if not pattern:
+        return None, []
+    found = patient_leakage(listing.splits, pattern, listing.root / IMAGES_DIR)
+    issues = [issue("patient-overlap", listing.root, f"patient {p} has images in both {a} and {b}")
+              for (a, b), names in found.pairs.items() for p in names]
+    return found, issues
 
 
 def _check_image(path: Path) -> tuple[Optional[Image.Image], list]:
@@ -257,7 +291,8 @@ def _check_cases(report: CheckReport, per_split: dict, workers: Optional[int], d
 
 
 def check_listing(listing: Listing, splits: Optional[Iterable[str]] = None, *, leakage: Optional[Leakage] = None,
-                  workers: Optional[int] = None, decoded=None, strict: bool = False) -> CheckReport:
+                  workers: Optional[int] = None, decoded=None, strict: bool = False,
+                  patient_pattern: Optional[str] = None) -> CheckReport:
     """:func:`check_dataset` of a dataset already listed (``leakage``: its leakage, if already found)."""
     started = time.perf_counter()
     wanted = listing.split_names(splits)
@@ -267,9 +302,11 @@ def check_listing(listing: Listing, splits: Optional[Iterable[str]] = None, *, l
         report.notes += listing.unlisted_note()
     report.leakage = leakage if leakage is not None else find_leakage(listing.splits, listing.name)
     report.warnings += _leakage_issues(listing, report.leakage)  # they concern all splits
+    report.patients, patient_issues = _patient_issues(listing, patient_pattern)
+    report.warnings += patient_issues
     if strict:
-        report.errors += [i for i in report.warnings if i.kind == "overlap"]
-        report.warnings = [i for i in report.warnings if i.kind != "overlap"]
+        report.errors += [i for i in report.warnings if i.kind in ("overlap", "patient-overlap")]
+        report.warnings = [i for i in report.warnings if i.kind not in ("overlap", "patient-overlap")]
     # (plain folders: an image without a mask is already an error of the listing)
     per_split = {s: [r for r in listing.splits[s] if r.mask_path is not None] for s in wanted if s in listing.splits}
     _check_cases(report, per_split, workers, decoded)
@@ -279,19 +316,20 @@ def check_listing(listing: Listing, splits: Optional[Iterable[str]] = None, *, l
 
 def check_dataset(path, splits: Optional[Iterable[str]] = None, *, workers: Optional[int] = None,
                   class_name: Optional[str] = None, seed: int = 0, decoded=None,
-                  strict: bool = False) -> CheckReport:
+                  strict: bool = False, patient_pattern: Optional[str] = None) -> CheckReport:
     """Check every image and mask of the dataset at ``path`` (all splits, or only ``splits``).
 
     Each file is decoded completely (in a thread pool). With ``decoded`` (a
     :class:`~vlsm.data.decoded.DecodedCache`) the decoded pairs are also resized into the cache, and
     pairs the cache has already checked are not decoded again. Images listed in two splits are
-    reported by name (``report.leakage``); with ``strict`` they are errors. Returns a
+    reported by name (``report.leakage``), and patients with images in two splits (``report.patients``) by
+    ``patient_pattern`` or the pattern the dataset's conversion saved; with ``strict`` both are errors. Returns a
     :class:`CheckReport`; raises only when ``path`` is not a dataset folder or a requested split does
     not exist.
     """
     started = time.perf_counter()
     report = check_listing(list_dataset(path, class_name=class_name, seed=seed), splits, workers=workers,
-                           decoded=decoded, strict=strict)
+                           decoded=decoded, strict=strict, patient_pattern=patient_pattern)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -27,6 +27,8 @@ FIXES = {
     "overlap": "results on these splits include the shared cases; remove them from one split for a clean "
                "split, or train with --drop-overlap (keep them to reproduce published numbers)",
     "duplicate": "the case is counted twice; remove the repeated entry unless you reproduce published numbers",
+    "patient-overlap": "move all of a patient's images into one split (`vlsm data convert` without --anns keeps "
+                       "patients together), or keep them to reproduce published numbers",
 }
 
 KIND_TITLES = {
@@ -36,6 +38,7 @@ KIND_TITLES = {
     "dark-mask": "masks with no value above 127", "layout": "layout problems",
     "near-binary": "masks with values other than exactly 0/255 (compression noise, anti-aliased edges)",
     "colour-mask": "colour masks", "overlap": "cases in two splits", "duplicate": "cases listed twice in a split",
+    "patient-overlap": "patients in two splits",
 }
 
 # the kinds that make a case unusable (the rest are warnings)

@@ -8,12 +8,20 @@ of a split only on request (``train --drop-overlap``: :meth:`Leakage.leave_out`)
 
 Two cases are the same image when their image files are the same file (same absolute path), whatever
 their record names or masks; a case is listed twice in a split when its image and mask both repeat.
+
+**Patients.** Where image names carry the patient (CheXlocalize's ``patient64541_study1_view1_frontal``,
+CAMUS's ``patient0001_2CH_ED``), two different images of one patient in two splits leak too: the model
+has seen that patient. :func:`patient_leakage` finds them with a regular expression whose first group is
+the patient (:func:`patient_of`): the one ``vlsm data convert`` saved in the dataset's
+``vlsm_convert.json`` (:func:`saved_patient_pattern`), or one given to ``vlsm data check --patient-pattern``.
 :class:`Leakage` is found once per dataset from every split's records (:func:`find_leakage`), by
 :func:`vlsm.data.loading.read_dataset`, the data check and :func:`vlsm.data.load_split`'s warning.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +123,83 @@ def find_leakage(split_records: dict, dataset: str = "") -> Leakage:
     return leak
 
 
+def patient_of(pattern: str, name: str) -> Optional[str]:
+    """The patient in the image name ``name`` by ``pattern`` (its first group, else the whole match; searched in the
+    file name), None if it does not match. A folder in ``name`` stays part of the patient (``testing/patient0001`` is
+    not ``patient0001``: CAMUS numbers its 2019 training and testing patients from 1 each)."""
+    folder, _sep, base = name.replace("\\", "/").rpartition("/")
+    m = re.search(pattern, base)
+    if m is None:
+        return None
+    found = m.group(1) if m.groups() else m.group(0)
+    return f"{folder}/{found}" if folder else found
+
+
+def saved_patient_pattern(root) -> Optional[str]:
+    """The patient pattern ``vlsm data convert`` saved for the dataset at ``root`` (None when there is none)."""
+    path = Path(root) / "vlsm_convert.json"
+    try:
+        pattern = json.loads(path.read_text(encoding="utf-8")).get("patient_pattern") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pattern if isinstance(pattern, str) and pattern else None
+
+
+@dataclass
+class PatientLeakage:
+    """Patients with images in two splits: ``pairs`` (split_a, split_b) -> sorted patients; ``unmatched``: image
+    names the pattern finds no patient in."""
+
+    pattern: str
+    pairs: dict = field(default_factory=dict)
+    unmatched: list = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs)
+
+    def patients(self) -> list[str]:
+        return sorted({p for names in self.pairs.values() for p in names})
+
+
+def patient_leakage(split_records: dict, pattern: str, images_root=None) -> PatientLeakage:
+    """:class:`PatientLeakage` of ``{split: [Record]}``: the patient of each image is ``pattern``'s first group in its
+    name (the path below ``images_root`` without its extension, when the image lies there)."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"--patient-pattern {pattern!r} is not a regular expression ({err})") from None
+    found = PatientLeakage(pattern)
+    per_split: dict = {}
+    for split, records in split_records.items():
+        for r in records:
+            name = _image_name(r, images_root)
+            patient = patient_of(pattern, name)
+            if patient is None:
+                found.unmatched.append(name)
+            else:
+                per_split.setdefault(split, set()).add(patient)
+    splits = list(per_split)
+    for i, a in enumerate(splits):
+        for b in splits[i + 1:]:
+            common = per_split[a] & per_split[b]
+            if common:
+                found.pairs[(a, b)] = sorted(common)
+    found.unmatched = sorted(set(found.unmatched))
+    return found
+
+
+def _image_name(record: Record, images_root) -> str:
+    from vlsm.data._util import file_stem
+
+    path = Path(record.image_path)
+    if images_root is not None:
+        try:
+            return str(path.relative_to(images_root).with_name(file_stem(path))).replace(os.sep, "/")
+        except ValueError:
+            pass
+    return file_stem(path)
+
+
 def split_overlaps(path, *, class_name: Optional[str] = None, seed: int = 0) -> Leakage:
     """The :class:`Leakage` of the dataset folder ``path`` (reads only its split lists).
     :func:`vlsm.data.loading.read_dataset` returns it with the records it reads."""
@@ -124,4 +209,5 @@ def split_overlaps(path, *, class_name: Optional[str] = None, seed: int = 0) -> 
     return find_leakage(listing.splits, listing.name or Path(path).name)
 
 
-__all__ = ["Leakage", "find_leakage", "split_overlaps", "image_id"]
+__all__ = ["Leakage", "find_leakage", "split_overlaps", "image_id", "PatientLeakage", "patient_leakage", "patient_of",
+           "saved_patient_pattern"]

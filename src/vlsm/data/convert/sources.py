@@ -16,69 +16,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from vlsm.data._util import IMAGE_EXTENSIONS, file_stem, file_suffix, preview
-
-MASK_RULE = "rule"          # vlsm.data.masks binarisation rule
-MASK_RED_OR_GREEN = "bkai"  # BKAI-IGH: red (neoplastic) or green (non-neoplastic) > 127
-
-
-@dataclass
-class SourceCase:
-    key: str
-    image: Path
-    masks: list = field(default_factory=list)  # [Path]; several are OR-merged
-    mask_mode: str = MASK_RULE
-
-
-@dataclass
-class DatasetSource:
-    """How to read one raw dataset."""
-
-    name: str
-    find: Callable[[Path], list]
-    class_name: str
-    description: str
-    #: mask file name (without anns) for a case key
-    mask_name: Callable[[str], str] = lambda key: f"{key}.png"
-
-
-class RawLayoutError(FileNotFoundError):
-    """A raw folder that does not look like the dataset's download."""
-
-
-def _images_in(folder: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and file_suffix(p) in IMAGE_EXTENSIONS and not p.name.startswith("."):
-            if file_stem(p) in out:
-                raise RawLayoutError(f"two files share the name {file_stem(p)} in {folder}: {out[file_stem(p)].name}, "
-                                     f"{p.name}; remove one")
-            out[file_stem(p)] = p
-    return out
-
-
-def _first_dir(raw: Path, candidates: list, need: tuple, what: str) -> Path:
-    for c in candidates:
-        if all((c / n).is_dir() for n in need):
-            return c
-    tried = ", ".join(str(c) for c in candidates)
-    raise RawLayoutError(f"{raw} does not look like {what}: expected the folders {', '.join(need)} in one of "
-                         f"{tried}")
-
-
-def _pair_folders(img_dir: Path, mask_dir: Path, mode: str = MASK_RULE) -> list:
-    images, masks = _images_in(img_dir), _images_in(mask_dir)
-    return [SourceCase(k, images[k], [masks[k]] if k in masks else [], mode) for k in sorted(images)]
+from vlsm.data._util import IMAGE_EXTENSIONS, file_suffix, preview
+from vlsm.data.convert import camus, chexlocalize, extra
+from vlsm.data.convert.base import (
+    MASK_RED_OR_GREEN,
+    MASK_RULE,
+    DatasetSource,
+    RawLayoutError,
+    SourceCase,
+    first_dir,
+    numbered_pairs,
+    pair_folders,
+)
 
 
 def find_kvasir(raw: Path) -> list:
-    base = _first_dir(raw, [raw, raw / "Kvasir-SEG", raw / "kvasir-seg"], ("images", "masks"),
+    base = first_dir(raw, [raw, raw / "Kvasir-SEG", raw / "kvasir-seg"], ("images", "masks"),
                       "Kvasir-SEG (Kvasir-SEG/images, Kvasir-SEG/masks)")
-    return _pair_folders(base / "images", base / "masks")
+    return pair_folders(base / "images", base / "masks")
 
 
 def find_clinicdb(raw: Path) -> list:
@@ -87,7 +44,7 @@ def find_clinicdb(raw: Path) -> list:
     for c in cands:
         gt = next((c / n for n in ("Ground Truth", "GroundTruth", "Ground_Truth") if (c / n).is_dir()), None)
         if (c / "Original").is_dir() and gt is not None:
-            return _pair_folders(c / "Original", gt)
+            return pair_folders(c / "Original", gt)
     raise RawLayoutError(f"{raw} does not look like CVC-ClinicDB: expected 'Original/' and 'Ground Truth/' "
                          f"(N.tif or N.png) in {raw} or its TIF/, PNG/ or CVC-ClinicDB/ subfolder")
 
@@ -104,19 +61,10 @@ def find_colondb(raw: Path) -> list:
     candidates = [raw, raw / "CVC-ColonDB", raw / "CVC-ColonDB" / "CVC-ColonDB"]
     for c in candidates:
         if (c / "images").is_dir() and (c / "masks").is_dir():
-            return _pair_folders(c / "images", c / "masks")
+            return pair_folders(c / "images", c / "masks")
         if not c.is_dir():
             continue
-        images, masks = {}, {}
-        for p in sorted(c.iterdir()):
-            m_img, m_mask = _COLONDB_IMAGE.match(p.name), _COLONDB_MASK.match(p.name)
-            if p.is_file() and (m_img or m_mask):
-                key = str(int((m_img or m_mask).group(1)))
-                target = images if m_img else masks
-                if key in target:
-                    raise RawLayoutError(f"two files share the number {key} in {c}: {target[key].name}, {p.name}; "
-                                         f"remove one")
-                target[key] = p
+        images, masks = numbered_pairs(c, _COLONDB_IMAGE, _COLONDB_MASK)
         if images:
             return [SourceCase(k, images[k], [masks[k]] if k in masks else []) for k in sorted(images, key=int)]
     raise RawLayoutError(f"{raw} does not look like CVC-ColonDB. Expected, in {raw} or its CVC-ColonDB/ "
@@ -130,7 +78,7 @@ def find_bkai(raw: Path) -> list:
     if img is None or gt is None:
         raise RawLayoutError(f"{raw} does not look like BKAI-IGH NeoPolyp: expected train/train/*.jpeg and "
                              f"train_gt/train_gt/*.jpeg (or train/*.jpeg and train_gt/*.jpeg)")
-    return _pair_folders(img, gt, MASK_RED_OR_GREEN)
+    return pair_folders(img, gt, MASK_RED_OR_GREEN)
 
 
 def _has_images(d: Path) -> bool:
@@ -230,6 +178,9 @@ SOURCES = {
     "isic": DatasetSource("isic", find_isic, "skin melanoma",
                           "ISIC 2016/2018: *_Data/ISIC_N.jpg + *_GroundTruth/ISIC_N_Segmentation.png",
                           mask_name=lambda key: f"{key}_Segmentation.png"),
+    "chexlocalize": chexlocalize.SOURCE,
+    "camus": camus.SOURCE,
+    **extra.SOURCES,
     "folder": DatasetSource("folder", find_folder, "object", "plain folder: images/ + masks/ (matched by name)"),
 }
 
