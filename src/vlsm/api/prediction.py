@@ -29,10 +29,13 @@ class PredictionPlan:
     records: list
     probabilities: bool = False
     overlays: bool = False
+    nifti: bool = False  # also <stem>.nii.gz for NIfTI inputs (vlsm.data.inputs.NiftiMasks)
 
     def files_of(self, record) -> dict:
         """``{"mask"|"prob"|"overlay": file name}`` of one record."""
-        stem = Path(record.image_path).stem
+        from vlsm.data.inputs import output_stem
+
+        stem = output_stem(record)  # scan.nii.gz -> scan; a volume's slice -> scan_slice012
         names = {"mask": f"{stem}.png"}
         if self.probabilities:
             names["prob"] = f"{stem}_prob.png"
@@ -42,26 +45,34 @@ class PredictionPlan:
 
     @property
     def planned(self) -> list[Path]:
-        return [self.out / name for r in self.records for name in self.files_of(r).values()]
+        from vlsm.data.inputs import nifti_outputs
+
+        nifti = [self.out / n for n in nifti_outputs(self.records)] if self.nifti else []
+        return [self.out / name for r in self.records for name in self.files_of(r).values()] + nifti
 
 
 def plan_predictions(inputs: Sequence[PathLike], out: PathLike, *, probabilities: bool = False,
-                     overlays: bool = False, overwrite: bool = False) -> PredictionPlan:
+                     overlays: bool = False, overwrite: bool = False,
+                     slices=None, nifti: bool = False) -> PredictionPlan:
     """The images of ``inputs`` (files and folders) and the files they will give in ``out``, refusing (one line
     each) two inputs that would write the same file, an output that is an input folder or cannot be written,
-    and existing files unless ``overwrite`` and ``out`` holds earlier predictions (its marker)."""
+    and existing files unless ``overwrite`` and ``out`` holds earlier predictions (its marker). ``slices``: the
+    frames or slices of multi-frame DICOM files and volumes (:func:`vlsm.data.list_images`); ``nifti``: also
+    NIfTI masks for NIfTI inputs."""
     from vlsm.data import list_images
+    from vlsm.data.inputs import output_stem
 
-    records = list_images(inputs)
+    records = list_images(inputs, slices=slices)
     stems: dict = {}
     for r in records:
-        stems.setdefault(Path(r.image_path).stem, []).append(str(r.image_path))
+        stems.setdefault(output_stem(r), []).append(str(r.image_path))
     clashes = {s: p for s, p in stems.items() if len(p) > 1}
     if clashes:
         s, paths = next(iter(clashes.items()))
         raise UserError(f"{len(clashes)} input name(s) would write the same output, e.g. {s}.png from {paths}; "
                         f"predict them into separate folders")
     plan = PredictionPlan(Path(out), records, probabilities, overlays)
+    plan.nifti = nifti
     _check_output(plan, inputs, overwrite)
     return plan
 
@@ -89,7 +100,8 @@ def _check_output(plan: PredictionPlan, inputs, overwrite: bool) -> None:
 def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoint: PathLike, *,
             prompt: Optional[str] = None, threshold: float = 0.5, probabilities: bool = False,
             overlays: bool = False, batch_size: int = 4, device: str = "auto", max_pixels: Optional[int] = None,
-            overwrite: bool = False, trust_checkpoint: bool = False) -> Predictions:
+            overwrite: bool = False, trust_checkpoint: bool = False,
+            slices=None, nifti: bool = False) -> Predictions:
     """Segment the images of ``inputs`` (files and/or folders) with a trained model; no masks are needed.
 
     Writes ``out/<stem>.png`` (0/255, the image's size) and, when asked, ``<stem>_prob.png`` (0-255 = 0-1)
@@ -97,7 +109,11 @@ def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoi
     prompt). Masks are computed in fp32, as ``vlsm evaluate`` scores them. Every output is checked before
     anything is written (:func:`plan_predictions`); the files are written into a staging folder beside ``out``
     and moved into place only when all are written, so a failure (e.g. a corrupt image) leaves nothing behind,
-    and earlier predictions that ``overwrite`` would have replaced stay as they were."""
+    and earlier predictions that ``overwrite`` would have replaced stay as they were. DICOM, NIfTI and
+    MetaImage inputs are read as :func:`vlsm.data.load_image` reads them; ``slices`` (``--slice``) chooses the
+    frames or slices of multi-frame files and volumes (a number or ``"all"``; one output each, e.g.
+    ``<stem>_slice012.png``) and ``nifti`` (``--nifti``) also writes each NIfTI input's masks as
+    ``<stem>.nii.gz`` (0/1) on the input's voxels."""
     from vlsm.data.images import check_pixel_limit
     from vlsm.evaluation.evaluate import EVAL_PRECISION
     from vlsm.predictor import Predictor
@@ -109,7 +125,8 @@ def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoi
     with call_scope(trust_checkpoint):
         predictor = Predictor(checkpoint, device=device, precision=EVAL_PRECISION, batch_size=batch_size)
         prompt = _prompt(predictor, prompt)
-        plan = plan_predictions(inputs, out, probabilities=probabilities, overlays=overlays, overwrite=overwrite)
+        plan = plan_predictions(inputs, out, slices=slices, nifti=nifti,
+                                probabilities=probabilities, overlays=overlays, overwrite=overwrite)
         check_pixel_limit([r.image_path for r in plan.records], max_pixels, flag="--max-pixels")
         return _write(plan, predictor, prompt, threshold)
 
@@ -129,13 +146,15 @@ def _write(plan: PredictionPlan, predictor, prompt: str, threshold: float) -> Pr
     import numpy as np
 
     from vlsm.data import load_image
+    from vlsm.data.inputs import NiftiMasks
     from vlsm.runs import PREDICTIONS_MARKER
     from vlsm.runs.staging import staged
-    from vlsm.utils import write_text_atomic
+    from vlsm.utils import write_bytes_atomic, write_text_atomic
 
     out = plan.out
     fresh = not out.exists() or not any(out.iterdir())
     result = Predictions(out)
+    nifti = NiftiMasks(plan.records) if plan.nifti else None
     with staged([out]) as (folder,):
         if fresh:
             write_text_atomic(folder.path / PREDICTIONS_MARKER, "written by vlsm predict\n")
@@ -148,10 +167,15 @@ def _write(plan: PredictionPlan, predictor, prompt: str, threshold: float) -> Pr
             if "overlay" in files:
                 from vlsm.evaluation.figures import overlay
 
-                image = np.asarray(load_image(record.image_path))
+                image = np.asarray(load_image(record.image_path, record.slice_index))
                 _save_png(overlay(image, pred.mask), folder.path / files["overlay"])
             result.masks.append(out / files["mask"])
+            if nifti is not None:
+                nifti.add(record, pred.mask)
             result.files += [out / name for name in files.values()]
+        for name, data in (nifti.files() if nifti is not None else {}).items():
+            write_bytes_atomic(folder.path / name, data)
+            result.files.append(out / name)
     return result
 
 

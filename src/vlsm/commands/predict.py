@@ -19,6 +19,11 @@ def register(sub) -> None:
     p.add_argument("--prompt", help="text prompt for vision-language models (default: the run's fixed prompt)")
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.png (0-255 = 0-1)")
     p.add_argument("--overlays", action="store_true", help="also write <stem>_overlay.png")
+    p.add_argument("--slice", "--frame", dest="slice", metavar="K|all",
+                   help="multi-frame DICOM files and 3-D volumes (NIfTI, MetaImage): predict frame/slice K "
+                        "(from 0) or all of them, one <stem>_slice012.png each (without it they are refused)")
+    p.add_argument("--nifti", action="store_true",
+                   help="also write each NIfTI input's masks as <stem>.nii.gz (0/1) on the input's voxels")
     add_option_flags(p, OPTIONS)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files an earlier `vlsm predict` wrote into OUT (nothing else)")
@@ -33,6 +38,6 @@ def run(args) -> int:
     done = predict(args.input, args.output, args.checkpoint, prompt=args.prompt, threshold=values["eval.threshold"],
                    probabilities=args.probabilities, overlays=args.overlays, batch_size=values["eval.batch_size"],
                    device=values["train.device"], max_pixels=values.get("data.max_pixels"), overwrite=args.overwrite,
-                   trust_checkpoint=args.trust_checkpoint)
+                   trust_checkpoint=args.trust_checkpoint, slices=args.slice, nifti=args.nifti)
     print(f"wrote {len(done.masks)} mask(s) to {done.out}")
     return 0

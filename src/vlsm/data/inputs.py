@@ -127,7 +127,48 @@ def output_stem(record: Record) -> str:
     return slice_name(stem, info.word, record.slice_index, info.planes)
 
 
+def _nifti_groups(records) -> dict:
+    """{NIfTI input: [its records]} (records of other files left out)."""
+    groups: dict = {}
+    for r in records:
+        if medical_kind(r.image_path) == "nifti":
+            groups.setdefault(Path(r.image_path), []).append(r)
+    return groups
+
+
+def _nifti_name(path: Path, records: list) -> str:
+    """``scan.nii.gz`` for a 2-D image or a whole volume, ``scan_slice012.nii.gz`` for one slice of it."""
+    whole = records[0].slice_index is None or len(records) == plane_info(path).planes
+    return f"{file_stem(path) if whole else output_stem(records[0])}.nii.gz"
+
+
+def nifti_outputs(records) -> list[str]:
+    """The NIfTI mask files :class:`NiftiMasks` will write for the NIfTI inputs among ``records``."""
+    return [_nifti_name(path, group) for path, group in _nifti_groups(records).items()]
+
+
+class NiftiMasks:
+    """Predicted masks of NIfTI inputs, gathered per input file and written as NIfTI on its voxels
+    (:func:`vlsm.data.medical.nifti_mask_bytes`): one file per input, its slices together."""
+
+    def __init__(self, records):
+        self._groups = _nifti_groups(records)
+        self._planes: dict = {}
+
+    def add(self, record: Record, mask) -> None:
+        """Keep ``record``'s mask if it is (a slice of) a NIfTI input."""
+        if Path(record.image_path) in self._groups:
+            self._planes.setdefault(Path(record.image_path), {})[record.slice_index or 0] = mask
+
+    def files(self) -> dict:
+        """{file name: .nii.gz bytes} of every NIfTI input given masks."""
+        from vlsm.data.medical import nifti_mask_bytes
+
+        return {_nifti_name(path, self._groups[path]): nifti_mask_bytes(path, planes)
+                for path, planes in self._planes.items()}
+
+
 list_images.__doc__ = list_images.__doc__.format(exts=", ".join(IMAGE_EXTENSIONS))
 
 
-__all__ = ["list_images", "output_stem", "check_slices", "slice_name", "ALL_SLICES"]
+__all__ = ["list_images", "output_stem", "check_slices", "slice_name", "ALL_SLICES", "nifti_outputs", "NiftiMasks"]

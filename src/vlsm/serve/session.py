@@ -139,7 +139,7 @@ def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     try:
         width, height = image_size(path)
     except Exception:  # noqa: BLE001 - whatever the decoders say, the file is not an image we can read
-        raise UploadError(f"{name} is not an image this app can read (PNG, JPEG, TIFF, BMP, ...); "
+        raise UploadError(f"{name} is not an image this app can read (PNG, JPEG, TIFF, DICOM, NIfTI, ...); "
                           f"upload an image file") from None
     if width * height > max_pixels:
         raise UploadError(f"{name} is too large: {width} × {height} = {width * height / 1e6:.1f} megapixels; "
