@@ -10,11 +10,13 @@ Two dataset layouts are read by :func:`load_split`:
 
       <root>/images/<stem>.<ext>   <root>/masks/<stem>[_mask].<ext>   [<root>/splits.json]
 
-Prediction inputs (no masks) come from :func:`list_images`.
+Prediction inputs (no masks) come from :func:`list_images`. Images may be PNG, JPEG, BMP, WebP, TIFF, or the
+clinic's DICOM, NIfTI and MetaImage files (:mod:`vlsm.data.medical`); :func:`read_spacing` gives their pixel
+spacing in mm.
 """
 from __future__ import annotations
 
-from vlsm.data.images import ImageReadError, load_image
+from vlsm.data.images import ImageReadError, load_image, read_spacing
 from vlsm.data.inputs import list_images
 from vlsm.data.layout import LAYOUT_HELP, detect_layout, load_split
 from vlsm.data.loading import LoadedDataset, dataset_name, load_records, read_dataset
@@ -32,5 +34,5 @@ def __getattr__(name):  # torch is imported only when a dataset is needed
 
 
 __all__ = ["Record", "load_split", "read_dataset", "LoadedDataset", "load_records", "dataset_name", "list_images",
-           "load_mask", "load_image", "binarize_mask", "SegmentationDataset", "detect_layout", "ImageReadError",
-           "DatasetLayoutError", "LAYOUT_HELP"]
+           "load_mask", "load_image", "read_spacing", "binarize_mask", "SegmentationDataset", "detect_layout",
+           "ImageReadError", "DatasetLayoutError", "LAYOUT_HELP"]
