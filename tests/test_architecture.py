@@ -36,10 +36,11 @@ ALLOWED = {
 }
 # The applications built on the library, side by side (none imports another)...
 _LIBRARY = set(ALLOWED)
-for _app in ("vlsm.export", "vlsm.bench", "vlsm.serve"):
+# (vlsm.tuning: the hyperparameter search, whose trials are vlsm.training runs)
+for _app in ("vlsm.export", "vlsm.bench", "vlsm.serve", "vlsm.tuning"):
     ALLOWED[_app] = set(_LIBRARY)
 # ...the Python API, one function per command, above them...
-ALLOWED["vlsm.api"] = _LIBRARY | {"vlsm.export", "vlsm.bench", "vlsm.serve"}
+ALLOWED["vlsm.api"] = _LIBRARY | {"vlsm.export", "vlsm.bench", "vlsm.serve", "vlsm.tuning"}
 # ...the commands, which parse arguments, call the API and print, and the command line on top.
 ALLOWED["vlsm.commands"] = ALLOWED["vlsm.api"] | {"vlsm.api"}
 ALLOWED["vlsm.cli"] = ALLOWED["vlsm.commands"] | {"vlsm.commands", "vlsm"}

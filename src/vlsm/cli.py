@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vlsm.commands.convert_checkpoint",
     "vlsm.commands.data",
     "vlsm.commands.sweep",
+    "vlsm.commands.tune",
     "vlsm.commands.reports",
     "vlsm.commands.bench",
     "vlsm.commands.export",
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import os
+
+    if sys.platform == "darwin":  # --device mps: the operations MPS lacks run on the CPU (read when torch loads)
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

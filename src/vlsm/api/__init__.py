@@ -8,6 +8,7 @@ command                    function
 ``vlsm evaluate``          :func:`evaluate`
 ``vlsm predict``           :func:`predict` (its checks: :func:`plan_predictions`)
 ``vlsm sweep``             :func:`sweep` (its plan: :func:`plan_sweep`, :func:`shard_of`)
+``vlsm tune``              :func:`tune` (its plan: :func:`plan_tune`)
 ``vlsm data convert``      :func:`data_convert`
 ``vlsm data check``        :func:`data_check`
 ``vlsm data synthetic``    :func:`data_synthetic`
@@ -35,9 +36,11 @@ from vlsm.api.prediction import PredictionPlan, Predictions, plan_predictions, p
 from vlsm.api.reports import TableResult, figure, table
 from vlsm.api.sweeps import SweepItem, SweepResult, parse_shard, plan_sweep, shard_of, sweep
 from vlsm.api.training import TrainResult, experiment, serve, train
+from vlsm.api.tuning import TunePlan, TuneResult, plan_tune, tune
 
 __all__ = ["DemoResult", "Evaluation", "Export", "ModelRow", "PredictionPlan", "Predictions", "PromptListing",
-           "SweepItem", "SweepResult", "TableResult", "TrainResult", "bench", "convert_checkpoint", "data_check",
+           "SweepItem", "SweepResult", "TableResult", "TrainResult", "TunePlan", "TuneResult", "bench",
+           "convert_checkpoint", "data_check",
            "data_convert", "data_prompts", "data_synthetic", "demo", "evaluate", "experiment", "export", "figure",
-           "models", "parse_shard", "plan_predictions", "plan_sweep", "predict", "serve", "shard_of", "sweep",
-           "table", "train"]
+           "models", "parse_shard", "plan_predictions", "plan_sweep", "plan_tune", "predict", "serve", "shard_of",
+           "sweep", "table", "train", "tune"]
