@@ -89,7 +89,8 @@ def front_matter(summary: dict, config: dict) -> dict:
     if summary.get("model", {}).get("name", "") != "unet-d":
         tags.append("vision-language")
     return {"library_name": "vlsm", "pipeline_tag": "image-segmentation", "tags": tags,
-            "datasets": datasets, "metrics": ["dice", "iou"]}
+            "datasets": datasets, "metrics": ["dice", "iou"] + (
+                ["hd95", "nsd"] if any(r.get("hd95_mean") is not None for r in summary.get("results", [])) else [])}
 
 
 def render_model_card(summary: dict, config: dict, preprocess: Optional[dict] = None,
@@ -193,17 +194,59 @@ def _recipe_section(summary: dict, config: dict) -> list:
 
 def _results_section(summary: dict) -> list:
     policy = summary.get("empty_mask_policy", "")
+    results = summary.get("results", [])
+    boundary = any(r.get("hd95_mean") is not None for r in results)
     lines = ["## Results", "",
              "Per-image Dice and IoU at each image's original resolution, mean ± std (%) over the images "
-             "(population std). " + (policy.capitalize() + "." if policy else ""), "",
-             "| dataset | split | n | Dice (%) | IoU (%) | prompt | threshold |", "|---|---|---|---|---|---|---|"]
-    for r in summary.get("results", []):
+             "(population std). " + (policy.capitalize() + "." if policy else ""), ""]
+    if boundary:
+        lines += [_boundary_text(results), ""]
+    extra = " HD95 | NSD (%) |" if boundary else ""
+    lines += [f"| dataset | split | n | Dice (%) | IoU (%) |{extra} prompt | threshold |",
+              "|---|---|---|---|---|" + ("---|---|" if boundary else "") + "---|---|"]
+    for r in results:
+        cells = ""
+        if boundary:
+            unit = " mm" if r.get("distance_unit") == "mm" else " px" if r.get("hd95_mean") is not None else ""
+            hd = "—" if r.get("hd95_mean") is None else f"{r['hd95_mean']:.2f} ± {r.get('hd95_std') or 0.0:.2f}{unit}"
+            cells = f" {hd} | {_pct(r.get('nsd_mean'), r.get('nsd_std'))} |"
         lines.append(f"| {r.get('dataset')} | {r.get('split')} | {r.get('n')} | "
-                     f"{_pct(r.get('dice_mean'), r.get('dice_std'))} | {_pct(r.get('iou_mean'), r.get('iou_std'))} | "
-                     f"`{r.get('prompt') or '—'}` | {r.get('threshold', 0.5)} |")
-    if not summary.get("results"):
+                     f"{_pct(r.get('dice_mean'), r.get('dice_std'))} | {_pct(r.get('iou_mean'), r.get('iou_std'))} |"
+                     f"{cells} `{r.get('prompt') or '—'}` | {r.get('threshold', 0.5)} |")
+    if not results:
         lines.append("| — | — | — | — | — | — | — |")
-    return lines + [""]
+    inference = _inference_text(summary)
+    return lines + ["", inference, ""] if inference else lines + [""]
+
+
+def _boundary_text(results: list) -> str:
+    tolerance = next((r.get("nsd_tolerance") for r in results if r.get("nsd_tolerance") is not None), 2.0)
+    return (f"HD95 and NSD are MONAI's (`compute_hausdorff_distance` at the 95th percentile, `compute_surface_dice` "
+            f"at a tolerance of {tolerance:g}), in pixels (px) or, where the image files give a pixel spacing, mm; "
+            f"HD95 is better when lower. Both masks empty: HD95 0 and NSD 1; one empty: HD95 the image's diagonal "
+            f"and NSD 0.")
+
+
+def _inference_text(summary: dict) -> str:
+    """How the masks were made: the threshold and post-processing chosen on validation, test-time augmentation."""
+    record = (summary.get("train", {}) or {}).get("postprocessing") or {}
+    parts = []
+    if record:
+        dice = record.get("validation_dice", {}) or {}
+        rule = "min_size:{:g}".format(record["min_size"]) if record.get("rule") == "min_size" else record.get("rule")
+        chosen = {"none": "no post-processing", "largest_component": "keep only the largest connected component"}.get(
+            rule, f"drop connected components under {100 * (record.get('min_size') or 0):g} % of the image")
+        tuned = "tuned" if record.get("threshold_tuned") else "fixed"
+        parts.append(f"On the `{record.get('split', 'val')}` split ({record.get('n')} images) after training: "
+                     f"threshold {record.get('threshold')} ({tuned}), {chosen}"
+                     + (f" (validation Dice {100 * dice['none']:.2f} % without, {100 * dice[rule]:.2f} % with)"
+                        if rule != "none" and rule in dice and "none" in dice else "")
+                     + "; `vlsm.Predictor`, `vlsm predict`, `vlsm evaluate` and `vlsm serve` apply it "
+                       "(`--no-postprocess` turns the post-processing off).")
+    if any(r.get("tta") for r in summary.get("results", [])):
+        parts.append("Test-time augmentation: the probabilities are the mean over the image and its horizontal, "
+                     "vertical and double flips.")
+    return " ".join(parts)
 
 
 def _prompt_section(data: dict, uses_text: bool) -> list:

@@ -11,7 +11,11 @@ all run their images through :class:`Predictor`::
 The maths is that of ``vlsm evaluate``: the image and prompt are preprocessed as the model's config
 says, by the same :class:`vlsm.data.preprocessing.Preprocessor` as training's dataset, the logits are
 resized to the image's original size (bilinear, ``align_corners=False``), then the sigmoid, then the
-threshold.
+threshold, then the post-processing the run chose on validation (if any).
+
+Test-time augmentation (``tta=True``): the model also sees the image flipped horizontally, vertically and
+both (:data:`TTA_FLIPS`); each output is flipped back, resized and put through the sigmoid, and the four
+probability maps are averaged; their standard deviation is the per-pixel ``uncertainty``.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from vlsm.data.prompts import RANDOM, is_prompt_key
 from vlsm.data.records import Record
 from vlsm.devices import autocast_dtype, inference_precision, resolve_device, resolve_precision, synchronize
 from vlsm.models import SegmentationModel
+from vlsm.runs.results import PostProcessing, chosen_inference
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
@@ -47,6 +52,42 @@ class Prediction:
     mask: np.ndarray             # (H, W) bool: probabilities > threshold
     prompt: str                  # the text given to the model ("" when none: image-only models)
     seconds: float               # model time for this image (its share of the batch)
+    uncertainty: Optional[np.ndarray] = None  # (H, W) float32: std of the TTA probabilities (None without TTA)
+
+
+#: test-time augmentation: the views of an image, by the axes of a (B, C, S, S) tensor they flip (the identity,
+#: horizontal, vertical, both); the ONNX export's preprocess.json lists the same axes
+TTA_FLIPS = {"none": (), "horizontal": (3,), "vertical": (2,), "both": (2, 3)}
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected components of a boolean (H, W) mask: (labels (H, W), sizes) with ``sizes[0]`` the
+    background's (0) and ``sizes[k]`` the pixel count of component ``k`` (numbered in raster order)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return labels, sizes
+
+
+def kept_components(sizes: np.ndarray, rule: PostProcessing, n_pixels: int) -> np.ndarray:
+    """Which components (``sizes`` of :func:`components`) ``rule`` keeps: a boolean array over their labels."""
+    keep = sizes > 0
+    if rule.rule == "largest_component" and len(sizes) > 1:
+        keep = np.zeros(len(sizes), dtype=bool)
+        keep[int(np.argmax(sizes))] = sizes.max() > 0
+    elif rule.rule == "min_size":
+        keep &= sizes >= rule.min_size * n_pixels
+    return keep
+
+
+def postprocess_mask(mask: np.ndarray, rule: PostProcessing) -> np.ndarray:
+    """A boolean (H, W) mask after ``rule`` (:class:`vlsm.runs.results.PostProcessing`); unchanged for none."""
+    if not rule.active:
+        return mask
+    labels, sizes = components(mask)
+    return kept_components(sizes, rule, mask.size)[labels]
 
 
 def to_original_size(logits: torch.Tensor, size_hw: Sequence[int]) -> np.ndarray:
@@ -84,8 +125,9 @@ class PredictionGroup:
     indices: list                # the images' positions among the predicted records/images
     prompts: list                # the text each image got
     probabilities: torch.Tensor  # (n, H, W) float32 in [0, 1] at the original size
-    mask: torch.Tensor           # (n, H, W) bool: probabilities > threshold
+    mask: torch.Tensor           # (n, H, W) bool: probabilities > threshold, post-processed
     seconds: float               # model time per image (each image's share of its batch)
+    uncertainty: Optional[torch.Tensor] = None  # (n, H, W) float32 std of the TTA probabilities
 
 
 class Predictor:
@@ -101,11 +143,20 @@ class Predictor:
         batch_size: images per forward pass.
         trust_checkpoint: load a ``.ckpt`` (or weight file) that needs arbitrary Python objects. Loading
             such a file can run code: only for files from a trusted source; without it they are refused.
+        tta: test-time augmentation (flips, probabilities averaged); None: as the run's ``eval.tta`` (off
+            without a run).
+        postprocess: True: the post-processing the run chose on validation (none without a run); False: none;
+            or a rule (``"largest_component"``, ``"min_size:0.005"``, a
+            :class:`~vlsm.runs.results.PostProcessing`).
+
+    :attr:`threshold` is the run's: the one tuned on validation when training tuned it, else its
+    ``eval.threshold``; 0.5 without a run. ``predict(..., threshold=x)`` overrides it.
     """
 
     def __init__(self, source: Union[str, Path, SegmentationModel], device: str = "auto",
                  precision: str = "auto", *, pretrained: Optional[str] = None, batch_size: int = 8,
-                 trust_checkpoint: bool = False, **model_options):
+                 trust_checkpoint: bool = False, tta: Optional[bool] = None,
+                 postprocess: Union[bool, str, PostProcessing] = True, **model_options):
         from vlsm.runs import RunFolder, load_trained_model, model_label, summary_label
 
         self.device = resolve_device(device)
@@ -145,9 +196,26 @@ class Predictor:
         self.model = model.eval().to(self.device)
         self.label = (run and summary_label(run.path)) or model_label(model)
         self._preprocessor: Optional[Preprocessor] = None
+        self._inference_settings(run, tta, postprocess)
+
+    def _inference_settings(self, run, tta: Optional[bool], postprocess) -> None:
+        """:attr:`tta`, :attr:`postprocessing` and :attr:`threshold` from the arguments and the run."""
+        if tta is not None and not isinstance(tta, bool):
+            raise TypeError(f"tta must be True, False or None (the run's), got {tta!r}")
+        summary = run.read_summary() if run is not None and run.summary_file.is_file() else None
+        chosen_threshold, chosen_rule = chosen_inference(summary)
+        self.tta = bool(self.config.eval.tta if tta is None and self.config is not None else tta)
+        if postprocess is True:
+            self.postprocessing = chosen_rule
+        else:
+            self.postprocessing = PostProcessing.parse("none" if postprocess is False else postprocess)
+        configured = self.config.eval.threshold if self.config is not None else 0.5
+        self.threshold = chosen_threshold if chosen_threshold is not None else configured
 
     def __repr__(self) -> str:
-        return f"Predictor({self.label!r}, device={str(self.device)!r}, precision={self.precision!r})"
+        extra = (", tta=True" if self.tta else "") + (f", postprocess={self.postprocessing.describe()!r}"
+                                                       if self.postprocessing.active else "")
+        return f"Predictor({self.label!r}, device={str(self.device)!r}, precision={self.precision!r}{extra})"
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -166,11 +234,11 @@ class Predictor:
         return prompt
 
     # -- images -------------------------------------------------------------------------------
-    def predict(self, images, prompts=None, threshold: float = 0.5) -> list[Prediction]:
+    def predict(self, images, prompts=None, threshold: Optional[float] = None) -> list[Prediction]:
         """Predict one image or a list of them (paths, PIL images, numpy arrays), in order.
 
         ``prompts``: None (the run's :attr:`default_prompt`), one text for every image, or one text
-        per image. Image-only models take no prompt.
+        per image. Image-only models take no prompt. ``threshold``: None is :attr:`threshold`.
         """
         many = isinstance(images, (list, tuple))
         images = list(images) if many else [images]
@@ -214,7 +282,7 @@ class Predictor:
 
     # -- dataset records ----------------------------------------------------------------------
     def predict_records(self, records: Sequence[Record], prompt: str = "p1",
-                        threshold: float = 0.5) -> Iterator[Prediction]:
+                        threshold: Optional[float] = None) -> Iterator[Prediction]:
         """Predict dataset records in order; ``prompt`` is p0..p9, ``random`` (resolved per record, as
         in evaluation) or a text for all. ``Prediction.prompt`` is the text each record got."""
         records = list(records)
@@ -222,7 +290,7 @@ class Predictor:
 
     # -- the one inference loop ---------------------------------------------------------------
     def predict_record_groups(self, records: Sequence[Record], prompt: str = "p1",
-                              threshold: float = 0.5) -> Iterator[PredictionGroup]:
+                              threshold: Optional[float] = None) -> Iterator[PredictionGroup]:
         """:meth:`predict_records` without leaving the device: one :class:`PredictionGroup` per
         original size within each forward batch (for callers that score on the device, like
         :func:`vlsm.evaluation.evaluate_records`). ``indices`` are positions in ``records``."""
@@ -236,61 +304,89 @@ class Predictor:
         dataset = SegmentationDataset(inputs, self.preprocessor, prompt=prompt, augment=False, require_masks=False)
         return (dataset[i] for i in range(len(dataset)))
 
-    def _run(self, items: Iterable[dict], names: Sequence[str], threshold: float) -> Iterator[Prediction]:
+    def _run(self, items: Iterable[dict], names: Sequence[str], threshold: Optional[float]) -> Iterator[Prediction]:
         """Predictions in input order, converted to numpy one forward batch at a time."""
         for groups in self._batches(items, threshold):
             batch = {}
             for group in groups:
                 probabilities, mask = group.probabilities.cpu().numpy(), group.mask.cpu().numpy()
+                spread = group.uncertainty.cpu().numpy() if group.uncertainty is not None else None
                 for j, index in enumerate(group.indices):
-                    batch[index] = Prediction(name=names[index], probabilities=probabilities[j],
-                                              mask=mask[j], prompt=group.prompts[j], seconds=group.seconds)
+                    batch[index] = Prediction(name=names[index], probabilities=probabilities[j], mask=mask[j],
+                                              prompt=group.prompts[j], seconds=group.seconds,
+                                              uncertainty=None if spread is None else spread[j])
             yield from (batch[i] for i in sorted(batch))
 
-    def _batches(self, items: Iterable[dict], threshold: float) -> Iterator[list]:
+    def _batches(self, items: Iterable[dict], threshold: Optional[float]) -> Iterator[list]:
         """Each forward batch's :class:`PredictionGroup` list (one group per original size); ``items``
         are collated ``batch_size`` at a time as a DataLoader would."""
         from torch.utils.data import default_collate
 
+        threshold = self.threshold if threshold is None else threshold
         items = iter(items)
         while True:
             chunk = list(itertools.islice(items, self.batch_size))
             if not chunk:
                 return
             batch = default_collate(chunk)
-            logits, seconds = self._forward(batch)
+            views, seconds = self._forward(batch)
             by_size: dict = {}
             for i, size in enumerate(zip(batch["height"].tolist(), batch["width"].tolist())):
                 by_size.setdefault(size, []).append(i)  # images of one size share one resize
             groups = []
             with torch.inference_mode():
                 for size, rows in by_size.items():
-                    chosen = logits if len(rows) == len(logits) else logits[torch.tensor(rows, device=logits.device)]
-                    probabilities = _probabilities(chosen, size)
+                    probabilities, spread = self._combine(views, rows, size)
                     groups.append(PredictionGroup(
                         indices=[int(batch["index"][i]) for i in rows], prompts=[batch["prompt"][i] for i in rows],
-                        probabilities=probabilities, mask=_threshold(probabilities, threshold),
-                        seconds=seconds / len(logits)))
+                        probabilities=probabilities, mask=self._mask(probabilities, threshold),
+                        seconds=seconds / len(views[0]), uncertainty=spread))
             yield groups
 
-    def _forward(self, batch: dict) -> tuple[torch.Tensor, float]:
-        """fp32 logits on the model's device and the seconds the model took."""
+    @staticmethod
+    def _combine(views: list, rows: list, size: tuple) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The probabilities of images ``rows`` at ``size``: of the one view, or the mean over the TTA views
+        with their standard deviation (population)."""
+        first = views[0]
+        index = None if len(rows) == len(first) else torch.tensor(rows, device=first.device)
+        maps = [_probabilities(v if index is None else v[index], size) for v in views]
+        if len(maps) == 1:
+            return maps[0], None
+        stacked = torch.stack(maps)
+        return stacked.mean(0), stacked.std(0, correction=0)
+
+    def _mask(self, probabilities: torch.Tensor, threshold: float) -> torch.Tensor:
+        """probabilities > threshold, then the post-processing rule (on the CPU, image by image)."""
+        mask = _threshold(probabilities, threshold)
+        if not self.postprocessing.active:
+            return mask
+        done = [torch.from_numpy(postprocess_mask(m, self.postprocessing)) for m in mask.cpu().numpy()]
+        return torch.stack(done).to(mask.device)
+
+    def _forward(self, batch: dict) -> tuple[list, float]:
+        """The fp32 logits of every view (one without TTA; each flipped back) on the model's device, and the
+        seconds the model took."""
         dev = self.device
         was_training = self.model.training
         self.model.eval()
+        flips = list(TTA_FLIPS.values()) if self.tta else [()]
         try:
             # no_grad, not inference_mode: a model may keep tensors from this pass (caches) for training
             with torch.no_grad():
-                inputs = [batch[k].to(dev) for k in ("pixel_values", "input_ids", "attention_mask")]
+                pixels, *text = [batch[k].to(dev) for k in ("pixel_values", "input_ids", "attention_mask")]
                 synchronize(dev)
                 start = time.perf_counter()
+                views = []
                 with inference_precision(dev, self.precision):
-                    logits = self.model(*inputs).float()
+                    for axes in flips:  # one pass per view: a model that looks across the batch sees what it saw
+                        logits = self.model(pixels.flip(axes) if axes else pixels, *text).float()
+                        views.append(logits.flip(axes) if axes else logits)
                 synchronize(dev)
                 seconds = time.perf_counter() - start
         finally:
             self.model.train(was_training)
-        return logits, seconds
+        return views, seconds
 
 
-__all__ = ["Predictor", "Prediction", "PredictionGroup", "to_original_size", "to_rgb"]
+__all__ = ["Predictor", "Prediction", "PredictionGroup", "TTA_FLIPS", "components", "kept_components",
+           "postprocess_mask", "to_original_size", "to_rgb"]

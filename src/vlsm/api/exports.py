@@ -31,7 +31,8 @@ def export(run: PathLike, out: PathLike, *, format: Optional[str] = None, standa
     ``out``, which must not exist unless ``overwrite`` (an earlier export only).
 
     ONNX (``format="onnx"``, the default): ``model.onnx``, ``preprocess.json`` (resize, normalisation, the
-    probability ``threshold``, default the run's) and the tokenizer files, checked against onnxruntime.
+    probability ``threshold``, default the run's, and the run's test-time augmentation and post-processing) and
+    the tokenizer files, checked against onnxruntime.
     ``standalone``: a model folder with every weight and the model card, which ``vlsm.load_pretrained`` loads
     without the weight sources a slim run refers to."""
     with call_scope(trust_checkpoint):
@@ -58,9 +59,11 @@ def _onnx(run: PathLike, out: Path, fmt: str, opset: Optional[int], threshold: O
     check_destination(out, overwrite)  # before the (slow) model load
     predictor = Predictor(run, device="cpu", precision="32-true")
     if threshold is None:
-        threshold = predictor.config.eval.threshold if predictor.config is not None else 0.5
+        threshold = predictor.threshold  # (the run's: tuned on validation, else its eval.threshold)
+    pp = predictor.postprocessing  # the run's test-time augmentation and post-processing go into preprocess.json
     out = export_onnx(predictor.model, out, threshold=threshold, opset=DEFAULT_OPSET if opset is None else opset,
-                      prompt=predictor.default_prompt, overwrite=overwrite)
+                      prompt=predictor.default_prompt, overwrite=overwrite, tta=predictor.tta,
+                      postprocessing={"rule": pp.rule, "min_size": pp.min_size})
     diff = json.loads((out / PREPROCESS_FILE).read_text())["max_abs_logit_diff_vs_torch"]
     return Export(out, predictor.label, fmt, sorted(p.name for p in out.iterdir()), _size(out), diff)
 

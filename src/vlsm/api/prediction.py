@@ -29,10 +29,11 @@ class PredictionPlan:
     records: list
     probabilities: bool = False
     overlays: bool = False
+    uncertainty: bool = False
     nifti: bool = False  # also <stem>.nii.gz for NIfTI inputs (vlsm.data.inputs.NiftiMasks)
 
     def files_of(self, record) -> dict:
-        """``{"mask"|"prob"|"overlay": file name}`` of one record."""
+        """``{"mask"|"prob"|"overlay"|"uncertainty": file name}`` of one record."""
         from vlsm.data.inputs import output_stem
 
         stem = output_stem(record)  # scan.nii.gz -> scan; a volume's slice -> scan_slice012
@@ -41,6 +42,8 @@ class PredictionPlan:
             names["prob"] = f"{stem}_prob.png"
         if self.overlays:
             names["overlay"] = f"{stem}_overlay.png"
+        if self.uncertainty:
+            names["uncertainty"] = f"{stem}_uncertainty.png"
         return names
 
     @property
@@ -52,7 +55,7 @@ class PredictionPlan:
 
 
 def plan_predictions(inputs: Sequence[PathLike], out: PathLike, *, probabilities: bool = False,
-                     overlays: bool = False, overwrite: bool = False,
+                     overlays: bool = False, overwrite: bool = False, uncertainty: bool = False,
                      slices=None, nifti: bool = False) -> PredictionPlan:
     """The images of ``inputs`` (files and folders) and the files they will give in ``out``, refusing (one line
     each) two inputs that would write the same file, an output that is an input folder or cannot be written,
@@ -71,7 +74,7 @@ def plan_predictions(inputs: Sequence[PathLike], out: PathLike, *, probabilities
         s, paths = next(iter(clashes.items()))
         raise UserError(f"{len(clashes)} input name(s) would write the same output, e.g. {s}.png from {paths}; "
                         f"predict them into separate folders")
-    plan = PredictionPlan(Path(out), records, probabilities, overlays)
+    plan = PredictionPlan(Path(out), records, probabilities, overlays, uncertainty)
     plan.nifti = nifti
     _check_output(plan, inputs, overwrite)
     return plan
@@ -98,15 +101,19 @@ def _check_output(plan: PredictionPlan, inputs, overwrite: bool) -> None:
 
 
 def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoint: PathLike, *,
-            prompt: Optional[str] = None, threshold: float = 0.5, probabilities: bool = False,
+            prompt: Optional[str] = None, threshold: Optional[float] = None, probabilities: bool = False,
             overlays: bool = False, batch_size: int = 4, device: str = "auto", max_pixels: Optional[int] = None,
-            overwrite: bool = False, trust_checkpoint: bool = False,
+            overwrite: bool = False, trust_checkpoint: bool = False, tta: Optional[bool] = None,
+            postprocess: bool = True, uncertainty: bool = False,
             slices=None, nifti: bool = False) -> Predictions:
     """Segment the images of ``inputs`` (files and/or folders) with a trained model; no masks are needed.
 
-    Writes ``out/<stem>.png`` (0/255, the image's size) and, when asked, ``<stem>_prob.png`` (0-255 = 0-1)
-    and ``<stem>_overlay.png``. ``prompt``: the text for a vision-language model (default: the run's fixed
-    prompt). Masks are computed in fp32, as ``vlsm evaluate`` scores them. Every output is checked before
+    Writes ``out/<stem>.png`` (0/255, the image's size) and, when asked, ``<stem>_prob.png`` (0-255 = 0-1),
+    ``<stem>_overlay.png`` and, with test-time augmentation, ``<stem>_uncertainty.png`` (the standard deviation
+    of the flips' probabilities, 0-255 = 0-0.5). ``prompt``: the text for a vision-language model (default: the
+    run's fixed prompt). ``threshold`` None, ``tta`` None and ``postprocess``: the run's (tuned) threshold, its
+    ``eval.tta`` and the post-processing it chose on validation, as :class:`vlsm.Predictor` applies them. Masks
+    are computed in fp32, as ``vlsm evaluate`` scores them. Every output is checked before
     anything is written (:func:`plan_predictions`); the files are written into a staging folder beside ``out``
     and moved into place only when all are written, so a failure (e.g. a corrupt image) leaves nothing behind,
     and earlier predictions that ``overwrite`` would have replaced stay as they were. DICOM, NIfTI and
@@ -119,14 +126,19 @@ def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoi
     from vlsm.predictor import Predictor
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    check_threshold(threshold)
+    if threshold is not None:
+        check_threshold(threshold)
     check_at_least("--batch-size", batch_size)
     check_at_least("--max-pixels", max_pixels)
     with call_scope(trust_checkpoint):
-        predictor = Predictor(checkpoint, device=device, precision=EVAL_PRECISION, batch_size=batch_size)
+        predictor = Predictor(checkpoint, device=device, precision=EVAL_PRECISION, batch_size=batch_size, tta=tta,
+                              postprocess=bool(postprocess))
+        if uncertainty and not predictor.tta:
+            raise UserError("--uncertainty is the spread of the test-time augmentation's flips: add --tta")
         prompt = _prompt(predictor, prompt)
         plan = plan_predictions(inputs, out, slices=slices, nifti=nifti,
-                                probabilities=probabilities, overlays=overlays, overwrite=overwrite)
+                                probabilities=probabilities, overlays=overlays, overwrite=overwrite,
+                                uncertainty=uncertainty)
         check_pixel_limit([r.image_path for r in plan.records], max_pixels, flag="--max-pixels")
         return _write(plan, predictor, prompt, threshold)
 
@@ -141,7 +153,7 @@ def _prompt(predictor, prompt: Optional[str]) -> str:
     return prompt or ""
 
 
-def _write(plan: PredictionPlan, predictor, prompt: str, threshold: float) -> Predictions:
+def _write(plan: PredictionPlan, predictor, prompt: str, threshold: Optional[float]) -> Predictions:
     """Predict every record into a staging folder, then move the files into ``plan.out``."""
     import numpy as np
 
@@ -164,6 +176,9 @@ def _write(plan: PredictionPlan, predictor, prompt: str, threshold: float) -> Pr
             _save_png((pred.mask * 255).astype(np.uint8), folder.path / files["mask"])
             if "prob" in files:
                 _save_png(np.round(pred.probabilities * 255).astype(np.uint8), folder.path / files["prob"])
+            if "uncertainty" in files:  # (a standard deviation of values in [0, 1] is at most 0.5)
+                spread = np.clip(np.round(pred.uncertainty * 510), 0, 255).astype(np.uint8)
+                _save_png(spread, folder.path / files["uncertainty"])
             if "overlay" in files:
                 from vlsm.evaluation.figures import overlay
 

@@ -35,7 +35,8 @@ def table(runs: Sequence[PathLike], *, output: Optional[PathLike] = None, format
           ci_method: str = "percentile", seed: int = 0, compare: Optional[Sequence[str]] = None,
           gains: bool = True, digits: int = 2, overwrite: bool = False) -> TableResult:
     """The results table of run folders, evaluation folders or summary.json files: mean ± std per model and
-    dataset (``metric``: dice, iou or both), best in bold, the ensembles' ``gains``, bootstrap confidence
+    dataset (``metric``: dice, iou, hd95, nsd, both (Dice and IoU) or all (the four; HD95 and NSD from evaluations
+    with the boundary metrics)), best in bold (HD95: the lowest), the ensembles' ``gains``, bootstrap confidence
     intervals (``ci``: ``bootstrap`` resamples at ``confidence``, ``ci_method`` percentile or bca, ``seed``)
     and, with ``compare=(A, B)``, a paired Wilcoxon test per dataset. Numbers are recomputed from each
     per_case.csv and checked against summary.json. ``output`` (.md, .tex, .csv, or ``format``) also writes it;

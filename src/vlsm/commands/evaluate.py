@@ -7,11 +7,19 @@ from vlsm.commands._common import add_model_args, add_trust_arg
 from vlsm.config.flags import add_option_flags, option_values
 
 #: the schema options this command takes as flags (their checks and help come from the schema)
-OPTIONS = ("eval.threshold", "eval.batch_size", "train.device", "data.max_pixels")
+OPTIONS = ("eval.threshold", "eval.batch_size", "train.device", "data.max_pixels", "eval.tta", "eval.postprocess",
+           "eval.boundary_metrics", "eval.nsd_tolerance")
+#: those whose flag, when not given, leaves the run's own setting (its tuned threshold, its eval.tta)
+RUN_DEFAULTS = ("eval.threshold", "eval.tta")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="per-image Dice/IoU at original resolution -> per_case.csv + summary.json",
+    p = sub.add_parser("evaluate", help="per-image Dice/IoU (and with --boundary HD95/NSD) at original resolution -> "
+                                        "per_case.csv + summary.json",
+                       description="Score a run, its model/ folder or a checkpoint on dataset splits at each image's "
+                                   "original resolution. --threshold and --tta default to the run's own (the "
+                                   "threshold tuned on validation, else its eval.threshold); the post-processing the "
+                                   "run chose on validation applies unless --no-postprocess.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="run folder, its model/ folder, or a .ckpt file")
     add_model_args(p)
@@ -23,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--prompt", nargs="+", help="p0..p9, 'all' for a sweep over p0..p9, or fixed text; "
                                                 "default: the run's evaluation prompt (p1)")
-    add_option_flags(p, OPTIONS)
+    add_option_flags(p, RUN_DEFAULTS, defaults=False)  # (not given: the run's threshold and test-time augmentation)
+    add_option_flags(p, [k for k in OPTIONS if k not in RUN_DEFAULTS])
     p.add_argument("-o", "--out", help="output folder (default: RUN/eval/<dataset>-<split>[-<prompt>])")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation's per_case.csv and "
                                                               "summary.json in the output folder")
@@ -39,10 +48,12 @@ def run(args) -> int:
     done = evaluate(args.checkpoint, model=args.model, pretrained=args.pretrained, preset=args.preset,
                     variant=args.variant, overrides=dict(args.model_set), image_size=args.img_size,
                     zero_shot=args.zero_shot, allow_partial_weights=args.allow_partial_weights, data=args.data,
-                    split=args.split, prompt=args.prompt, threshold=values["eval.threshold"],
+                    split=args.split, prompt=args.prompt, threshold=values.get("eval.threshold"),
                     batch_size=values["eval.batch_size"], device=values["train.device"], out=args.out,
                     max_pixels=values.get("data.max_pixels"), overwrite=args.overwrite,
-                    trust_checkpoint=args.trust_checkpoint)
+                    trust_checkpoint=args.trust_checkpoint, tta=values.get("eval.tta"),
+                    postprocess=values["eval.postprocess"], boundary=values["eval.boundary_metrics"],
+                    nsd_tolerance=values["eval.nsd_tolerance"])
     for result, folder in zip(done.results, done.folders):
         print(f"wrote {folder}/{result.per_case} and {SUMMARY_FILE}")
     print(done.table())

@@ -7,7 +7,9 @@ from vlsm.commands._common import add_trust_arg
 from vlsm.config.flags import add_option_flags, option_values
 
 #: the schema options this command takes as flags (their checks and help come from the schema)
-OPTIONS = ("eval.threshold", "eval.batch_size", "train.device", "data.max_pixels")
+OPTIONS = ("eval.threshold", "eval.batch_size", "train.device", "data.max_pixels", "eval.tta", "eval.postprocess")
+#: those whose flag, when not given, leaves the run's own setting (its tuned threshold, its eval.tta)
+RUN_DEFAULTS = ("eval.threshold", "eval.tta")
 
 
 def register(sub) -> None:
@@ -24,7 +26,10 @@ def register(sub) -> None:
                         "(from 0) or all of them, one <stem>_slice012.png each (without it they are refused)")
     p.add_argument("--nifti", action="store_true",
                    help="also write each NIfTI input's masks as <stem>.nii.gz (0/1) on the input's voxels")
-    add_option_flags(p, OPTIONS)
+    p.add_argument("--uncertainty", action="store_true", help="with --tta: also write <stem>_uncertainty.png, the "
+                                                              "std of the flips' probabilities (0-255 = 0-0.5)")
+    add_option_flags(p, RUN_DEFAULTS, defaults=False)  # (not given: the run's threshold and test-time augmentation)
+    add_option_flags(p, [k for k in OPTIONS if k not in RUN_DEFAULTS])
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files an earlier `vlsm predict` wrote into OUT (nothing else)")
     add_trust_arg(p)
@@ -35,9 +40,10 @@ def run(args) -> int:
     from vlsm.api import predict
 
     values = option_values(args, OPTIONS)
-    done = predict(args.input, args.output, args.checkpoint, prompt=args.prompt, threshold=values["eval.threshold"],
+    done = predict(args.input, args.output, args.checkpoint, prompt=args.prompt, threshold=values.get("eval.threshold"),
                    probabilities=args.probabilities, overlays=args.overlays, batch_size=values["eval.batch_size"],
                    device=values["train.device"], max_pixels=values.get("data.max_pixels"), overwrite=args.overwrite,
-                   trust_checkpoint=args.trust_checkpoint, slices=args.slice, nifti=args.nifti)
+                   trust_checkpoint=args.trust_checkpoint, slices=args.slice, nifti=args.nifti, tta=values.get("eval.tta"),
+                   postprocess=values["eval.postprocess"], uncertainty=args.uncertainty)
     print(f"wrote {len(done.masks)} mask(s) to {done.out}")
     return 0

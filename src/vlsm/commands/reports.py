@@ -19,8 +19,9 @@ def register(sub) -> None:
                    help="run folders, evaluation folders or summary.json files")
     t.add_argument("-o", "--output", help="output file; format from its extension (.md, .tex, .csv)")
     t.add_argument("--format", choices=("md", "tex", "csv"), help="output format (default: by extension)")
-    t.add_argument("--metric", choices=("dice", "iou", "both"), default="dice",
-                   help="score in the cells; both = a Dice and an IoU column per dataset (default: dice)")
+    t.add_argument("--metric", choices=("dice", "iou", "hd95", "nsd", "both", "all"), default="dice",
+                   help="score in the cells; both = a Dice and an IoU column per dataset, all = Dice, IoU, HD95 and "
+                        "NSD (HD95/NSD need evaluations with --boundary; HD95's best is its lowest) (default: dice)")
     t.add_argument("--no-ci", action="store_true", help="leave out the bootstrap confidence intervals")
     t.add_argument("--bootstrap", type=int, default=10000, metavar="N", help="bootstrap resamples (default: 10000)")
     t.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default: 0.95)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from vlsm.commands._common import add_trust_arg
+from vlsm.config.flags import add_option_flags, option_values
 
 
 def register(sub) -> None:
@@ -18,6 +19,7 @@ def register(sub) -> None:
                         "needs --auth-file/--auth or --no-auth")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_option_flags(p, ["eval.tta"], defaults=False)  # (not given: each run's own; with TTA the page shows the uncertainty)
     p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
                    help="test images offered per dataset of the runs (0: none)")
     login = p.add_argument_group("login")
@@ -74,5 +76,6 @@ def run(args) -> int:
         print(f"vlsm serve: {warning}", flush=True)
     serve(args.runs, host=args.host, port=args.port, device=args.device, examples=args.examples,
           max_pixels=args.max_pixels, max_file_size=args.max_file_size, concurrency=args.concurrency,
-          max_queue=args.max_queue, auth=auth, allow_open=args.no_auth, trust_checkpoint=args.trust_checkpoint)
+          max_queue=args.max_queue, auth=auth, allow_open=args.no_auth, trust_checkpoint=args.trust_checkpoint,
+          tta=option_values(args, ["eval.tta"]).get("eval.tta"))
     return 0

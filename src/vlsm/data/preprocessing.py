@@ -135,10 +135,13 @@ class Preprocessor:
 
 
 def preprocess_json(model, *, export_format: str, opset: int, input_names: list, threshold: float,
-                    default_prompt: Optional[str], tokenizer_files: list) -> dict:
+                    default_prompt: Optional[str], tokenizer_files: list, tta_flip_axes: Sequence = ((),),
+                    postprocessing: Optional[dict] = None) -> dict:
     """``preprocess.json`` of an ONNX export of ``model``: everything a runtime must do around the graph
-    (preprocess the image and prompt as :meth:`Preprocessor.to_json` says, then resize the logits back,
-    sigmoid, threshold)."""
+    (preprocess the image and prompt as :meth:`Preprocessor.to_json` says, run the graph on each test-time
+    view (``tta_flip_axes``: the axes each view flips, ``[[]]`` for none), resize each view's logits back,
+    sigmoid, average, threshold, then the ``postprocessing`` rule: ``{"rule": "none" | "largest_component" |
+    "min_size", "min_size": fraction of the image's pixels or None}``)."""
     s = model.preprocess.image_size
     length = model.preprocess.context_length
     shapes = {"pixel_values": ["batch", 3, s, s], "input_ids": ["batch", length], "attention_mask": ["batch", length]}
@@ -157,6 +160,12 @@ def preprocess_json(model, *, export_format: str, opset: int, input_names: list,
         "postprocess": ("resize logits[i, 0] to the image's original (height, width) with bilinear interpolation "
                         "(half-pixel centres, align_corners=False, no antialiasing), then sigmoid, then "
                         "mask = probability > threshold"),
+        # test-time augmentation: run the graph on each view (pixel_values flipped on these axes), flip each view's
+        # logits back on the same axes, resize and sigmoid each, then average the probabilities
+        "tta": {"flip_axes": [list(axes) for axes in tta_flip_axes], "combine": "mean of the probabilities"},
+        # then on the mask: keep every 8-connected component (none), only the largest (the first in raster order
+        # among equals), or those of at least min_size x the image's pixels
+        "postprocessing": {"rule": "none", "min_size": None, "connectivity": 8, **(postprocessing or {})},
     }
 
 

@@ -371,7 +371,7 @@ def qualitative_from_runs(run_dirs: Sequence[Union[str, Path]], image_names: Seq
             other = next(m[3] for m in models if m[0] == label)
             raise ValueError(f"{other} and {run} are both labelled {label!r}; pass only one of them")
         prompt = cfg.data.resolved_eval_prompt() if cfg else "p1"
-        thr = threshold if threshold is not None else (cfg.eval.threshold if cfg else 0.5)
+        thr = threshold if threshold is not None else predictor.threshold  # (the run's: tuned, else eval.threshold)
         paths = (list(cfg.data.paths) + list(cfg.data.test_paths)) if cfg else []
         models.append((label, predictor, (prompt, thr, paths), run))
     if data:

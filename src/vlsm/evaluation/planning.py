@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Union
 from vlsm.data.prompts import PROMPT_KEYS
 from vlsm.errors import UserError
 from vlsm.evaluation.evaluate import EvalTarget
+from vlsm.evaluation.metrics import NSD_TOLERANCE
 from vlsm.runs import RunFolder, eval_name, require_writable
 
 PathLike = Union[str, Path]
@@ -16,13 +17,14 @@ PathLike = Union[str, Path]
 def plan_targets(predictor, *, data: Optional[Sequence[PathLike]] = None, split: str = "test",
                  prompts: Optional[Sequence[str]] = None, threshold: float = 0.5, out: Optional[PathLike] = None,
                  run: Optional[RunFolder] = None, overwrite: bool = False, extra: Optional[dict] = None,
-                 max_pixels: Optional[int] = None) -> list[EvalTarget]:
+                 max_pixels: Optional[int] = None, boundary: bool = False,
+                 nsd_tolerance: float = NSD_TOLERANCE) -> list[EvalTarget]:
     """The :class:`EvalTarget` s of one evaluation of ``predictor`` (a :class:`vlsm.Predictor`).
 
     ``data``: dataset folders (default: the run's). ``prompts``: prompt keys or texts, ``["all"]`` for p0..p9
     (default: the run's evaluation prompt, else p1). Results go to ``out`` (one folder; a subfolder per
     dataset/prompt when there are several) or else to the run folder ``run``'s ``eval/<dataset>-<split>
-    [-<prompt>]``. Refuses (one line each) a missing dataset or output, an image-only model asked for a
+    [-<prompt>]``. ``boundary``: HD95 and NSD (at ``nsd_tolerance``) too. Refuses (one line each) a missing dataset or output, an image-only model asked for a
     prompt sweep, an output that cannot be written or holds an evaluation (unless ``overwrite``), and
     unreadable images, image/mask size mismatches and images over ``max_pixels`` (the data check's rules)."""
     from vlsm.data import load_records
@@ -50,7 +52,7 @@ def plan_targets(predictor, *, data: Optional[Sequence[PathLike]] = None, split:
             done = RunFolder(folder).summary_file
             if done.exists() and not overwrite:
                 raise UserError(f"{done} exists; pass --overwrite or another -o")
-            targets.append(EvalTarget(name, split, records, prompt, threshold, folder, extra))
+            targets.append(EvalTarget(name, split, records, prompt, threshold, folder, extra, boundary, nsd_tolerance))
     return targets
 
 

@@ -140,16 +140,21 @@ def export_graph(model: SegmentationModel, path: Path, opset: int = DEFAULT_OPSE
 
 
 def preprocess_info(model: SegmentationModel, input_names: list[str], threshold: float,
-                    opset: int, prompt: Optional[str], tokenizer_files: list[str]) -> dict:
-    """What a runtime must do around the graph (written as ``preprocess.json``; vlsm.data.preprocessing)."""
+                    opset: int, prompt: Optional[str], tokenizer_files: list[str], tta: bool = False,
+                    postprocessing: Optional[dict] = None) -> dict:
+    """What a runtime must do around the graph (written as ``preprocess.json``; vlsm.data.preprocessing): with
+    ``tta``, the flips of :data:`vlsm.predictor.TTA_FLIPS`; ``postprocessing``: the run's rule (``rule``,
+    ``min_size``)."""
     from vlsm.data.preprocessing import preprocess_json
+    from vlsm.predictor import TTA_FLIPS
 
     return preprocess_json(model, export_format=EXPORT_FORMAT, opset=opset, input_names=input_names,
-                           threshold=threshold, default_prompt=prompt, tokenizer_files=tokenizer_files)
+                           threshold=threshold, default_prompt=prompt, tokenizer_files=tokenizer_files,
+                           tta_flip_axes=list(TTA_FLIPS.values()) if tta else [()], postprocessing=postprocessing)
 
 
 def write_export(model: SegmentationModel, out: Path, *, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
-                 prompt: Optional[str] = None) -> list[str]:
+                 prompt: Optional[str] = None, tta: bool = False, postprocessing: Optional[dict] = None) -> list[str]:
     """Write model.onnx, preprocess.json and (text models) tokenizer files into the folder ``out``."""
     names = export_graph(model, out / ONNX_FILE, opset)
     files: list[str] = []
@@ -161,7 +166,7 @@ def write_export(model: SegmentationModel, out: Path, *, threshold: float = 0.5,
             hf.save(str(out / name))
         if hasattr(tok, "save"):
             tok.save(out)  # vlsm's own tokenizer files too: vlsm.text.load_tokenizer(out) works
-    info = preprocess_info(model, names, threshold, opset, prompt, files)
+    info = preprocess_info(model, names, threshold, opset, prompt, files, tta, postprocessing)
     (out / PREPROCESS_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return names
 
@@ -224,8 +229,11 @@ def check_export(model: SegmentationModel, folder: Path) -> float:
 
 
 def export_onnx(model: SegmentationModel, out, *, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
-                prompt: Optional[str] = None, overwrite: bool = False) -> Path:
+                prompt: Optional[str] = None, overwrite: bool = False, tta: bool = False,
+                postprocessing: Optional[dict] = None) -> Path:
     """Export ``model`` to the folder ``out`` (created; an earlier export replaced only with ``overwrite``).
+    ``threshold``, ``tta`` and ``postprocessing`` (``{"rule", "min_size"}``) go into ``preprocess.json``: what the
+    run's evaluation used.
 
     Everything is written to a temporary folder beside ``out`` first, checked against onnxruntime
     (:func:`check_export`) and moved into place at the end, so a failed export leaves nothing behind.
@@ -240,7 +248,8 @@ def export_onnx(model: SegmentationModel, out, *, threshold: float = 0.5, opset:
     model.eval()
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.")
     try:
-        write_export(model.cpu(), tmp, threshold=threshold, opset=opset, prompt=prompt)
+        write_export(model.cpu(), tmp, threshold=threshold, opset=opset, prompt=prompt, tta=tta,
+                     postprocessing=postprocessing)
         check_export(model, tmp)
         if out.exists():
             shutil.rmtree(out)

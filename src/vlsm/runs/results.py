@@ -42,17 +42,26 @@ class CaseResult:
     height: int
     width: int
     prompt: str = ""
+    hd95: Optional[float] = None  # boundary metrics (evaluation with boundary metrics on), after the others
+    nsd: Optional[float] = None
 
 
-PER_CASE_FIELDS = tuple(f.name for f in dataclasses.fields(CaseResult))
+#: the columns every per_case.csv has, in this order
+PER_CASE_FIELDS = ("name", "dice", "iou", "gt_area", "pred_area", "height", "width", "prompt")
+#: the boundary metrics' columns, after those, when the evaluation computed them (HD95 in pixels or mm)
+BOUNDARY_FIELDS = ("hd95", "nsd")
 #: the columns a report needs; the others are informative
 PER_CASE_REQUIRED = ("name", "dice", "iou")
 
 
 def write_per_case(path: PathLike, cases: Iterable[CaseResult]) -> None:
-    """``per_case.csv``: a header of :data:`PER_CASE_FIELDS`, one row per image (written atomically)."""
+    """``per_case.csv``: a header of :data:`PER_CASE_FIELDS` (and :data:`BOUNDARY_FIELDS` when the cases have
+    boundary metrics), one row per image (written atomically)."""
+    cases = list(cases)
+    boundary = bool(cases) and all(c.hd95 is not None and c.nsd is not None for c in cases)
+    fields = PER_CASE_FIELDS + (BOUNDARY_FIELDS if boundary else ())
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=PER_CASE_FIELDS)
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for case in cases:
         writer.writerow(dataclasses.asdict(case))
@@ -61,11 +70,14 @@ def write_per_case(path: PathLike, cases: Iterable[CaseResult]) -> None:
 
 @dataclass
 class PerCaseScores:
-    """What a report reads from ``per_case.csv``: image names with their Dice and IoU."""
+    """What a report reads from ``per_case.csv``: image names with their Dice and IoU, and their HD95 and NSD
+    when the file has those columns (else None)."""
 
     names: list
     dice: list
     iou: list
+    hd95: Optional[list] = None
+    nsd: Optional[list] = None
 
 
 def read_per_case(path: PathLike) -> PerCaseScores:
@@ -81,12 +93,17 @@ def read_per_case(path: PathLike) -> PerCaseScores:
         if missing:
             raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; expected columns "
                              f"{','.join(PER_CASE_FIELDS)}")
-        scores, seen = PerCaseScores([], [], []), {}
+        boundary = all(c in header for c in BOUNDARY_FIELDS)
+        scores, seen = PerCaseScores([], [], [], [] if boundary else None, [] if boundary else None), {}
         for line_no, row in enumerate(reader, start=2):
             name, d, j = _case_row(path, line_no, row, seen)
             scores.names.append(name)
             scores.dice.append(d)
             scores.iou.append(j)
+            if boundary:
+                hd, surface = _boundary_row(path, line_no, name, row)
+                scores.hd95.append(hd)
+                scores.nsd.append(surface)
     if not scores.names:
         raise ValueError(f"{path} has no images: re-run the evaluation")
     return scores
@@ -110,6 +127,19 @@ def _case_row(path: Path, line_no: int, row: dict, seen: dict) -> tuple[str, flo
     return name, d, j
 
 
+def _boundary_row(path: Path, line_no: int, name: str, row: dict) -> tuple[float, float]:
+    """The checked HD95 (finite, at least 0) and NSD (in [0, 1]) of one row."""
+    try:
+        hd, surface = float(row["hd95"]), float(row["nsd"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path} line {line_no}: hd95/nsd of {name!r} are not numbers "
+                         f"({row.get('hd95')!r}, {row.get('nsd')!r})") from None
+    if not (math.isfinite(hd) and hd >= 0 and math.isfinite(surface) and 0 <= surface <= 1):
+        raise ValueError(f"{path} line {line_no}: hd95 of {name!r} must be a distance of at least 0 and its nsd "
+                         f"in [0, 1], got {hd}, {surface}")
+    return hd, surface
+
+
 # ---------------------------------------------------------------------------------------------
 # summary.json
 # ---------------------------------------------------------------------------------------------
@@ -128,9 +158,23 @@ class EvalResult:
     threshold: float
     prompt: str
     per_case: str = PER_CASE_FILE  # relative to the summary.json that lists it
+    # written only when set: boundary metrics (HD95 in distance_unit, NSD at nsd_tolerance in that unit) and
+    # the inference options that are not the default (test-time augmentation, post-processing)
+    hd95_mean: Optional[float] = None
+    hd95_std: Optional[float] = None
+    nsd_mean: Optional[float] = None
+    nsd_std: Optional[float] = None
+    nsd_tolerance: Optional[float] = None
+    distance_unit: Optional[str] = None
+    tta: Optional[bool] = None
+    postprocessing: Optional[str] = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in _OPTIONAL_RESULT}
+
+
+_OPTIONAL_RESULT = ("hd95_mean", "hd95_std", "nsd_mean", "nsd_std", "nsd_tolerance", "distance_unit", "tta",
+                    "postprocessing")
 
 
 def model_label(model) -> str:
@@ -205,6 +249,67 @@ def write_evaluation(folder: PathLike, cases: Sequence[CaseResult], result: Eval
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# The post-processing and threshold a run chose on validation (RUN/summary.json "train"."postprocessing")
+# ---------------------------------------------------------------------------------------------
+#: mask post-processing rules: none, keep the largest connected component, drop components under a size
+POSTPROCESSING_RULES = ("none", "largest_component", "min_size")
+#: the summary.json key (under "train") of the choice made after training
+POSTPROCESSING_KEY = "postprocessing"
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """A rule applied to a thresholded mask (by :class:`vlsm.Predictor`): ``none``; ``largest_component``, keep
+    only the largest 8-connected component (the first in raster order among equals); or ``min_size``, drop the
+    8-connected components smaller than ``min_size`` times the image's pixel count."""
+
+    rule: str = "none"
+    min_size: Optional[float] = None  # fraction of the image's pixels, for rule "min_size"
+
+    def __post_init__(self):
+        if self.rule not in POSTPROCESSING_RULES:
+            raise ValueError(f"post-processing rule {self.rule!r} is unknown; use one of {', '.join(POSTPROCESSING_RULES)}")
+        if (self.rule == "min_size") != (self.min_size is not None):
+            raise ValueError("post-processing: min_size (a fraction of the image's pixels) goes with rule min_size only")
+        if self.min_size is not None and not (isinstance(self.min_size, (int, float)) and 0 < self.min_size < 1):
+            raise ValueError(f"post-processing: min_size must be a fraction of the image's pixels in (0, 1), "
+                             f"got {self.min_size!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.rule != "none"
+
+    def describe(self) -> str:
+        """``none``, ``largest_component`` or ``min_size:0.005`` (what a result's ``postprocessing`` says)."""
+        return f"min_size:{self.min_size:g}" if self.rule == "min_size" else self.rule
+
+    @classmethod
+    def parse(cls, value) -> "PostProcessing":
+        """A rule from its :meth:`describe` text, a dict with ``rule`` (and ``min_size``) or a PostProcessing."""
+        if isinstance(value, PostProcessing):
+            return value
+        if isinstance(value, dict):
+            return cls(str(value.get("rule", "none")), value.get("min_size"))
+        text = str(value)
+        rule, _, size = text.partition(":")
+        try:
+            return cls(rule, float(size) if size else None)
+        except ValueError as err:
+            raise ValueError(f"post-processing {text!r}: {err}; e.g. none, largest_component or min_size:0.005") \
+                from None
+
+
+def chosen_inference(summary: Optional[dict]) -> tuple[Optional[float], PostProcessing]:
+    """The threshold (None when not recorded) and post-processing a run's summary.json records as chosen on
+    validation (``PostProcessing()`` when none was)."""
+    record = ((summary or {}).get("train") or {}).get(POSTPROCESSING_KEY)
+    if not isinstance(record, dict):
+        return None, PostProcessing()
+    threshold = record.get("threshold")
+    return (float(threshold) if isinstance(threshold, (int, float)) else None), PostProcessing.parse(record)
+
+
 def summary_files(path: PathLike) -> list[Path]:
     """The summary.json files a path stands for: the file, a folder's own, or a run's eval/*/ ones."""
     path = Path(path)
@@ -223,6 +328,7 @@ def summary_files(path: PathLike) -> list[Path]:
                             f"or evaluate the run first with `vlsm evaluate`")
 
 
-__all__ = ["CaseResult", "EMPTY_MASK_POLICY", "EvalResult", "METRICS_FIELDS", "PER_CASE_FIELDS", "PER_CASE_REQUIRED", "PerCaseScores",
+__all__ = ["BOUNDARY_FIELDS", "POSTPROCESSING_KEY", "POSTPROCESSING_RULES", "PostProcessing", "chosen_inference",
+           "CaseResult", "EMPTY_MASK_POLICY", "EvalResult", "METRICS_FIELDS", "PER_CASE_FIELDS", "PER_CASE_REQUIRED", "PerCaseScores",
            "model_info", "model_label", "now", "read_per_case", "read_summary", "summary_files", "summary_label",
            "write_evaluation", "write_per_case", "write_summary"]

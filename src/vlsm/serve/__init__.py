@@ -22,7 +22,8 @@ def serve(run_paths: Sequence, *, host: str = "127.0.0.1", port: int = 7860, dev
           examples: int = DEFAULT_EXAMPLES, max_pixels: int = DEFAULT_MAX_PIXELS,
           max_file_size=DEFAULT_MAX_FILE_SIZE, concurrency: int = DEFAULT_CONCURRENCY,
           max_queue: int = DEFAULT_MAX_QUEUE, auth: Optional[Sequence[tuple[str, str]]] = None,
-          allow_open: bool = False, trust_checkpoint: bool = False, prevent_thread_lock: bool = False):
+          allow_open: bool = False, trust_checkpoint: bool = False, prevent_thread_lock: bool = False,
+          tta: Optional[bool] = None):
     """Load the runs and serve the app at ``http://host:port`` (blocks until interrupted unless
     ``prevent_thread_lock``; then returns the running ``gradio.Blocks``, whose ``close()`` also
     removes the server's private folder).
@@ -31,7 +32,8 @@ def serve(run_paths: Sequence, *, host: str = "127.0.0.1", port: int = 7860, dev
     (anything but 127.x.x.x, ::1, localhost) is refused without ``auth`` unless ``allow_open``.
     ``concurrency`` segmentations run at once and at most ``max_queue`` wait; uploads over
     ``max_file_size`` (``"200mb"`` or bytes) or ``max_pixels`` are refused. ``trust_checkpoint``
-    lets checkpoints that need arbitrary Python objects (pickle) load: only for trusted files.
+    lets checkpoints that need arbitrary Python objects (pickle) load: only for trusted files. ``tta``:
+    test-time augmentation for every run, with its uncertainty shown (None: as each run's eval.tta).
     """
     import os
 
@@ -46,7 +48,7 @@ def serve(run_paths: Sequence, *, host: str = "127.0.0.1", port: int = 7860, dev
     files = ServerFiles().use_for_gradio()  # before Gradio builds anything: its upload cache goes there
     try:
         app = _build(run_paths, files, device=device, examples=examples, max_pixels=max_pixels,
-                     trust_checkpoint=trust_checkpoint)
+                     trust_checkpoint=trust_checkpoint, tta=tta)
         _announce(app, host, port, auth, allow_open)
         _launch(app, files, host=host, port=port, auth=auth, max_bytes=max_bytes, concurrency=concurrency,
                 max_queue=max_queue, prevent_thread_lock=prevent_thread_lock)
@@ -58,12 +60,12 @@ def serve(run_paths: Sequence, *, host: str = "127.0.0.1", port: int = 7860, dev
     return app
 
 
-def _build(run_paths, files, *, device, examples, max_pixels, trust_checkpoint):
+def _build(run_paths, files, *, device, examples, max_pixels, trust_checkpoint, tta=None):
     from vlsm.serve.app import build_app, require_gradio
     from vlsm.serve.session import Segmenter, load_examples, load_runs
 
     require_gradio()  # before the (slow) model loading
-    runs = load_runs(run_paths, device=device, trust_checkpoint=trust_checkpoint)
+    runs = load_runs(run_paths, device=device, trust_checkpoint=trust_checkpoint, tta=tta)
     app = build_app(runs, load_examples(runs, examples), max_pixels=max_pixels,
                     segmenter=Segmenter(list(runs), out_dir=files.masks))
     app.server_files = files

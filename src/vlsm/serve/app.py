@@ -16,8 +16,8 @@ INSTALL_HINT = 'the web app needs Gradio: pip install "vlsm-ensemble[serve]"'
 INTRO = ("# vlsm: segment an image\n"
          "Upload an image or pick a test image of the runs' datasets, give a prompt, choose runs, press "
          "**Segment**. Research use only; not a medical device.")
-# per run: its box, the summary line, overlay, mask, probability map, TP/FP/FN overlay, mask download
-SLOT_SIZE = 7
+# per run: its box, the summary line, overlay, mask, probability map, TP/FP/FN overlay, uncertainty (TTA), mask download
+SLOT_SIZE = 8
 
 
 def require_gradio():
@@ -88,22 +88,25 @@ class _Handlers:
                 continue
             values += [self.gr.update(visible=True), out.summary(), out.overlay, out.mask, out.probabilities,
                        self.gr.update(value=out.errors, visible=out.errors is not None),
+                       self.gr.update(value=out.uncertainty, visible=out.uncertainty is not None),
                        str(out.mask_file) if out.mask_file else None]
         done = sum(o is not None and not o.message for o in outputs)
         return [f"Segmented **{state['name']}** with {done} run(s).", *values]
 
 
 def _run_slots(gr, runs: Sequence[ServedRun]) -> list:
-    """Per run: its (hidden) box, summary line, overlay, mask, probability map, TP/FP/FN overlay, mask download."""
+    """Per run: its (hidden) box, summary line, overlay, mask, probability map, TP/FP/FN overlay, uncertainty (with
+    test-time augmentation), mask download."""
     slots = []
     for i in range(len(runs)):
         with gr.Column(visible=False) as box:
             info = gr.Markdown(elem_id=f"run-{i}-info")
             with gr.Row():
                 images = [gr.Image(label=label, format="png", interactive=False, elem_id=f"run-{i}-{key}",
-                                   buttons=["download", "fullscreen"], visible=key != "errors")
+                                   buttons=["download", "fullscreen"], visible=key not in ("errors", "uncertainty"))
                           for key, label in (("overlay", "overlay"), ("mask", "mask"),
-                                             ("probabilities", "probability"), ("errors", "TP / FP / FN"))]
+                                             ("probabilities", "probability"), ("errors", "TP / FP / FN"),
+                                             ("uncertainty", "uncertainty (std over flips)"))]
             download = gr.File(label="mask PNG", interactive=False, elem_id=f"run-{i}-download")
         slots += [box, info, *images, download]
     return slots

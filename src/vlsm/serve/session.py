@@ -29,7 +29,8 @@ class UploadError(ValueError):
 
 @dataclass
 class ServedRun:
-    """One run the app serves: its predictor and the threshold its evaluation used."""
+    """One run the app serves: its predictor and the threshold its evaluation used (the one tuned on
+    validation, else its eval.threshold)."""
 
     path: Path
     predictor: Predictor
@@ -73,6 +74,7 @@ class RunOutput:
     mask: Optional[np.ndarray] = None          # (H, W) uint8 0/255
     probabilities: Optional[np.ndarray] = None  # (H, W, 3) uint8, colour-mapped
     errors: Optional[np.ndarray] = None        # TP/FP/FN overlay when a ground truth is known
+    uncertainty: Optional[np.ndarray] = None   # (H, W, 3) uint8, colour-mapped std of the TTA flips' probabilities
     dice: Optional[float] = None
     seconds: float = 0.0
     prompt: str = ""
@@ -87,17 +89,21 @@ class RunOutput:
             parts.append(f"prompt “{self.prompt}”")
         if self.dice is not None:
             parts.append(f"Dice {100 * self.dice:.2f} %")
+        if self.uncertainty is not None:
+            parts.append("test-time augmentation")
         return " · ".join(parts)
 
 
-def load_runs(paths: Sequence, device: str = "auto", trust_checkpoint: bool = False) -> list[ServedRun]:
+def load_runs(paths: Sequence, device: str = "auto", trust_checkpoint: bool = False,
+              tta: Optional[bool] = None) -> list[ServedRun]:
     """One :class:`ServedRun` per path. ``trust_checkpoint`` lets checkpoints that need arbitrary
-    Python objects (pickle) load: loading them can run code, so only for files from a trusted source."""
+    Python objects (pickle) load: loading them can run code, so only for files from a trusted source.
+    ``tta``: test-time augmentation for every run (None: as each run's eval.tta); each run applies the
+    post-processing it chose on validation."""
     runs = []
     for path in paths:
-        predictor = Predictor(path, device=device, trust_checkpoint=trust_checkpoint)
-        threshold = predictor.config.eval.threshold if predictor.config is not None else 0.5
-        runs.append(ServedRun(Path(path), predictor, threshold))
+        predictor = Predictor(path, device=device, trust_checkpoint=trust_checkpoint, tta=tta)
+        runs.append(ServedRun(Path(path), predictor, predictor.threshold))
     labels = [r.label for r in runs]
     for run in runs:  # two runs of one model: tell them apart by folder
         if labels.count(run.label) > 1:
@@ -158,6 +164,14 @@ def probability_map(probabilities: np.ndarray) -> np.ndarray:
     return (colormaps["viridis"](np.clip(probabilities, 0.0, 1.0))[..., :3] * 255).round().astype(np.uint8)
 
 
+def uncertainty_map(spread: np.ndarray) -> np.ndarray:
+    """(H, W) standard deviation of probabilities (at most 0.5) -> (H, W, 3) uint8 with the magma colour map,
+    0.5 brightest."""
+    from matplotlib import colormaps
+
+    return (colormaps["magma"](np.clip(2 * spread, 0.0, 1.0))[..., :3] * 255).round().astype(np.uint8)
+
+
 def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "image"
 
@@ -196,9 +210,10 @@ class Segmenter:
                 probabilities=probability_map(pred.probabilities),
                 errors=None if gt is None else overlay(rgb, pred.mask, gt),
                 dice=None if gt is None else dice_score(pred.mask, gt), seconds=pred.seconds,
-                prompt=text if run.uses_text else "", mask_file=mask_file))
+                prompt=text if run.uses_text else "", mask_file=mask_file,
+                uncertainty=None if pred.uncertainty is None else uncertainty_map(pred.uncertainty)))
         return outputs
 
 
 __all__ = ["ServedRun", "Example", "RunOutput", "Segmenter", "UploadError", "load_runs", "load_examples",
-           "read_upload", "probability_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]
+           "read_upload", "probability_map", "uncertainty_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]

@@ -218,13 +218,20 @@ def _evaluate(run: RunFolder, model, cfg: ExperimentConfig, data, train_info: di
     """Evaluate on every configured split of every dataset (and the extra test sets) through the one evaluation
     path (:func:`vlsm.evaluation.evaluate_targets`); write summary.json and the model card."""
     from vlsm.evaluation.evaluate import EVAL_PRECISION, EvalTarget, evaluate_targets, format_results
+    from vlsm.evaluation.postprocessing import choose_after_training
     from vlsm.model_card import write_model_card
     from vlsm.predictor import Predictor
 
     device = "cuda" if resolve_accelerator(cfg.train.device) == "gpu" else "cpu"
-    predictor = Predictor(model, device=device, precision=EVAL_PRECISION, batch_size=cfg.eval.batch_size)
+    predictor = Predictor(model, device=device, precision=EVAL_PRECISION, batch_size=cfg.eval.batch_size,
+                          tta=cfg.eval.tta)
+    # the threshold and post-processing chosen on validation (recorded; the evaluations apply them)
+    choice = choose_after_training(predictor, cfg, [r for recs in data.records(cfg.data.val_split) for r in recs])
+    if choice is not None:
+        train_info["postprocessing"] = choice.to_dict()
     prompt = cfg.data.resolved_eval_prompt()
-    targets = [EvalTarget(name, split, records, prompt, cfg.eval.threshold, run.eval_dir(name, split))
+    targets = [EvalTarget(name, split, records, prompt, predictor.threshold, run.eval_dir(name, split),
+                          boundary=cfg.eval.boundary_metrics, nsd_tolerance=cfg.eval.nsd_tolerance)
                for name, split, records in data.eval_sets()]
     info = model_info(model)
     summary = run.write_run_summary(info, evaluate_targets(predictor, targets), train_info, leakage=data.leakage())

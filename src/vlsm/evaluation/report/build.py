@@ -9,7 +9,15 @@ import numpy as np
 from vlsm.evaluation import stats
 from vlsm.evaluation.metrics import mean_std
 from vlsm.evaluation.report import policy
-from vlsm.evaluation.report.paper import DATASET_NAMES, METRICS, PAPER_MODEL_ORDER, SPLIT_ORDER, paper_model
+from vlsm.evaluation.report.paper import (
+    DATASET_NAMES,
+    METRIC_CHOICES,
+    METRICS,
+    PAPER_MODEL_ORDER,
+    SPLIT_ORDER,
+    metric_scale,
+    paper_model,
+)
 from vlsm.evaluation.report.results import RunSummary, collect_scores, load_summaries
 from vlsm.evaluation.report.table import Cell, Column, Row, Table
 
@@ -37,20 +45,22 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
 
     Args:
         summaries: run folders, evaluation folders, summary.json paths or :class:`RunSummary`.
-        metric: ``"dice"``, ``"iou"`` or ``"both"`` (a Dice and an IoU column per dataset).
+        metric: ``"dice"``, ``"iou"``, ``"hd95"``, ``"nsd"``, ``"both"`` (a Dice and an IoU column per dataset) or
+            ``"all"`` (Dice, IoU, HD95 and NSD; HD95 and NSD need evaluations with the boundary metrics).
         ci: add a bootstrap confidence interval of the mean to each cell.
         compare: ``(model_a, model_b)`` labels (or names) for a paired Wilcoxon test per dataset.
         gains: show each ensemble's gain over its VLSM.
         n_resamples, confidence, seed, ci_method: bootstrap settings (see :func:`stats.bootstrap_ci`).
         digits: decimals of the percentages shown.
     """
-    if metric not in (*METRICS, "both"):
-        raise ValueError(f"unknown metric {metric!r}; use dice, iou or both")
-    metrics = list(METRICS) if metric == "both" else [metric]
+    if metric not in METRIC_CHOICES:
+        raise ValueError(f"unknown metric {metric!r} (--metric); use {', '.join(METRIC_CHOICES)}")
+    metrics = list(METRIC_CHOICES[metric])
     loaded = load_summaries(summaries)
     if not loaded:
         raise ValueError("no results given: pass at least one run folder or evaluation folder")
     scores = collect_scores(loaded)
+    _check_metrics(scores, metrics)
 
     rows: dict = {}
     for (label, _dataset, _split), sc in scores.items():
@@ -62,13 +72,17 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
 
     for (label, dataset, split), sc in scores.items():
         for m in metrics:
-            values = sc.values(m) * 100.0
+            if not sc.has(m):
+                continue  # (a run evaluated without the boundary metrics: its cell stays empty, a note says so)
+            values = sc.values(m) * metric_scale(m)
             mean, std = mean_std(values)
             interval = None
             if ci:
                 interval = stats.bootstrap_ci(values, np.mean, n_resamples=n_resamples, confidence=confidence,
                                               seed=seed, method=ci_method)
-            rows[label].cells[Column(dataset, split, m)] = Cell(mean, std, sc.n, interval, source=sc.summary_path)
+            unit = (sc.distance_unit or "pixels") if m == "hd95" else "%"
+            rows[label].cells[Column(dataset, split, m)] = Cell(mean, std, sc.n, interval, source=sc.summary_path,
+                                                                unit=unit)
     ordered = sorted(rows.values(), key=_model_key)
 
     notes = []
@@ -77,6 +91,7 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
     if gains:
         notes += policy.add_gains(ordered, columns)
     notes += policy.consistency_notes(scores, data_keys)
+    notes += policy.boundary_notes(scores, metrics)
     notes += policy.leakage_notes(loaded)
 
     comparisons = []
@@ -84,12 +99,22 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
         comparisons, cnotes = policy.compare(ordered, scores, data_keys, metrics, compare)
         notes += cnotes
 
-    head = [policy.describe(metrics, ci, n_resamples, confidence, seed, ci_method, gains, ordered)]
+    units = {sc.distance_unit for sc in scores.values() if sc.has("hd95")}
+    head = [policy.describe(metrics, ci, n_resamples, confidence, seed, ci_method, gains, ordered, units)]
     sizes = policy.sizes(scores, data_keys)
     if sizes:
         head.append(sizes)
     return Table(columns=columns, rows=ordered, comparisons=comparisons, notes=head + notes, metric=metric,
                  digits=digits)
+
+
+def _check_metrics(scores: dict, metrics: list) -> None:
+    """Refuse a metric that no result has (one line naming --metric and the fix)."""
+    for m in metrics:
+        if not any(sc.has(m) for sc in scores.values()):
+            raise ValueError(f"--metric {m if len(metrics) == 1 else 'all'}: no result has {METRICS[m]} scores; "
+                             f"evaluate with the boundary metrics (`vlsm evaluate RUN --boundary`, or train with "
+                             f"--boundary), or use --metric dice, iou or both")
 
 
 FORMATS = {".md": "md", ".markdown": "md", ".tex": "tex", ".csv": "csv"}

@@ -30,8 +30,23 @@ DATASET_NAMES = {
     "camus": "CAMUS",
 }
 
-METRICS = {"dice": "Dice", "iou": "IoU"}
+METRICS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "nsd": "NSD"}
+#: metrics where lower is better: the best of a column is its lowest, an ensemble is compared with its lower VLSM
+LOWER_IS_BETTER = frozenset({"hd95"})
+#: what ``--metric`` may ask for: one metric, ``both`` (Dice and IoU) or ``all`` (the four)
+METRIC_CHOICES = {"dice": ("dice",), "iou": ("iou",), "hd95": ("hd95",), "nsd": ("nsd",), "both": ("dice", "iou"),
+                  "all": ("dice", "iou", "hd95", "nsd")}
 SPLIT_ORDER = ("test", "val", "train")
+
+
+def metric_scale(metric: str) -> float:
+    """What a table multiplies a score by: 100 (percent) for the overlap metrics and NSD, 1 for HD95 (a distance)."""
+    return 1.0 if metric == "hd95" else 100.0
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether score ``a`` is better than ``b`` for ``metric``."""
+    return a < b if metric in LOWER_IS_BETTER else a > b
 
 
 def norm(text: str) -> str:
@@ -59,5 +74,5 @@ def column_title(dataset: str, split: str) -> str:
     return title if split == "test" else f"{title} ({split})"
 
 
-__all__ = ["DATASET_NAMES", "ENSEMBLE_REFERENCES", "METRICS", "PAPER_MODEL_ORDER", "SPLIT_ORDER", "column_title", "dataset_title",
-           "norm", "paper_model"]
+__all__ = ["DATASET_NAMES", "ENSEMBLE_REFERENCES", "LOWER_IS_BETTER", "METRICS", "METRIC_CHOICES", "PAPER_MODEL_ORDER",
+           "SPLIT_ORDER", "better", "column_title", "dataset_title", "metric_scale", "norm", "paper_model"]

@@ -9,9 +9,16 @@ from typing import Sequence
 from vlsm.evaluation import stats
 from vlsm.evaluation.report.paper import METRICS, column_title
 
+#: the CSV's columns; the *_pct and gain_points values are in the row's unit (last column): % but for HD95,
+#: whose unit is pixels or mm
 CSV_COLUMNS = ("model", "label", "dataset", "split", "metric", "n", "mean_pct", "std_pct",
                "ci_low_pct", "ci_high_pct", "best", "gain_points", "gain_over", "compare_with",
-               "wilcoxon_statistic", "wilcoxon_p")
+               "wilcoxon_statistic", "wilcoxon_p", "unit")
+
+
+def _unit(metric: str) -> str:
+    """How a comparison's heading states a metric's unit."""
+    return "lower is better" if metric == "hd95" else "%"
 
 
 def to_markdown(table) -> str:
@@ -36,7 +43,7 @@ def _comparisons_markdown(table) -> str:
     out = []
     for (a, b, metric), comps in _group_comparisons(table.comparisons).items():
         out.append(f"Paired Wilcoxon signed-rank test (two-sided), {_md_escape(a)} vs {_md_escape(b)}, "
-                   f"{METRICS[metric]} (%) on the same images:\n")
+                   f"{METRICS[metric]} ({_unit(metric)}) on the same images:\n")
         out.append(_md_row(["Dataset", "n", _md_escape(a), _md_escape(b), "Difference", "W", "p"]))
         out.append("|---|---:|---:|---:|---:|---:|---:|")
         for c in comps:
@@ -73,7 +80,7 @@ def to_latex(table) -> str:
     for (a, b, metric), comps in _group_comparisons(table.comparisons).items():
         lines += ["", "\\begin{table}[t]", "\\centering",
                   f"\\caption{{Paired two-sided Wilcoxon signed-rank test, {_tex_escape(a)} vs "
-                  f"{_tex_escape(b)}, {METRICS[metric]} (\\%) on the same images.}}",
+                  f"{_tex_escape(b)}, {METRICS[metric]} ({_tex_escape(_unit(metric))}) on the same images.}}",
                   "\\begin{tabular}{lrrrrrr}", "\\toprule",
                   f"Dataset & $n$ & {_tex_escape(a)} & {_tex_escape(b)} & Difference & $W$ & $p$ \\\\",
                   "\\midrule"]
@@ -85,7 +92,8 @@ def to_latex(table) -> str:
 
 
 def to_csv(table) -> str:
-    """One line per (model, dataset, split, metric), full precision, percent units."""
+    """One line per (model, dataset, split, metric), full precision, in the unit of the last column (% but for
+    HD95)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -103,7 +111,7 @@ def to_csv(table) -> str:
                 row.name, row.label, col.dataset, col.split, col.metric, cell.n, _num(cell.mean),
                 _num(cell.std), _num(cell.ci[0]) if cell.ci else "", _num(cell.ci[1]) if cell.ci else "",
                 int(cell.best), _num(cell.gain) if cell.gain is not None else "", cell.gain_over or "",
-                other, _num(comp.statistic) if comp else "", f"{comp.pvalue:.6g}" if comp else ""])
+                other, _num(comp.statistic) if comp else "", f"{comp.pvalue:.6g}" if comp else "", cell.unit])
     return buf.getvalue()
 
 def _comparison_cells(table, c) -> list:

@@ -39,14 +39,24 @@ class CaseScores:
     prompt: Optional[str]
     summary_path: Path
     per_case_path: Path
+    hd95: Optional[np.ndarray] = None  # when the evaluation computed the boundary metrics
+    nsd: Optional[np.ndarray] = None
+    distance_unit: Optional[str] = None  # HD95's (and the NSD tolerance's) unit: pixels, mm or mixed
+    nsd_tolerance: Optional[float] = None
 
     @property
     def n(self) -> int:
         return len(self.names)
 
+    def has(self, metric: str) -> bool:
+        return getattr(self, metric, None) is not None
+
     def values(self, metric: str) -> np.ndarray:
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        if not self.has(metric):
+            raise ValueError(f"{self.per_case_path} has no {METRICS[metric]} scores: evaluate with the boundary "
+                             f"metrics (`vlsm evaluate RUN --boundary`), or leave {METRICS[metric]} out of --metric")
         return getattr(self, metric)
 
     def by_name(self, metric: str) -> dict:
@@ -108,10 +118,14 @@ def _load_result(summary_path: Path, model: ModelInfo, index: int, r) -> CaseSco
     if missing:
         raise ValueError(f"{where} lacks {', '.join(missing)}; re-run the evaluation with this vlsm version")
     per_case_path = summary_path.parent / r["per_case"]
-    names, dice, iou = read_per_case(per_case_path)
-    scores = CaseScores(model=model, dataset=str(r["dataset"]), split=str(r["split"]), names=names,
-                        dice=dice, iou=iou, threshold=r.get("threshold"), prompt=r.get("prompt"),
-                        summary_path=summary_path, per_case_path=per_case_path)
+    read = runs.read_per_case(per_case_path)
+    boundary = {m: None if getattr(read, m) is None else np.asarray(getattr(read, m), dtype=np.float64)
+                for m in ("hd95", "nsd")}
+    scores = CaseScores(model=model, dataset=str(r["dataset"]), split=str(r["split"]), names=read.names,
+                        dice=np.asarray(read.dice, dtype=np.float64), iou=np.asarray(read.iou, dtype=np.float64),
+                        threshold=r.get("threshold"), prompt=r.get("prompt"), summary_path=summary_path,
+                        per_case_path=per_case_path, **boundary, distance_unit=r.get("distance_unit"),
+                        nsd_tolerance=r.get("nsd_tolerance"))
     _check_agreement(scores, r)
     return scores
 
@@ -134,6 +148,12 @@ def _check_agreement(scores: CaseScores, r: dict) -> None:
         problems.append(f"n is {r['n']} in the summary but per_case.csv has {scores.n} images")
     else:
         for metric in METRICS:
+            if not scores.has(metric):
+                if f"{metric}_mean" in r:
+                    problems.append(f"{metric}_mean is in the summary but per_case.csv has no {metric} column")
+                continue
+            if f"{metric}_mean" not in r:
+                continue  # (a summary of an older version, without the boundary metrics' means)
             mean, std = mean_std(scores.values(metric))
             for what, mine in (("mean", mean), ("std", std)):
                 key = f"{metric}_{what}"

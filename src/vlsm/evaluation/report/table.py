@@ -35,6 +35,7 @@ class Cell:
     gain_over: Optional[str] = None
     best: bool = False
     source: Optional[Path] = None
+    unit: str = "%"  # HD95: pixels or mm
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Table:
         return find_row(self.rows, model)
 
     def cell(self, model: str, dataset: str, metric: Optional[str] = None, split: str = "test") -> Optional[Cell]:
-        metric = metric or (self.metric if self.metric != "both" else "dice")
+        metric = metric or (self.metric if self.metric not in ("both", "all") else "dice")
         return self.row(model).cells.get(Column(dataset, split, metric))
 
     def render(self, fmt: str) -> str:
