@@ -185,15 +185,16 @@ def _run(plan: TunePlan, result: TuneResult, *, keep_going: bool, stale_after: f
          echo: Echo, warn: Echo) -> None:
     from vlsm.runs import require_writable
     from vlsm.tuning.report import write_report
-    from vlsm.tuning.study import open_storage, open_study, quiet_optuna
+    from vlsm.tuning.study import ask_lock, open_storage, open_study, quiet_optuna
     from vlsm.tuning.worker import run_worker
 
     setup, search = plan.setup, plan.search
     require_writable(setup.folder, flag="--out")
     seed = search.sampler_seed if search.sampler_seed is not None else plan.base.train.seed
     with call_scope(trust_checkpoint), quiet_optuna():
-        storage = open_storage(setup)
-        study = open_study(setup, storage, plan.settings, search=search)
+        with ask_lock(setup.lock_file):  # (two workers starting together create the database once)
+            storage = open_storage(setup)
+            study = open_study(setup, storage, plan.settings, search=search)
         try:
             result.worker = run_worker(study, storage, setup, plan.base, plan.space, search=search, seed=seed,
                                        stale_minutes=stale_after, keep_going=keep_going, echo=echo, warn=warn)

@@ -210,8 +210,8 @@ def count(trials) -> Counts:
 
 @contextlib.contextmanager
 def ask_lock(path: Optional[Path]) -> Iterator[None]:
-    """An exclusive lock on ``path`` (beside a SQLite database) while a worker counts and asks; nothing for other
-    storages (their surplus trials are caught after asking)."""
+    """An exclusive lock on ``path`` (beside a SQLite database) while a worker creates the database and the study,
+    or counts and asks; nothing for other storages (their surplus trials are caught after asking)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on Windows
@@ -219,6 +219,7 @@ def ask_lock(path: Optional[Path]) -> Iterator[None]:
     if path is None or fcntl is None:
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
