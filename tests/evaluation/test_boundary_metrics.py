@@ -116,21 +116,24 @@ def test_evaluation_adds_the_columns_after_the_old_ones(synthetic, tmp_path):
     assert "MONAI" in summary["boundary_metrics"]["implementation"]
 
 
-def test_a_file_with_a_pixel_spacing_gives_mm(synthetic, monkeypatch):
-    import vlsm.data.images as images
-    from vlsm.data import load_split
+def test_a_file_with_a_pixel_spacing_gives_mm(synthetic, tmp_path):
+    """A NIfTI mask gives its voxel size: HD95 and NSD in mm for it, in pixels for the PNG beside it."""
+    import dataclasses
+
+    from medical_samples import write_nifti
+    from vlsm.data import load_mask, load_split, read_spacing
 
     folder, model = synthetic
-    records = load_split(folder, "test")[:2]
-    monkeypatch.setattr(images, "read_spacing", lambda path: (0.5, 0.25), raising=False)
-    assert pixel_spacing(records[0]) == (0.5, 0.25)
-    acc = evaluate_records(model, records, device="cpu", boundary=True, nsd_tolerance=1.0)
-    assert acc.boundary == {"nsd_tolerance": 1.0, "distance_unit": "mm"}
-    from vlsm.data import load_mask
-
-    pred = vlsm.Predictor(model, device="cpu").predict_records(records[:1])
-    gt = load_mask(records[0].mask_path)
-    assert acc.cases[0].hd95 == hd95(next(pred).mask, gt, (0.5, 0.25))
+    png = load_split(folder, "test")[:2]
+    gt = load_mask(png[0].mask_path)
+    nifti = dataclasses.replace(png[0], mask_path=write_nifti(tmp_path / "gt.nii.gz", gt.T.astype(np.uint8),
+                                                              zooms=(0.25, 0.5)))
+    spacing = read_spacing(nifti.mask_path)
+    assert pixel_spacing(nifti) == spacing == (0.5, 0.25) and pixel_spacing(png[1]) is None
+    acc = evaluate_records(model, [nifti, png[1]], device="cpu", boundary=True, nsd_tolerance=1.0)
+    assert acc.boundary == {"nsd_tolerance": 1.0, "distance_unit": "mixed"}
+    [pred] = vlsm.Predictor(model, device="cpu").predict_records([nifti])
+    assert acc.cases[0].hd95 == hd95(pred.mask, gt, spacing) and acc.cases[0].nsd == nsd(pred.mask, gt, 1.0, spacing)
 
 
 def test_evaluate_command_flags(synthetic, tmp_path, capsys):

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from vlsm.data import load_mask
+from vlsm.data import load_mask, read_spacing
 from vlsm.evaluation.metrics import (
     BOUNDARY_EMPTY_RULE,
     NSD_TOLERANCE,
@@ -83,10 +83,6 @@ def evaluate_records(model: Union[SegmentationModel, Predictor], records: Sequen
 def pixel_spacing(record) -> Optional[tuple]:
     """(row_mm, col_mm) of a record's mask file, else of its image file (DICOM, NIfTI, MHD); None for formats
     without one (PNG, JPEG...): the boundary metrics are then in pixels."""
-    try:
-        from vlsm.data.images import read_spacing
-    except ImportError:  # (a vlsm without medical image formats)
-        return None
     for path in (record.mask_path, record.image_path):
         spacing = read_spacing(path) if path is not None else None
         if spacing:
