@@ -203,7 +203,13 @@ class Predictor:
         if tta is not None and not isinstance(tta, bool):
             raise TypeError(f"tta must be True, False or None (the run's), got {tta!r}")
         summary = run.read_summary() if run is not None and run.summary_file.is_file() else None
-        chosen_threshold, chosen_rule = chosen_inference(summary)
+        try:
+            chosen_threshold, chosen_rule = chosen_inference(summary)
+        except ValueError as err:
+            if postprocess is True:
+                raise ValueError(f"{run.summary_file}: train.postprocessing: {err}; train the run again, or pass "
+                                 f"postprocess=False (--no-postprocess) to ignore that record") from None
+            chosen_threshold, chosen_rule = None, PostProcessing()
         self.tta = bool(self.config.eval.tta if tta is None and self.config is not None else tta)
         if postprocess is True:
             self.postprocessing = chosen_rule

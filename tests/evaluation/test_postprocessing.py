@@ -134,6 +134,14 @@ def test_a_trained_run_records_its_choice_and_evaluation_applies_it(crafted, tmp
     off = evaluate(tmp_path / "run", out=tmp_path / "off", device="cpu", postprocess=False).results[0]
     assert again.dice_mean == pytest.approx(np.mean(want)) == pytest.approx(result["dice_mean"])
     assert off.dice_mean < again.dice_mean and off.postprocessing is None
+    summary_file = tmp_path / "run" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["train"]["postprocessing"]["rule"] = "biggest"
+    summary_file.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="train.postprocessing: post-processing rule 'biggest' is unknown") as err:
+        Predictor(tmp_path / "run", device="cpu")
+    assert str(summary_file) in str(err.value) and "--no-postprocess" in str(err.value) and "\n" not in str(err.value)
+    assert Predictor(tmp_path / "run", device="cpu", postprocess=False).postprocessing.rule == "none"
 
 
 def test_the_onnx_example_applies_the_runs_choice(crafted, tmp_path):
