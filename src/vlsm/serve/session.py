@@ -29,12 +29,12 @@ class UploadError(ValueError):
 
 @dataclass
 class ServedRun:
-    """One run the app serves: its predictor and the threshold its evaluation used (the one tuned on
+    """One run the app serves: its predictor and its threshold (None: the predictor's, the run's own: tuned on
     validation, else its eval.threshold)."""
 
     path: Path
     predictor: Predictor
-    threshold: float = 0.5
+    threshold: Optional[float] = None
 
     @property
     def label(self) -> str:
@@ -102,8 +102,9 @@ def load_runs(paths: Sequence, device: str = "auto", trust_checkpoint: bool = Fa
     post-processing it chose on validation."""
     runs = []
     for path in paths:
-        predictor = Predictor(path, device=device, trust_checkpoint=trust_checkpoint, tta=tta)
-        runs.append(ServedRun(Path(path), predictor, predictor.threshold))
+        options = {} if tta is None else {"tta": tta}  # (None: the predictor's default, the run's eval.tta)
+        runs.append(ServedRun(Path(path), Predictor(path, device=device, trust_checkpoint=trust_checkpoint,
+                                                     **options)))
     labels = [r.label for r in runs]
     for run in runs:  # two runs of one model: tell them apart by folder
         if labels.count(run.label) > 1:
