@@ -49,6 +49,15 @@ def kvasir_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def kvasir_runs(kvasir_root, tmp_path_factory):
+    """Kvasir-SEG runs trained once per session, on first use, and shared by the real-data tests
+    (tests/kvasir_runs.py: the budgets)."""
+    from kvasir_runs import KvasirRuns
+
+    return KvasirRuns(kvasir_root, tmp_path_factory.mktemp("kvasir-runs"))
+
+
+@pytest.fixture(scope="session")
 def clinicdb_root() -> Path:
     return _require(data_root() / "clinicdb_polyp", "CVC-ClinicDB (medvlsm layout)")
 

@@ -1,7 +1,6 @@
-"""End to end on real data: `vlsm train` two tiny models on Kvasir-SEG, then `vlsm table` and `vlsm figure`.
-
-Training is a couple of steps (the numbers are meaningless); what is checked is that the table and
-the figure report exactly what each run's summary.json and per_case.csv say.
+"""End to end on real data: two tiny models trained on Kvasir-SEG (the real-data checks' shared runs), then
+`vlsm table` and `vlsm figure`: the table and the figure report exactly what each run's summary.json and
+per_case.csv say.
 """
 from __future__ import annotations
 
@@ -16,35 +15,11 @@ from vlsm.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-FEW_STEPS = """
-train:
-  limit_train_batches: 2
-  limit_val_batches: 1
-data:
-  augment: false
-"""
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
 
 @pytest.fixture(scope="module")
-def runs(kvasir_root, tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    cfg = base / "few_steps.yaml"
-    cfg.write_text(FEW_STEPS)
-    out = []
-    for name in ("unet-d", "clipseg"):
-        run = base / name
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("HF_HUB_OFFLINE", "1")
-            assert main(["train", "-c", str(cfg), "--model", name, "--preset", "tiny", "--img-size", "32",
-                         "--data", str(kvasir_root), "--out", str(run), "--epochs", "1", "--batch-size", "4",
-                         "--num-workers", "0", "--device", "cpu", "--no-progress", "--seed", "0"]) == 0
-        out.append(run)
-    return out
+def runs(kvasir_runs):
+    """Two trained Kvasir runs shared with the real-data learning checks (tests/kvasir_runs.py)."""
+    return [kvasir_runs.unet_d(), kvasir_runs.clipseg_prompts()]
 
 
 def _summary(run):
