@@ -13,11 +13,11 @@ from vlsm.config.flags import add_option_flags, option_values
 
 def flagged_options() -> list[str]:
     """The schema options that ``vlsm train`` takes as flags, in schema order; where two options share a flag
-    name (``--batch-size``: train.batch_size, eval.batch_size) the training one. The ``search`` section's flags are
-    ``vlsm tune``'s."""
+    name (``--batch-size``: train.batch_size, eval.batch_size) the training one. The ``search`` and ``sweep``
+    sections' flags are ``vlsm tune``'s and ``vlsm sweep``'s."""
     keys, seen = [], set()
     for key, option in all_options().items():
-        if option.flag and option.flag not in seen and option.section != "search":
+        if option.flag and option.flag not in seen and option.section not in ("search", "sweep"):
             keys.append(key)
             seen.add(option.flag)
     return keys

@@ -91,7 +91,8 @@ def apply_overrides(cfg: ExperimentConfig, pairs: Iterable[tuple[str, object]], 
     :data:`~vlsm.config.options.COMMAND_LINE`: then the flag), the key and what is valid. ``cfg`` itself is
     never changed.
     """
-    values = {**cfg.to_dict(), "search": cfg.search.model_dump()}  # (to_dict leaves vlsm tune's search out)
+    # (to_dict leaves vlsm tune's search and vlsm sweep's sweep sections out)
+    values = {**cfg.to_dict(), "search": cfg.search.model_dump(), "sweep": cfg.sweep.model_dump()}
     for key, value in pairs:
         _set(values, key, value, where)
     new = validate_config(values, where)

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from vlsm.config.options import Card, Option, option
 from vlsm.config.paths import expand_path
+from vlsm.config.sections import SearchConfig, SweepConfig
 from vlsm.devices import CHANNELS_LAST_MODES, PRECISION_NAMES
 from vlsm.models import ModelSpec
 
@@ -50,6 +51,8 @@ def _weights_path(value):
 _DEVICES = "auto, cpu, cuda, cuda:N or mps"
 _GPUS = "a number of GPUs (at least 1) or auto"
 _BATCHES = "a number of batches (at least 1) or a fraction of them (above 0, at most 1)"
+#: Lightning's loggers a run may log to (train.loggers)
+LOGGER_NAMES = ("csv", "tensorboard", "mlflow", "wandb", "comet", "neptune")
 
 
 def _device(value: str) -> str:
@@ -147,6 +150,42 @@ class DataConfig(BaseModel):
     check: bool = option(True, "check every split read by the rules of `vlsm data check` before training")
     max_pixels: Optional[int] = option(None, "refuse images with more pixels than this; null: Pillow's "
                                              "decompression-bomb limit", flag="--max-pixels", resumable=True, ge=1)
+    folds: Optional[int] = option(None, "K-fold cross-validation on train+val (grouped by patient where the image "
+                                        "names carry one): train on K-1 folds, validate on fold data.fold; null: the "
+                                        "dataset's own splits", flag="--folds", ge=2)
+    fold: Optional[int] = option(None, "the fold validated on, 0..data.folds-1 (the others are trained on)",
+                                 flag="--fold", ge=0)
+    train_fraction: float = option(1.0, "train on this fraction of the training split (whole patients where names "
+                                         "carry one); the subsets are nested: 10% lies inside 25%", flag="--train-fraction",
+                                   gt=0, le=1)
+    split_seed: Optional[int] = option(None, "the seed of the folds and of the training subset; null: train.seed",
+                                       flag="--split-seed", ge=0)
+    patient_pattern: Optional[str] = option(None, "a regular expression whose first group is the patient in an "
+                                                  "image name, for folds and subsets; null: the one `vlsm data "
+                                                  "convert` saved, else every image its own patient",
+                                            flag="--patient-pattern", valid="a regular expression")
+
+    @model_validator(mode="after")
+    def _folds(self):
+        if self.folds is not None and self.fold is None:
+            raise PydanticCustomError("related", "names K folds but not the one validated on: give --fold I (0..K-1) "
+                                                 "too, or train every fold with `vlsm sweep EXP --folds K`",
+                                      {"key": "folds", "value": self.folds})
+        if self.fold is not None and self.folds is None:
+            raise PydanticCustomError("related", "needs data.folds: give --folds K (the number of folds) too",
+                                      {"key": "fold", "value": self.fold})
+        if self.folds is not None and self.fold >= self.folds:
+            raise PydanticCustomError("related", "must be 0..data.folds-1 ({last})",
+                                      {"key": "fold", "last": self.folds - 1, "value": self.fold})
+        if self.patient_pattern is not None:
+            try:
+                re.compile(self.patient_pattern)
+            except re.error as err:
+                raise PydanticCustomError("related", "must be a regular expression whose first group is the patient "
+                                                     "({error}), e.g. '^(patient\\d+)_'",
+                                          {"key": "patient_pattern", "error": str(err),
+                                           "value": self.patient_pattern}) from None
+        return self
 
     def resolved_eval_prompt(self) -> str:
         if self.eval_prompt:
@@ -250,6 +289,17 @@ class TrainConfig(BaseModel):
     profiler: Optional[Literal["simple", "advanced", "pytorch"]] = option(
         None, "profile training with Lightning's profiler (simple, advanced or pytorch); its report goes to RUN/profile/",
         flag="--profiler", resumable=True)
+    loggers: list[Literal[LOGGER_NAMES]] = option(
+        default_factory=lambda: ["csv", "tensorboard"], help="Lightning's loggers: csv, tensorboard (when installed), "
+        "mlflow, wandb, comet, neptune; every run logs its model, data, seed, fold and fraction to them",
+        flag="--loggers", resumable=True)
+    tracking_uri: Optional[str] = option(None, "where the trackers log: MLflow's tracking URI (null: "
+                                               "$MLFLOW_TRACKING_URI, else MLflow's default); W&B, Comet and Neptune "
+                                               "read their own settings (WANDB_MODE=offline ...)", flag="--tracking-uri",
+                                         resumable=True)
+    tracking_project: str = option("vlsm", "the trackers' experiment or project name (MLflow experiment, W&B/Comet "
+                                           "project; Neptune: WORKSPACE/PROJECT)", flag="--tracking-project",
+                                   resumable=True)
     tune_threshold: bool = option(
         False, "after training, choose the mask threshold on the validation split (0.05 to 0.95 in steps of 0.05, "
                "the highest mean Dice); evaluation and prediction then use it", flag="--tune-threshold",
@@ -288,34 +338,6 @@ class EvalConfig(BaseModel):
                                   flag="--nsd-tolerance", ge=0)
 
 
-class SearchConfig(BaseModel):
-    """``search``: the hyperparameter search of ``vlsm tune`` (docs/tuning.md). Only ``vlsm tune`` reads it: ``vlsm
-    train`` ignores it and a run's ``config.yaml`` leaves it out (each trial's holds the values it trained with)."""
-
-    model_config = _STRICT
-    space: dict = option(default_factory=dict, help="option key -> log(a,b), uniform(a,b), int(a,b) or int(a,b,step), "
-                                                    "choice(v1,v2,...) or a list of values (--space KEY=SPEC)")
-    trials: int = option(20, "trials the study runs, all workers together (pruned ones count; failed ones do not)",
-                         flag="--trials", ge=1)
-    study: Optional[str] = option(None, "the study's name; null: the experiment's name (or its file's)", flag="--study")
-    out: Optional[str] = option(None, "the study's folder: its SQLite database, one run folder per trial, best.yaml and "
-                                      "the report; null: runs/tune/STUDY", flag="--out")
-    storage: Optional[str] = option(None, "an Optuna storage URL (sqlite:///PATH, postgresql://..., mysql://...); "
-                                          "null: SQLite in the study's folder", flag="--storage")
-    sampler_seed: Optional[int] = option(None, "the TPE sampler's seed (trial N draws with seed + N); null: train.seed",
-                                         flag="--sampler-seed", ge=0)
-    startup_trials: int = option(10, "trials drawn at random before TPE models the results", flag="--startup-trials",
-                                 ge=0)
-    pruner: Literal["median", "none"] = option(
-        "median", "stop a trial whose monitor is worse than the median of earlier trials at the same epoch "
-                  "(Optuna's MedianPruner), or never", flag="--pruner")
-    pruner_warmup: int = option(0, "epochs every trial runs before it may be pruned", flag="--pruner-warmup", ge=0)
-    heartbeat: int = option(60, "seconds between a running trial's heartbeats; a trial silent for twice as long is "
-                                "failed (its worker died) and resumed by the next worker", flag="--heartbeat", ge=1)
-    timeout: Optional[float] = option(None, "minutes after which this worker starts no new trial", flag="--timeout",
-                                      gt=0)
-
-
 class ExperimentConfig(BaseModel):
     """One experiment: what ``config.yaml`` holds (``to_dict()``), what ``vlsm train`` runs."""
 
@@ -329,6 +351,8 @@ class ExperimentConfig(BaseModel):
     eval: EvalConfig = option(default_factory=EvalConfig, help="evaluation")
     search: SearchConfig = option(default_factory=SearchConfig, help="the search of `vlsm tune` (never in config.yaml)",
                                   exclude=True)
+    sweep: SweepConfig = option(default_factory=SweepConfig, help="the runs `vlsm sweep` makes of this experiment "
+                                                                "(never in config.yaml)", exclude=True)
     #: the experiment file this was read from (messages name it), not a setting
     _source: Optional[str] = PrivateAttr(default=None)
 
@@ -347,7 +371,7 @@ class ExperimentConfig(BaseModel):
 
 #: the sections of an experiment, by name
 SECTIONS = {"model": ModelSection, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig,
-            "search": SearchConfig}
+            "search": SearchConfig, "sweep": SweepConfig}
 
 
 def all_options() -> dict[str, Option]:
@@ -366,6 +390,6 @@ def get_option(key: str) -> Option:
         raise KeyError(f"no option {key!r} in the experiment schema; options: {', '.join(options)}")
     return options[key]
 
-__all__ = ["DEFAULT_MODEL", "DataConfig", "EvalConfig", "ExperimentConfig", "ModelSection", "SECTIONS",
-           "SearchConfig", "TrainConfig", "all_options", "get_option", "parse_batches", "parse_count_or_fraction",
+__all__ = ["DEFAULT_MODEL", "DataConfig", "EvalConfig", "ExperimentConfig", "LOGGER_NAMES", "ModelSection",
+           "SECTIONS", "SearchConfig", "SweepConfig", "TrainConfig", "all_options", "get_option", "parse_batches", "parse_count_or_fraction",
            "parse_gpus"]
