@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet -e ".[test,serve,onnx,docs,tune]"
+	$(BIN)/pip install --quiet -e ".[test,serve,onnx,docs,tune,tracking]"
 	touch $(STAMP)
 
 venv: $(STAMP)
