@@ -172,7 +172,7 @@ def patient_leakage(split_records: dict, pattern: str, images_root=None) -> Pati
     per_split: dict = {}
     for split, records in split_records.items():
         for r in records:
-            name = _image_name(r, images_root)
+            name = image_name(r, images_root)
             patient = patient_of(pattern, name)
             if patient is None:
                 found.unmatched.append(name)
@@ -188,7 +188,9 @@ def patient_leakage(split_records: dict, pattern: str, images_root=None) -> Pati
     return found
 
 
-def _image_name(record: Record, images_root) -> str:
+def image_name(record: Record, images_root=None) -> str:
+    """A record's image name as patient patterns read it: its path below ``images_root`` without the extension
+    (``testing/patient0001_2CH_ED``), else its file name's stem."""
     from vlsm.data._util import file_stem
 
     path = Path(record.image_path)
@@ -209,5 +211,5 @@ def split_overlaps(path, *, class_name: Optional[str] = None, seed: int = 0) -> 
     return find_leakage(listing.splits, listing.name or Path(path).name)
 
 
-__all__ = ["Leakage", "find_leakage", "split_overlaps", "image_id", "PatientLeakage", "patient_leakage", "patient_of",
-           "saved_patient_pattern"]
+__all__ = ["Leakage", "find_leakage", "split_overlaps", "image_id", "image_name", "PatientLeakage", "patient_leakage",
+           "patient_of", "saved_patient_pattern"]

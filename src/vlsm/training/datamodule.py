@@ -45,6 +45,7 @@ class SegmentationDataModule(L.LightningDataModule):
         #: the epoch the training order starts at (a resumed run's next epoch)
         self.start_epoch = 0
         self.datasets: dict = {}  # path -> LoadedDataset of data.paths, then data.test_paths
+        self.subsets: dict = {}  # dataset -> its fold and training subset (data.folds, data.train_fraction)
         self.train_set = self.val_set = None
         self._decoded = None
 
@@ -64,6 +65,7 @@ class SegmentationDataModule(L.LightningDataModule):
         for path, splits in wanted.items():
             drop = data.train_split if data.drop_overlap and path in data.paths else False
             self.datasets[path] = self._read(path, list(dict.fromkeys(splits)), drop=drop)
+        self._subsets()
         for key in ("train_split", "val_split"):
             if not any(self.records(getattr(data, key))):
                 raise ValueError(
@@ -79,6 +81,20 @@ class SegmentationDataModule(L.LightningDataModule):
         for note in loaded.notes:
             log.warning(note)
         return loaded
+
+    def _subsets(self) -> None:
+        """Cross-validation folds of train+val and the nested training subset (data.folds/fold, train_fraction),
+        per training dataset (:func:`vlsm.data.subsets.apply_subsets`); logged, and kept for summary.json."""
+        from vlsm.data.subsets import apply_subsets
+
+        data = self.cfg.data
+        seed = self.cfg.train.seed if data.split_seed is None else data.split_seed
+        for path in dict.fromkeys(data.paths):
+            facts = apply_subsets(self.datasets[path], data.train_split, data.val_split, folds=data.folds,
+                                  fold=data.fold, fraction=data.train_fraction, seed=seed, pattern=data.patient_pattern)
+            if facts is not None:
+                log.info("data subset: %s", facts.describe())
+                self.subsets[facts.dataset] = facts.to_dict()
 
     def records(self, split: str) -> list:
         """``split``'s records of each training dataset (one list per folder of data.paths)."""
@@ -98,7 +114,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def summary_facts(self) -> dict:
         """What summary.json's ``train`` says about the data."""
-        return {"dropped_overlap": self.cfg.data.drop_overlap}
+        facts = {"dropped_overlap": self.cfg.data.drop_overlap}
+        if self.subsets:  # (only for runs with folds or a training fraction: other summaries are as they were)
+            facts["data_subsets"] = self.subsets
+        return facts
 
     def describe(self) -> str:
         data = self.cfg.data
