@@ -26,6 +26,7 @@ from vlsm.runs.names import (
     RUN_MARKER,
     SUMMARY_FILE,
     TOKENIZER_DIR,
+    TRACKERS_FILE,
     eval_name,
 )
 from vlsm.runs.results import EMPTY_MASK_POLICY, EvalResult, now, read_summary, write_summary
@@ -100,6 +101,11 @@ class RunFolder:
     @property
     def profile_dir(self) -> Path:
         return self.path / PROFILE_DIR
+
+    @property
+    def trackers_file(self) -> Path:
+        """``RUN/trackers.json``: the run ids of the run's trackers (MLflow, W&B, Comet)."""
+        return self.path / TRACKERS_FILE
 
     def eval_dir(self, dataset: str, split: str, prompt: Optional[str] = None) -> Path:
         """``RUN/eval/<dataset>-<split>[-<prompt>]``."""

@@ -16,6 +16,8 @@ A run folder (written by ``vlsm train``)::
     RUN/eval/<dataset>-<split>/  per_case.csv + summary.json
     RUN/summary.json             model, training facts and every evaluation result
     RUN/logs/                    Lightning's CSV (and TensorBoard) logs
+    RUN/trackers.json            the run ids of its trackers (MLflow, W&B, Comet), which ``--resume`` continues
+    RUN/wandb/                   W&B's files, when the run logs to W&B
     RUN/profile/                 the profiler's report (``--profiler``)
 
 An evaluation folder (``RUN/eval/...`` or ``vlsm evaluate -o OUT``) holds ``per_case.csv`` and
@@ -39,6 +41,7 @@ TOKENIZER_DIR = "tokenizer"
 EVAL_DIR = "eval"
 LOGS_DIR = "logs"
 PROFILE_DIR = "profile"
+TRACKERS_FILE = "trackers.json"
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
 #: written into every run folder at creation: --overwrite and the failed-start restart touch only such folders
@@ -54,4 +57,5 @@ def eval_name(dataset: str, split: str, prompt: Optional[str] = None) -> str:
 
 __all__ = ["BEST_CHECKPOINT", "CHECKPOINTS_DIR", "CHECKPOINT_SUFFIX", "CONFIG_FILE", "EVAL_DIR", "LAST_CHECKPOINT",
            "LOGS_DIR", "LOG_FILE", "METRICS_FILE", "MODEL_DIR", "PER_CASE_FILE", "PREDICTIONS_MARKER",
-           "PREVIOUS_LAST_CHECKPOINT", "PROFILE_DIR", "RUN_MARKER", "SUMMARY_FILE", "TOKENIZER_DIR", "eval_name"]
+           "PREVIOUS_LAST_CHECKPOINT", "PROFILE_DIR", "RUN_MARKER", "SUMMARY_FILE", "TOKENIZER_DIR", "TRACKERS_FILE",
+           "eval_name"]

@@ -42,6 +42,9 @@ def check_train_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"{named}no training data: give --data PATH (or data.paths in the experiment file)")
     if not cfg.out:
         raise ValueError(f"{named}no output folder: give --out RUN_DIR (or out: in the experiment file)")
+    from vlsm.training.tracking import check_loggers
+
+    check_loggers(cfg)  # (a tracker whose package is missing: one line naming it)
 
 
 def check_resume_config(run: RunFolder, cfg: ExperimentConfig) -> None:
@@ -126,6 +129,7 @@ def _train(cfg: ExperimentConfig, run_log: RunLog, *, resume: bool, overwrite: b
     _log_start(run, cfg, model, data, precision=precision, accelerator=accelerator)
     log.info("feature cache: %s", why)
     task.feature_cache = data.open_feature_cache() if cached else None  # (its use is logged as it fills)
+    trainer = None
     try:
         data.start_epoch = 0 if resumed_epoch is None else resumed_epoch + 1
         callbacks, best = build_callbacks(cfg, run, resumed_epoch, extra=extra_callbacks)
@@ -141,11 +145,21 @@ def _train(cfg: ExperimentConfig, run_log: RunLog, *, resume: bool, overwrite: b
             facts = {"seconds": round(time.time() - started, 1), "precision": precision, "accelerator": accelerator}
             _finish(run, cfg, task, trainer, best, data, facts)
         return run.path
+    except BaseException:
+        _close_trackers(trainer)  # (a W&B run left open would take the next run's logs)
+        raise
     finally:
         if task.feature_cache is not None:
             log.info("feature cache: %s; removed", task.feature_cache.describe())
             task.feature_cache.close()
             task.feature_cache = None
+
+
+def _close_trackers(trainer) -> None:
+    from vlsm.training.tracking import close_tracker
+
+    for logger in getattr(trainer, "loggers", None) or ():
+        close_tracker(logger)
 
 
 def _open_run(run: RunFolder, cfg: ExperimentConfig, run_log: RunLog, *, resume: bool, overwrite: bool,
@@ -196,6 +210,7 @@ def _finish(run: RunFolder, cfg: ExperimentConfig, task, trainer, best, data, fa
     then the checkpoints ``train.keep_checkpoints`` does not keep."""
     from vlsm.devices import contiguous_convolutions
     from vlsm.training.callbacks import load_best_weights
+    from vlsm.training.tracking import log_results
 
     best_path = best.best_model_path or str(run.last_checkpoint)
     load_best_weights(task, best_path, run.model_dir)  # (model/ when a resumed finished run pruned best.ckpt)
@@ -210,8 +225,9 @@ def _finish(run: RunFolder, cfg: ExperimentConfig, task, trainer, best, data, fa
                   "parameters": {"total": total, "trainable": trainable}}
     if cfg.train.monitor == "val_dice":  # (the key model cards and older summaries know)
         train_info["best_val_dice"] = score
-    _evaluate(run, model, cfg, data, train_info)
+    summary = _evaluate(run, model, cfg, data, train_info)
     run.prune_checkpoints(cfg.train.keep_checkpoints)  # finished (model/ and summary.json written)
+    log_results(trainer.loggers, summary, trainer.global_step)  # (the trackers: the results, then their runs end)
 
 
 def _evaluate(run: RunFolder, model, cfg: ExperimentConfig, data, train_info: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Lightning's objects built from the experiment: the callbacks, the loggers, the module it fits (channels-last,
+"""Lightning's objects built from the experiment: the callbacks, the loggers (:mod:`vlsm.training.tracking`), the
+module it fits (channels-last,
 compiled) and the ``Trainer``; and the fit itself.
 
 Both checkpoints are saved at the end of each epoch (after validation and the scheduler step), so a resumed run
@@ -14,7 +15,6 @@ then saves no checkpoint and logs nothing), ``train.overfit_batches`` and ``trai
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from typing import Optional, Sequence
 
@@ -28,6 +28,7 @@ from vlsm.errors import UserError
 from vlsm.runs import RunFolder
 from vlsm.training.callbacks import MetricsCSV, ReloadBestEachEpoch
 from vlsm.training.checkpoint_io import AtomicCheckpointIO
+from vlsm.training.tracking import build_loggers
 
 log = logging.getLogger("vlsm")
 
@@ -54,23 +55,6 @@ def build_callbacks(cfg: ExperimentConfig, run: RunFolder, resumed_epoch: Option
     if t.reload_best_each_epoch:
         callbacks.append(ReloadBestEachEpoch(best, run.model_dir))
     return callbacks + list(extra), best
-
-
-def build_loggers(run: RunFolder, resume: bool) -> list:
-    """Lightning's CSV logs in ``RUN/logs`` (and TensorBoard's when it is installed); a resumed run logs into a
-    new version folder instead of replacing the first part's logs."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    version = time.strftime("resumed-%Y%m%d-%H%M%S") if resume else ""
-    loggers = [CSVLogger(str(run.path), name=run.logs_dir.name, version=version)]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(str(run.path), name="tensorboard", version=version))
-    except ImportError:
-        pass
-    return loggers
 
 
 def fit_module(task: L.LightningModule, cfg: ExperimentConfig, accelerator: str) -> L.LightningModule:
@@ -101,7 +85,7 @@ def build_trainer(cfg: ExperimentConfig, run: RunFolder, callbacks: list, *, acc
         precision=precision, max_epochs=t.epochs, min_epochs=t.min_epochs or None,
         accumulate_grad_batches=t.accumulate_grad_batches,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None, gradient_clip_val=t.grad_clip or None,
-        callbacks=callbacks, logger=build_loggers(run, resume), log_every_n_steps=max(1, min(50, train_batches)),
+        callbacks=callbacks, logger=build_loggers(cfg, run, resume), log_every_n_steps=max(1, min(50, train_batches)),
         enable_progress_bar=t.progress_bar, enable_model_summary=False, deterministic=t.deterministic,
         plugins=[AtomicCheckpointIO()], limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, fast_dev_run=t.fast_dev_run,
