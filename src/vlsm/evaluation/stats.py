@@ -10,6 +10,9 @@ Conventions (the same everywhere in `vlsm`):
   ``numpy.random.default_rng(seed)`` (percentile or BCa intervals).
 * **Paired test** is the two-sided Wilcoxon signed-rank test on per-image differences, with cases
   matched by image name; zero differences are dropped (SciPy's default ``zero_method="wilcox"``).
+* **Several seeds** of one model (one run per training seed, scored on the same images): their mean ± std is over
+  the runs' means (population std), their CI a hierarchical bootstrap that resamples the seeds, then the images
+  (:func:`hierarchical_bootstrap_ci`), and the paired test pairs the same images of the same seeds.
 """
 from __future__ import annotations
 
@@ -131,6 +134,48 @@ def scipy_rng_kwargs(seed: int) -> dict:
     return {key: np.random.default_rng(seed)}
 
 
+def hierarchical_bootstrap_distribution(matrix, n_resamples: int = 10000, seed: int = 0,
+                                        batch: Optional[int] = None) -> np.ndarray:
+    """The mean of ``n_resamples`` two-stage resamples of a (seeds x images) score ``matrix`` (every seed scored on
+    the same images): each draws the seeds with replacement, then the images with replacement, and averages the
+    drawn seeds' scores on the drawn images. The seeds' disagreement and the images' spread both move it; with one
+    seed it is an image bootstrap. Drawn from ``numpy.random.default_rng(seed)``, ``batch`` resamples at a time."""
+    x = np.asarray(matrix, dtype=np.float64)
+    if x.ndim != 2 or not x.size:
+        raise ValueError(f"a (seeds x images) matrix of scores is needed, got shape {x.shape}")
+    _as_1d_finite(x.ravel(), "scores")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    seeds, images = x.shape
+    batch = batch or max(1, _MAX_INDICES_PER_BATCH // (seeds + images))
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples, dtype=np.float64)
+    for start in range(0, n_resamples, batch):
+        b = min(batch, n_resamples - start)
+        weights = []
+        for size in (seeds, images):  # how often each seed, then each image, is drawn in each resample
+            drawn = rng.integers(0, size, size=(b, size)) + size * np.arange(b)[:, None]
+            weights.append(np.bincount(drawn.ravel(), minlength=b * size).reshape(b, size))
+        out[start:start + b] = ((weights[0] @ x) * weights[1]).sum(axis=1) / (seeds * images)
+    return out
+
+
+def hierarchical_bootstrap_ci(matrix, n_resamples: int = 10000, confidence: float = 0.95,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile confidence interval of the mean of a (seeds x images) score ``matrix`` by
+    :func:`hierarchical_bootstrap_distribution` (seeds, then images, resampled): it covers both the training seed's
+    variation and the test images'. A constant matrix gives ``(value, value)``."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
+    x = np.asarray(matrix, dtype=np.float64)
+    if x.size and np.all(x == x.flat[0]):
+        return float(x.flat[0]), float(x.flat[0])
+    dist = hierarchical_bootstrap_distribution(x, n_resamples, seed)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(dist, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
 class WilcoxonResult(NamedTuple):
     statistic: float
     pvalue: float
@@ -211,5 +256,6 @@ def format_number(v: float, digits: int = 2) -> str:
 
 
 __all__ = ["STD_DDOF", "WilcoxonResult", "bootstrap_ci", "bootstrap_distribution", "default_batch",
+           "hierarchical_bootstrap_ci", "hierarchical_bootstrap_distribution",
            "format_ci", "format_gain", "format_mean_std", "format_number", "format_pvalue", "match_cases", "mean_std",
            "paired_wilcoxon", "scipy_rng_kwargs"]

@@ -9,6 +9,7 @@ import numpy as np
 from vlsm.evaluation import stats
 from vlsm.evaluation.metrics import mean_std
 from vlsm.evaluation.report import policy
+from vlsm.evaluation.report.groups import SEED_NOTE, SeedGroup
 from vlsm.evaluation.report.paper import (
     DATASET_NAMES,
     METRIC_CHOICES,
@@ -70,19 +71,11 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
     data_keys = sorted({(d, s) for (_, d, s) in scores}, key=lambda k: (_dataset_key(k[0]), _split_key(k[1])))
     columns = [Column(d, s, m) for (d, s) in data_keys for m in metrics]
 
+    bootstrap = dict(n_resamples=n_resamples, confidence=confidence, seed=seed, method=ci_method) if ci else None
     for (label, dataset, split), sc in scores.items():
         for m in metrics:
-            if not sc.has(m):
-                continue  # (a run evaluated without the boundary metrics: its cell stays empty, a note says so)
-            values = sc.values(m) * metric_scale(m)
-            mean, std = mean_std(values)
-            interval = None
-            if ci:
-                interval = stats.bootstrap_ci(values, np.mean, n_resamples=n_resamples, confidence=confidence,
-                                              seed=seed, method=ci_method)
-            unit = (sc.distance_unit or "pixels") if m == "hd95" else "%"
-            rows[label].cells[Column(dataset, split, m)] = Cell(mean, std, sc.n, interval, source=sc.summary_path,
-                                                                unit=unit)
+            if sc.has(m):  # (a run evaluated without the boundary metrics: its cell stays empty, a note says so)
+                rows[label].cells[Column(dataset, split, m)] = _cell(sc, m, bootstrap)
     ordered = sorted(rows.values(), key=_model_key)
 
     notes = []
@@ -101,11 +94,33 @@ def build_table(summaries: Iterable[Union[str, Path, RunSummary]], metric: str =
 
     units = {sc.distance_unit for sc in scores.values() if sc.has("hd95")}
     head = [policy.describe(metrics, ci, n_resamples, confidence, seed, ci_method, gains, ordered, units)]
+    if any(isinstance(sc, SeedGroup) for sc in scores.values()):
+        head.append(SEED_NOTE)
     sizes = policy.sizes(scores, data_keys)
     if sizes:
         head.append(sizes)
     return Table(columns=columns, rows=ordered, comparisons=comparisons, notes=head + notes, metric=metric,
                  digits=digits)
+
+
+def _cell(sc, m: str, bootstrap: Optional[dict]) -> Cell:
+    """The cell of one model's ``m`` scores: mean ± std over the images and their bootstrap CI; for a
+    :class:`SeedGroup`, mean ± std across its seeds' means and the hierarchical bootstrap's CI."""
+    unit = (sc.distance_unit or "pixels") if m == "hd95" else "%"
+    interval = None
+    if isinstance(sc, SeedGroup):
+        matrix = sc.matrix(m) * metric_scale(m)
+        means = matrix.mean(axis=1)
+        if bootstrap:
+            interval = stats.hierarchical_bootstrap_ci(matrix, bootstrap["n_resamples"], bootstrap["confidence"],
+                                                       bootstrap["seed"])
+        return Cell(float(means.mean()), float(means.std()), sc.n, interval, source=sc.summary_path, unit=unit,
+                    n_seeds=sc.n_seeds)
+    values = sc.values(m) * metric_scale(m)
+    mean, std = mean_std(values)
+    if bootstrap:
+        interval = stats.bootstrap_ci(values, np.mean, **bootstrap)
+    return Cell(mean, std, sc.n, interval, source=sc.summary_path, unit=unit)
 
 
 def _check_metrics(scores: dict, metrics: list) -> None:

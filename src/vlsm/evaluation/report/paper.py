@@ -25,6 +25,7 @@ DATASET_NAMES = {
     "chexlocalize": "CheXlocalize",
     "colondb_polyp": "ColonDB",
     "etis_polyp": "ETIS",
+    "cvc300_polyp": "CVC-300",
     "isic": "ISIC",
     "dfu": "DFU",
     "camus": "CAMUS",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vlsm.evaluation import stats
+from vlsm.evaluation.report.groups import check_pairable
 from vlsm.evaluation.report.paper import ENSEMBLE_REFERENCES, LOWER_IS_BETTER, METRICS, metric_scale
 from vlsm.evaluation.report.table import Column, Comparison, find_row
 
@@ -158,13 +159,14 @@ def compare(rows: list, scores: dict, data_keys: list, metrics: list, compare) -
                 notes.append(f"No Wilcoxon test of {METRICS[m]} on {title}: "
                              f"{a.label if not sa.has(m) else b.label} has no {METRICS[m]} scores.")
                 continue
+            check_pairable(sa, sb, a.label, b.label, title)
             try:
                 stat, p = stats.paired_wilcoxon(sa.by_name(m), sb.by_name(m),
                                                 f"{a.label} ({sa.per_case_path})", f"{b.label} ({sb.per_case_path})")
             except ValueError as err:
                 raise ValueError(f"cannot compare {a.label} and {b.label} on {title}: {err}") from None
             scale = metric_scale(m)
-            comparisons.append(Comparison(dataset, split, m, a.label, b.label, sa.n,
+            comparisons.append(Comparison(dataset, split, m, a.label, b.label, len(sa.by_name(m)),
                                           float(np.mean(sa.values(m)) * scale), float(np.mean(sb.values(m)) * scale),
                                           stat, p))
     if not comparisons:

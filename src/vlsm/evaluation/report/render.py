@@ -9,8 +9,8 @@ from typing import Sequence
 from vlsm.evaluation import stats
 from vlsm.evaluation.report.paper import METRICS, column_title
 
-#: the CSV's columns; the *_pct and gain_points values are in the row's unit (last column): % but for HD95,
-#: whose unit is pixels or mm
+#: the CSV's columns; the *_pct and gain_points values are in the row's unit: % but for HD95, whose unit is pixels
+#: or mm (a table with rows over several seeds adds n_seeds after unit; their std is across the seeds)
 CSV_COLUMNS = ("model", "label", "dataset", "split", "metric", "n", "mean_pct", "std_pct",
                "ci_low_pct", "ci_high_pct", "best", "gain_points", "gain_over", "compare_with",
                "wilcoxon_statistic", "wilcoxon_p", "unit")
@@ -96,7 +96,8 @@ def to_csv(table) -> str:
     HD95)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    seeds = any(c.n_seeds for r in table.rows for c in r.cells.values())  # (rows over several seeds: n_seeds too)
+    writer.writerow(CSV_COLUMNS + (("n_seeds",) if seeds else ()))
     comp_index = {}
     for c in table.comparisons:
         comp_index[(c.model_a, c.dataset, c.split, c.metric)] = (c.model_b, c)
@@ -111,7 +112,8 @@ def to_csv(table) -> str:
                 row.name, row.label, col.dataset, col.split, col.metric, cell.n, _num(cell.mean),
                 _num(cell.std), _num(cell.ci[0]) if cell.ci else "", _num(cell.ci[1]) if cell.ci else "",
                 int(cell.best), _num(cell.gain) if cell.gain is not None else "", cell.gain_over or "",
-                other, _num(comp.statistic) if comp else "", f"{comp.pvalue:.6g}" if comp else "", cell.unit])
+                other, _num(comp.statistic) if comp else "", f"{comp.pvalue:.6g}" if comp else "", cell.unit,
+                *([cell.n_seeds or 1] if seeds else [])])
     return buf.getvalue()
 
 def _comparison_cells(table, c) -> list:
@@ -126,6 +128,8 @@ def _cell_text(table, cell, fmt: str) -> str:
     if cell.best:
         core = f"\\textbf{{{core}}}" if fmt == "tex" else f"**{core}**"
     parts = [core]
+    if cell.n_seeds:
+        parts.append(f"({cell.n_seeds} seeds)")
     if cell.gain is not None:
         g = f"({stats.format_gain(cell.gain, d)})"
         parts.append(f"{{\\scriptsize {g}}}" if fmt == "tex" else g)

@@ -169,41 +169,50 @@ def _check_agreement(scores: CaseScores, r: dict) -> None:
 
 
 def collect_scores(summaries: Sequence[RunSummary]) -> dict:
-    """``{(row label, dataset, split): CaseScores}`` from loaded summaries.
+    """``{(row label, dataset, split): CaseScores or SeedGroup}`` from loaded summaries.
 
-    The row label is the model's label; when one model was evaluated with several prompts (a prompt
-    sweep of ``vlsm evaluate``), each prompt gets its own row, labelled ``"<label> (<prompt>)"``.
-    The same model, dataset, split and prompt twice is an error naming both files.
+    The row label is the model's label, with the run's fold or training fraction when it has one
+    (:mod:`.groups`); when one model was evaluated with several prompts (a prompt sweep of ``vlsm evaluate``),
+    each prompt gets its own row, labelled ``"<label> (<prompt>)"``. Runs that differ only in their training seed
+    are one :class:`~vlsm.evaluation.report.groups.SeedGroup`. The same model, dataset, split and prompt twice
+    otherwise is an error naming both files.
     """
+    from vlsm.evaluation.report.groups import joins, make_group, run_facts
+
     seen: dict = {}
     names: dict = {}
     for s in summaries:
+        facts = run_facts(s.path)
         for r in s.results:
-            label = r.model.label
+            label = r.model.label + facts.tag
             if label in names and names[label][0] != r.model.name:
                 raise ValueError(f"label {label!r} is used by two different models: {names[label][0]!r} in "
                                  f"{names[label][1]} and {r.model.name!r} in {s.path}; give them distinct labels")
             names.setdefault(label, (r.model.name, s.path))
             key = (label, r.dataset, r.split, r.prompt)
-            if key in seen:
-                prev = seen[key]
-                if prev.summary_path.resolve() == s.path.resolve():
-                    where = f"{s.path} was given twice"
-                else:
-                    where = f"both {prev.summary_path} and {s.path} have them"
-                raise ValueError(f"two results for model {label!r} on {r.dataset}/{r.split}"
-                                 + (f" with prompt {r.prompt!r}" if r.prompt else "") + f": {where} "
-                                 f"(per-case files {prev.per_case_path} and {r.per_case_path}). Pass only "
-                                 f"one of them (a run folder already includes its eval/ folders).")
-            seen[key] = r
+            if key in seen and not joins(seen[key], facts):
+                _refuse_twice(seen[key][-1][1], r, s.path, label)
+            seen.setdefault(key, []).append((facts, r))
     prompts: dict = {}
     for (label, _, _, prompt) in seen:
         prompts.setdefault(label, set()).add(prompt)
     out = {}
-    for (label, dataset, split, prompt), r in seen.items():
+    for (label, dataset, split, prompt), entries in seen.items():
         row = label if len(prompts[label]) == 1 else f"{label} ({prompt})"
-        out[(row, dataset, split)] = r
+        out[(row, dataset, split)] = make_group(entries)
     return out
+
+
+def _refuse_twice(prev: CaseScores, r: CaseScores, path: Path, label: str) -> None:
+    if prev.summary_path.resolve() == path.resolve():
+        where = f"{path} was given twice"
+    else:
+        where = f"both {prev.summary_path} and {path} have them"
+    raise ValueError(f"two results for model {label!r} on {r.dataset}/{r.split}"
+                     + (f" with prompt {r.prompt!r}" if r.prompt else "") + f": {where} "
+                     f"(per-case files {prev.per_case_path} and {r.per_case_path}). Pass only "
+                     f"one of them (a run folder already includes its eval/ folders; runs that differ only in "
+                     f"train.seed are one row).")
 
 
 __all__ = ["AGREEMENT_TOL", "CaseScores", "ModelInfo", "RunSummary", "collect_scores", "load_summaries", "load_summary",

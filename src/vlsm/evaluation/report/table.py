@@ -36,6 +36,7 @@ class Cell:
     best: bool = False
     source: Optional[Path] = None
     unit: str = "%"  # HD95: pixels or mm
+    n_seeds: Optional[int] = None  # a row over several seeds: mean ± std across them (report.groups)
 
 
 @dataclass
