@@ -16,6 +16,10 @@ threshold, then the post-processing the run chose on validation (if any).
 Test-time augmentation (``tta=True``): the model also sees the image flipped horizontally, vertically and
 both (:data:`TTA_FLIPS`); each output is flipped back, resized and put through the sigmoid, and the four
 probability maps are averaged; their standard deviation is the per-pixel ``uncertainty``.
+
+An ensemble of runs (``Predictor(["runs/cv-fold0", ..., "runs/cv-fold4"])``, e.g. a cross-validation's folds)
+averages every run's probabilities (and views) the same way, as nnU-Net ensembles its folds; its label says so
+(``UNet-D (5-fold ensemble)``) and its evaluations name the runs.
 """
 from __future__ import annotations
 
@@ -130,13 +134,43 @@ class PredictionGroup:
     uncertainty: Optional[torch.Tensor] = None  # (n, H, W) float32 std of the TTA probabilities
 
 
+def load_source(source, *, pretrained: Optional[str] = None, trust_checkpoint: bool = False,
+                **model_options) -> tuple:
+    """``(model, its run's config or None, its run folder or None)`` of a :class:`Predictor`'s ``source``."""
+    from vlsm.models import create_model, list_models
+    from vlsm.runs import RunFolder, load_trained_model
+
+    if isinstance(source, SegmentationModel):
+        if pretrained or model_options:
+            raise ValueError("pretrained= and model options build a model from its name; a model object is used as it is")
+        return source, None, None
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"source must be a path, a model name or a SegmentationModel, got {type(source).__name__}")
+    text, names = str(source), list_models()
+    registered = isinstance(source, str) and text in names
+    # a run folder named like a model is the run, unless weights or options ask for the model
+    if registered and (pretrained or model_options or not Path(text).exists()):
+        return create_model(text, pretrained=pretrained, trust_checkpoint=trust_checkpoint, **model_options), None, None
+    if pretrained or model_options:
+        raise ValueError(f"{text!r} is not a registered model name ({', '.join(names)}); pretrained= and model options "
+                         f"are for those, a trained model knows its own")
+    if Path(text).exists() or isinstance(source, Path) or "/" in text or text.endswith(".ckpt"):
+        model, config = load_trained_model(source, trust_checkpoint=trust_checkpoint)  # (a missing path: named)
+        return model, config, RunFolder.containing(source)
+    raise ValueError(f"{text!r} is neither an existing run folder, model folder or .ckpt file nor a registered model "
+                     f"name ({', '.join(names)})")
+
+
 class Predictor:
-    """Segment images with a trained or pretrained model (see the module docstring).
+    """Segment images with a trained or pretrained model, or an ensemble of trained runs (see the module
+    docstring).
 
     Args:
         source: a run folder, a run's ``model/`` folder, a ``.ckpt`` checkpoint, a registered model
             name (built with ``pretrained`` and ``model_options``, e.g. ``preset="tiny"``) or a
-            :class:`~vlsm.models.SegmentationModel`.
+            :class:`~vlsm.models.SegmentationModel`; or a list of runs (folders, ``model/`` folders, checkpoints):
+            their **ensemble**, which averages the runs' probabilities (as nnU-Net ensembles its five folds; the
+            runs must share their input size, normalisation and tokenizer).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (fp32 on a CPU; bf16 autocast on a CUDA GPU with bfloat16, else fp16),
             ``32-true``, ``16-mixed`` or ``bf16-mixed``.
@@ -144,20 +178,22 @@ class Predictor:
         trust_checkpoint: load a ``.ckpt`` (or weight file) that needs arbitrary Python objects. Loading
             such a file can run code: only for files from a trusted source; without it they are refused.
         tta: test-time augmentation (flips, probabilities averaged); None: as the run's ``eval.tta`` (off
-            without a run).
-        postprocess: True: the post-processing the run chose on validation (none without a run); False: none;
-            or a rule (``"largest_component"``, ``"min_size:0.005"``, a
+            without a run; an ensemble's when all its runs have it).
+        postprocess: True: the post-processing the run chose on validation (none without a run; an ensemble's when
+            all its runs chose the same); False: none; or a rule (``"largest_component"``, ``"min_size:0.005"``, a
             :class:`~vlsm.runs.results.PostProcessing`).
+        threshold: the mask threshold; None: the run's (an ensemble's when its runs agree; else it is refused).
 
     :attr:`threshold` is the run's: the one tuned on validation when training tuned it, else its
     ``eval.threshold``; 0.5 without a run. ``predict(..., threshold=x)`` overrides it.
     """
 
-    def __init__(self, source: Union[str, Path, SegmentationModel], device: str = "auto",
+    def __init__(self, source: Union[str, Path, SegmentationModel, Sequence], device: str = "auto",
                  precision: str = "auto", *, pretrained: Optional[str] = None, batch_size: int = 8,
                  trust_checkpoint: bool = False, tta: Optional[bool] = None,
-                 postprocess: Union[bool, str, PostProcessing] = True, **model_options):
-        from vlsm.runs import RunFolder, load_trained_model, model_label, summary_label
+                 postprocess: Union[bool, str, PostProcessing] = True, threshold: Optional[float] = None,
+                 **model_options):
+        from vlsm.runs import model_label, summary_label
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -165,41 +201,29 @@ class Predictor:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        self.config = None
-        run = None
-        if isinstance(source, SegmentationModel):
-            if pretrained or model_options:
-                raise ValueError("pretrained= and model options build a model from its name; "
-                                 "a model object is used as it is")
-            model = source
-        elif isinstance(source, (str, Path)):
-            from vlsm.models import create_model, list_models
-
-            text, names = str(source), list_models()
-            registered = isinstance(source, str) and text in names
-            # a run folder named like a model is the run, unless weights or options ask for the model
-            if registered and (pretrained or model_options or not Path(text).exists()):
-                model = create_model(text, pretrained=pretrained, trust_checkpoint=trust_checkpoint, **model_options)
-            elif pretrained or model_options:
-                raise ValueError(f"{text!r} is not a registered model name ({', '.join(names)}); pretrained= and "
-                                 f"model options are for those, a trained model knows its own")
-            elif Path(text).exists() or isinstance(source, Path) or "/" in text or text.endswith(".ckpt"):
-                # a missing path fails here, naming it
-                model, self.config = load_trained_model(source, trust_checkpoint=trust_checkpoint)
-                run = RunFolder.containing(source)
-            else:
-                raise ValueError(f"{text!r} is neither an existing run folder, model folder or .ckpt file nor "
-                                 f"a registered model name ({', '.join(names)})")
-        else:
-            raise TypeError(f"source must be a path, a model name or a SegmentationModel, "
-                            f"got {type(source).__name__}")
-        self.model = model.eval().to(self.device)
-        self.label = (run and summary_label(run.path)) or model_label(model)
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        if not sources or (len(sources) > 1 and (pretrained or model_options)):
+            raise ValueError("an ensemble is a list of trained runs (run folders, model/ folders or .ckpt files), "
+                             "without pretrained= or model options")
+        loaded = [load_source(s, pretrained=pretrained, trust_checkpoint=trust_checkpoint, **model_options)
+                  for s in sources]
+        self.models = [model.eval().to(self.device) for model, _, _ in loaded]
+        self.model, self.config, run = loaded[0]
+        self.label = (run and summary_label(run.path)) or model_label(self.model)
+        self.sources = [str(s) for s in sources] if len(sources) > 1 else None
         self._preprocessor: Optional[Preprocessor] = None
-        self._inference_settings(run, tta, postprocess)
+        settings = [self._inference_settings(r, c, tta, postprocess) for _, c, r in loaded]
+        if self.sources:
+            from vlsm.runs.results import ensemble_settings
 
-    def _inference_settings(self, run, tta: Optional[bool], postprocess) -> None:
-        """:attr:`tta`, :attr:`postprocessing` and :attr:`threshold` from the arguments and the run."""
+            self.label, settings = ensemble_settings(loaded, self.sources, self.label, settings, threshold)
+        self.tta, self.postprocessing, self.threshold = settings[0]
+        if threshold is not None:
+            self.threshold = float(threshold)
+
+    @staticmethod
+    def _inference_settings(run, config, tta: Optional[bool], postprocess) -> tuple:
+        """``(tta, post-processing, threshold)`` of one run from the arguments and the run."""
         if tta is not None and not isinstance(tta, bool):
             raise TypeError(f"tta must be True, False or None (the run's), got {tta!r}")
         summary = run.read_summary() if run is not None and run.summary_file.is_file() else None
@@ -210,13 +234,10 @@ class Predictor:
                 raise ValueError(f"{run.summary_file}: train.postprocessing: {err}; train the run again, or pass "
                                  f"postprocess=False (--no-postprocess) to ignore that record") from None
             chosen_threshold, chosen_rule = None, PostProcessing()
-        self.tta = bool(self.config.eval.tta if tta is None and self.config is not None else tta)
-        if postprocess is True:
-            self.postprocessing = chosen_rule
-        else:
-            self.postprocessing = PostProcessing.parse("none" if postprocess is False else postprocess)
-        configured = self.config.eval.threshold if self.config is not None else 0.5
-        self.threshold = chosen_threshold if chosen_threshold is not None else configured
+        use_tta = bool(config.eval.tta if tta is None and config is not None else tta)
+        rule = chosen_rule if postprocess is True else PostProcessing.parse("none" if postprocess is False else postprocess)
+        configured = config.eval.threshold if config is not None else 0.5
+        return use_tta, rule, chosen_threshold if chosen_threshold is not None else configured
 
     def __repr__(self) -> str:
         extra = (", tta=True" if self.tta else "") + (f", postprocess={self.postprocessing.describe()!r}"
@@ -370,11 +391,10 @@ class Predictor:
         return torch.stack(done).to(mask.device)
 
     def _forward(self, batch: dict) -> tuple[list, float]:
-        """The fp32 logits of every view (one without TTA; each flipped back) on the model's device, and the
-        seconds the model took."""
+        """The fp32 logits of every view (one without TTA; each flipped back; of every run of an ensemble) on the
+        model's device, and the seconds the model took."""
         dev = self.device
-        was_training = self.model.training
-        self.model.eval()
+        was_training = [model.training for model in self.models]
         flips = list(TTA_FLIPS.values()) if self.tta else [()]
         try:
             # no_grad, not inference_mode: a model may keep tensors from this pass (caches) for training
@@ -384,15 +404,18 @@ class Predictor:
                 start = time.perf_counter()
                 views = []
                 with inference_precision(dev, self.precision):
-                    for axes in flips:  # one pass per view: a model that looks across the batch sees what it saw
-                        logits = self.model(pixels.flip(axes) if axes else pixels, *text).float()
-                        views.append(logits.flip(axes) if axes else logits)
+                    for model in self.models:  # (an ensemble: every run's views, averaged alike)
+                        model.eval()
+                        for axes in flips:  # one pass per view: a model that looks across the batch sees what it saw
+                            logits = model(pixels.flip(axes) if axes else pixels, *text).float()
+                            views.append(logits.flip(axes) if axes else logits)
                 synchronize(dev)
                 seconds = time.perf_counter() - start
         finally:
-            self.model.train(was_training)
+            for model, training in zip(self.models, was_training):
+                model.train(training)
         return views, seconds
 
 
-__all__ = ["Predictor", "Prediction", "PredictionGroup", "TTA_FLIPS", "components", "kept_components",
+__all__ = ["Predictor", "Prediction", "PredictionGroup", "TTA_FLIPS", "components", "kept_components", "load_source",
            "postprocess_mask", "to_original_size", "to_rgb"]

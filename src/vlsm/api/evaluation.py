@@ -31,7 +31,7 @@ class Evaluation:
         return format_results(self.rows())
 
 
-def evaluate(checkpoint: Optional[PathLike] = None, *, model: Optional[str] = None,
+def evaluate(checkpoint: Union[PathLike, Sequence[PathLike], None] = None, *, model: Optional[str] = None,
              pretrained: Optional[str] = None, preset: Optional[str] = None, variant: Optional[str] = None,
              overrides: Optional[dict] = None, image_size: Optional[int] = None, zero_shot: bool = False,
              allow_partial_weights: bool = False, data: Optional[Sequence[PathLike]] = None, split: str = "test",
@@ -41,7 +41,8 @@ def evaluate(checkpoint: Optional[PathLike] = None, *, model: Optional[str] = No
              postprocess: bool = True, boundary: bool = False, nsd_tolerance: float = 2.0) -> Evaluation:
     """Per-image Dice/IoU at each image's original resolution, written as ``per_case.csv`` + ``summary.json``.
 
-    ``checkpoint``: a run folder, its ``model/`` folder or a ``.ckpt``; or, with ``zero_shot``, the model
+    ``checkpoint``: a run folder, its ``model/`` folder or a ``.ckpt``, or a list of them: their ensemble (the
+    probabilities averaged, :class:`vlsm.Predictor`; its results need ``out``); or, with ``zero_shot``, the model
     ``model`` (registered name, with ``preset``/``variant``/``pretrained`` weights and ``overrides``). ``data``:
     dataset folders (default: the run's); ``prompt``: prompt keys or texts, ``["all"]`` for p0..p9 (default:
     the run's evaluation prompt). ``threshold``: None is the run's (tuned on validation, else its
@@ -64,8 +65,9 @@ def evaluate(checkpoint: Optional[PathLike] = None, *, model: Optional[str] = No
         predictor = _predictor(checkpoint, model=model, pretrained=pretrained, preset=preset, variant=variant,
                                overrides=overrides, image_size=image_size, zero_shot=zero_shot,
                                allow_partial_weights=allow_partial_weights, batch_size=batch_size, device=device,
-                               inference={"tta": tta, "postprocess": bool(postprocess)})
-        run = RunFolder.containing(checkpoint) if checkpoint and Path(checkpoint).is_dir() else None
+                               inference={"tta": tta, "postprocess": bool(postprocess), "threshold": threshold})
+        single = isinstance(checkpoint, (str, Path))
+        run = RunFolder.containing(checkpoint) if single and Path(checkpoint).is_dir() else None
         targets = plan_targets(predictor, data=data, split=split, prompts=prompt,
                                threshold=predictor.threshold if threshold is None else threshold, out=out, run=run,
                                overwrite=overwrite, extra={"zero_shot": bool(zero_shot)}, max_pixels=max_pixels,

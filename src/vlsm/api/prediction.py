@@ -100,13 +100,14 @@ def _check_output(plan: PredictionPlan, inputs, overwrite: bool) -> None:
                         f"will not replace its files (e.g. {existing[0]}); choose another -o")
 
 
-def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoint: PathLike, *,
+def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoint: Union[PathLike, Sequence[PathLike]], *,
             prompt: Optional[str] = None, threshold: Optional[float] = None, probabilities: bool = False,
             overlays: bool = False, batch_size: int = 4, device: str = "auto", max_pixels: Optional[int] = None,
             overwrite: bool = False, trust_checkpoint: bool = False, tta: Optional[bool] = None,
             postprocess: bool = True, uncertainty: bool = False,
             slices=None, nifti: bool = False) -> Predictions:
-    """Segment the images of ``inputs`` (files and/or folders) with a trained model; no masks are needed.
+    """Segment the images of ``inputs`` (files and/or folders) with a trained model (``checkpoint``), or the
+    ensemble of several (a list: their probabilities averaged, :class:`vlsm.Predictor`); no masks are needed.
 
     Writes ``out/<stem>.png`` (0/255, the image's size) and, when asked, ``<stem>_prob.png`` (0-255 = 0-1),
     ``<stem>_overlay.png`` and, with test-time augmentation, ``<stem>_uncertainty.png`` (the standard deviation
@@ -132,7 +133,7 @@ def predict(inputs: Union[PathLike, Sequence[PathLike]], out: PathLike, checkpoi
     check_at_least("--max-pixels", max_pixels)
     with call_scope(trust_checkpoint):
         predictor = Predictor(checkpoint, device=device, precision=EVAL_PRECISION, batch_size=batch_size, tta=tta,
-                              postprocess=bool(postprocess))
+                              postprocess=bool(postprocess), threshold=threshold)
         if uncertainty and not predictor.tta:
             raise UserError("--uncertainty is the spread of the test-time augmentation's flips: add --tta")
         prompt = _prompt(predictor, prompt)

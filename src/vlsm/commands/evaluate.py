@@ -21,7 +21,9 @@ def register(sub) -> None:
                                    "threshold tuned on validation, else its eval.threshold); the post-processing the "
                                    "run chose on validation applies unless --no-postprocess.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="run folder, its model/ folder, or a .ckpt file")
+    p.add_argument("checkpoint", nargs="*", help="run folder, its model/ folder, or a .ckpt file; several: their "
+                                                 "ensemble (probabilities averaged, e.g. a cross-validation's folds; "
+                                                 "give -o)")
     add_model_args(p)
     p.add_argument("--zero-shot", action="store_true",
                    help="evaluate --model/--pretrained without training (no checkpoint)")
@@ -45,7 +47,8 @@ def run(args) -> int:
     from vlsm.runs import SUMMARY_FILE
 
     values = option_values(args, OPTIONS)
-    done = evaluate(args.checkpoint, model=args.model, pretrained=args.pretrained, preset=args.preset,
+    checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint or None
+    done = evaluate(checkpoint, model=args.model, pretrained=args.pretrained, preset=args.preset,
                     variant=args.variant, overrides=dict(args.model_set), image_size=args.img_size,
                     zero_shot=args.zero_shot, allow_partial_weights=args.allow_partial_weights, data=args.data,
                     split=args.split, prompt=args.prompt, threshold=values.get("eval.threshold"),

@@ -17,7 +17,9 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-i", "--input", nargs="+", required=True, help="image folder(s) and/or image files")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--checkpoint", "-m", required=True, help="run folder, its model/ folder, or a .ckpt file")
+    p.add_argument("--checkpoint", "-m", required=True, nargs="+",
+                   help="run folder, its model/ folder, or a .ckpt file; several: their ensemble (probabilities "
+                        "averaged, e.g. a cross-validation's folds)")
     p.add_argument("--prompt", help="text prompt for vision-language models (default: the run's fixed prompt)")
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.png (0-255 = 0-1)")
     p.add_argument("--overlays", action="store_true", help="also write <stem>_overlay.png")
@@ -40,7 +42,8 @@ def run(args) -> int:
     from vlsm.api import predict
 
     values = option_values(args, OPTIONS)
-    done = predict(args.input, args.output, args.checkpoint, prompt=args.prompt, threshold=values.get("eval.threshold"),
+    checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint
+    done = predict(args.input, args.output, checkpoint, prompt=args.prompt, threshold=values.get("eval.threshold"),
                    probabilities=args.probabilities, overlays=args.overlays, batch_size=values["eval.batch_size"],
                    device=values["train.device"], max_pixels=values.get("data.max_pixels"), overwrite=args.overwrite,
                    trust_checkpoint=args.trust_checkpoint, slices=args.slice, nifti=args.nifti, tta=values.get("eval.tta"),

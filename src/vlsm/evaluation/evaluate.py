@@ -146,6 +146,8 @@ def evaluate_targets(predictor: Union[Predictor, SegmentationModel], targets: Se
     scored = [(t, evaluate_records(predictor, t.records, prompt=t.prompt, threshold=t.threshold, boundary=t.boundary,
                                    nsd_tolerance=t.nsd_tolerance)) for t in targets]
     info = model_info(predictor.model)
+    if getattr(predictor, "sources", None):  # an ensemble: its own row of a table, naming its runs
+        info.update(label=predictor.label, ensemble=list(predictor.sources))
     inference = {"tta": True if predictor.tta else None,
                  "postprocessing": predictor.postprocessing.describe() if predictor.postprocessing.active else None}
     results = []

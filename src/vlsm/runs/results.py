@@ -310,6 +310,29 @@ def chosen_inference(summary: Optional[dict]) -> tuple[Optional[float], PostProc
     return (float(threshold) if isinstance(threshold, (int, float)) else None), PostProcessing.parse(record)
 
 
+def ensemble_settings(loaded: Sequence[tuple], sources: Sequence[str], label: str, settings: Sequence[tuple],
+                      threshold: Optional[float] = None) -> tuple[str, list]:
+    """The label and ``[(tta, post-processing, threshold)]`` of an ensemble of runs (``loaded``: each run's
+    ``(model, config, run folder)``, ``settings``: each one's own): test-time augmentation when every run has it,
+    the post-processing every run chose (else none), and the runs' threshold, which must agree unless ``threshold``
+    is given. Runs with other inputs (size, normalisation, tokenizer) cannot be averaged: refused in one line."""
+    first = loaded[0][0]
+    for (model, _, _), source in zip(loaded[1:], sources[1:]):
+        if model.preprocess != first.preprocess:
+            raise ValueError(f"{source} cannot join an ensemble with {sources[0]}: their inputs differ "
+                             f"({model.preprocess} vs {first.preprocess}); ensemble runs of one model and input size")
+    thresholds = sorted({s[2] for s in settings})
+    if len(thresholds) > 1 and threshold is None:
+        raise ValueError(f"the runs of the ensemble use different thresholds ({', '.join(f'{t:g}' for t in thresholds)}"
+                         f"; tuned on their validation folds): give one with --threshold (threshold=)")
+    rules = {s[1] for s in settings}
+    rule = rules.pop() if len(rules) == 1 else PostProcessing()
+    configs = [c for _, c, _ in loaded]
+    folds = {c.data.fold for c in configs if c is not None and c.data.folds}
+    kind = f"{len(configs)}-fold ensemble" if len(folds) == len(configs) else f"ensemble of {len(configs)} runs"
+    return f"{label} ({kind})", [(all(s[0] for s in settings), rule, thresholds[0])]
+
+
 def summary_files(path: PathLike) -> list[Path]:
     """The summary.json files a path stands for: the file, a folder's own, or a run's eval/*/ ones."""
     path = Path(path)
@@ -329,6 +352,7 @@ def summary_files(path: PathLike) -> list[Path]:
 
 
 __all__ = ["BOUNDARY_FIELDS", "POSTPROCESSING_KEY", "POSTPROCESSING_RULES", "PostProcessing", "chosen_inference",
+           "ensemble_settings",
            "CaseResult", "EMPTY_MASK_POLICY", "EvalResult", "METRICS_FIELDS", "PER_CASE_FIELDS", "PER_CASE_REQUIRED", "PerCaseScores",
            "model_info", "model_label", "now", "read_per_case", "read_summary", "summary_files", "summary_label",
            "write_evaluation", "write_per_case", "write_summary"]
