@@ -51,25 +51,60 @@ class SweepResult:
         return not self.failed
 
 
-def plan_sweep(experiments: Sequence[PathLike], out_root: PathLike = "runs",
-               overrides: Sequence[str] = ()) -> list[SweepItem]:
+def plan_sweep(experiments: Sequence[PathLike], out_root: PathLike = "runs", overrides: Sequence[str] = (),
+               expand: Optional[dict] = None) -> list[SweepItem]:
     """The runs of ``experiments`` (YAML files) with ``overrides`` (``"section.key=value"``) applied to each:
-    run folder ``out_root/<experiment name>`` unless the file sets ``out``."""
-    from vlsm.config import apply_overrides, load_config, parse_override
+    run folder ``out_root/<experiment name>`` unless the file sets ``out``. An experiment whose ``sweep`` section
+    (or ``expand``: ``{"seeds": [0, 1, 2], "folds": 5, "fractions": [0.1, 0.5]}``, the command line's ``--seeds``,
+    ``--folds``, ``--fractions``, which replace it) lists seeds, folds or training fractions is one run per
+    combination (:func:`expand_runs`)."""
+    from vlsm.config import COMMAND_LINE, apply_overrides, load_config, parse_override
     from vlsm.runs import RunFolder
 
     try:
         pairs = [parse_override(text) for text in overrides]
     except ValueError as err:
         raise ValueError(f"--set: {err} (e.g. --set train.epochs=5)") from None
+    flags = [(f"sweep.{key}", value) for key, value in (expand or {}).items() if value not in (None, [], ())]
     items = []
     for path in experiments:
         cfg = apply_overrides(load_config(path), pairs, where="--set")
-        out = Path(cfg.out) if cfg.out else Path(out_root) / (cfg.name or Path(path).stem)
-        cfg.out = str(out)
-        items.append(SweepItem(Path(path), cfg, out, RunFolder(out).status))
+        cfg = apply_overrides(cfg, flags, where=COMMAND_LINE) if flags else cfg
+        base = Path(cfg.out) if cfg.out else Path(out_root) / (cfg.name or Path(path).stem)
+        for run in expand_runs(cfg, cfg.name or Path(path).stem, base):
+            items.append(SweepItem(Path(path), run, Path(run.out), RunFolder(run.out).status))
     _check_distinct(items)
     return items
+
+
+def expand_runs(cfg, name: str, out: Path) -> list:
+    """The runs of one experiment: one per combination of its ``sweep`` section's training fractions, folds
+    (0..K-1 of K) and seeds, each with ``data.train_fraction``, ``data.folds``/``data.fold`` and ``train.seed`` set,
+    named and put in ``out`` with the suffix ``-frac0.25-fold2-seed1`` (the parts it has); the experiment itself,
+    in ``out``, when the section is empty."""
+    from vlsm.config import apply_overrides
+
+    plan = cfg.sweep
+    runs = []
+    for fraction in plan.fractions or [None]:
+        for fold in (range(plan.folds) if plan.folds else [None]):
+            for seed in plan.seeds or [None]:
+                pairs, suffix = [], ""
+                if fraction is not None:
+                    pairs.append(("data.train_fraction", fraction))
+                    suffix += f"-frac{fraction:g}"
+                if fold is not None:
+                    pairs += [("data.folds", plan.folds), ("data.fold", fold)]
+                    suffix += f"-fold{fold}"
+                if seed is not None:
+                    pairs.append(("train.seed", seed))
+                    suffix += f"-seed{seed}"
+                if suffix:
+                    pairs.append(("name", name + suffix))
+                run = apply_overrides(cfg, pairs, where="sweep") if pairs else cfg
+                run.out = str(out.with_name(out.name + suffix) if suffix else out)
+                runs.append(run)
+    return runs
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -120,6 +155,15 @@ def plan_lines(items: Sequence[SweepItem], stale_after: float = DEFAULT_STALE_MI
     return lines
 
 
+def count_line(items: Sequence[SweepItem], experiments: int) -> str:
+    """``6 runs (3 new, 1 resume, 2 done) from 2 experiment files``."""
+    states = {}
+    for item in items:
+        states[item.status] = states.get(item.status, 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return f"{len(items)} run(s) ({parts or 'none'}) from {experiments} experiment file(s)"
+
+
 def _check_distinct(items) -> None:
     seen: dict = {}
     for path, _cfg, out, _ in items:
@@ -146,22 +190,39 @@ def _check_same_settings(path, cfg, out) -> None:
 def sweep(experiments: Sequence[PathLike], *, out_root: PathLike = "runs", overrides: Sequence[str] = (),
           shard: Optional[str] = None, stale_after: float = DEFAULT_STALE_MINUTES, keep_going: bool = False,
           dry_run: bool = False, trust_checkpoint: bool = False, echo: Optional[Echo] = None,
-          warn: Optional[Echo] = None) -> SweepResult:
+          warn: Optional[Echo] = None, seeds: Optional[Sequence[int]] = None, folds: Optional[int] = None,
+          fractions: Optional[Sequence[float]] = None, bench: Optional[PathLike] = None, bench_now: bool = False,
+          estimate_epochs: Optional[int] = None) -> SweepResult:
     """Train each experiment's run in turn (this worker's ``shard`` of them, ``"K/N"``), claiming each run
     folder first: a finished run is skipped (refused if its settings differ), an unfinished one resumed, one
     a live worker holds skipped, a stale claim (``stale_after`` minutes) taken over. A failed experiment
-    stops the sweep unless ``keep_going``. ``dry_run`` plans and reports only. Progress goes to ``echo``, errors
-    and takeovers to ``warn`` (default: the ``vlsm`` logger)."""
+    stops the sweep unless ``keep_going``. ``dry_run`` plans and reports only: the runs, their count and, with
+    ``bench`` (a JSON file of ``vlsm bench --json``) or ``bench_now`` (``vlsm bench`` run here on each model of the
+    grid), the hours they take (:mod:`vlsm.api.estimates`; ``estimate_epochs``: the epochs assumed per run, else
+    each run's ``train.epochs``). ``seeds``, ``folds`` and ``fractions`` replace every experiment's ``sweep``
+    section (:func:`plan_sweep`). Progress goes to ``echo``, errors and takeovers to ``warn`` (default: the
+    ``vlsm`` logger)."""
     echo, warn = echo or quiet, warn or logging.getLogger("vlsm").warning
     if stale_after <= 0:
         raise UserError(f"--stale-after must be a positive number of minutes, got {stale_after:g}")
-    items = plan_sweep(experiments, out_root, overrides)
+    if bench is not None and bench_now:
+        raise UserError("--bench FILE and --bench-now both give the figures of the estimate: pass one of them")
+    if estimate_epochs is not None and not (bench is not None or bench_now):
+        raise UserError("--estimate-epochs needs the measured figures: add --bench FILE or --bench-now")
+    items = plan_sweep(experiments, out_root, overrides, {"seeds": seeds, "folds": folds, "fractions": fractions})
     if shard is not None:
         k, n = parse_shard(shard)
         echo(shard_note(items, k, n))
         items = shard_of(items, k, n)
     for line in plan_lines(items, stale_after, dry_run):
         echo(line)
+    if dry_run:
+        echo(count_line(items, len(experiments)))
+    if bench is not None or bench_now:
+        from vlsm.api.estimates import estimate_sweep
+
+        for line in estimate_sweep(items, bench=bench, bench_now=bench_now, epochs=estimate_epochs, echo=echo):
+            echo(line)
     result = SweepResult(items=list(items))
     if dry_run:
         return result
@@ -205,4 +266,5 @@ def _run_one(item: SweepItem, result: SweepResult, stale_after: float, echo: Ech
     return True
 
 
-__all__ = ["SweepItem", "SweepResult", "parse_shard", "plan_lines", "plan_sweep", "shard_note", "shard_of", "sweep"]
+__all__ = ["SweepItem", "SweepResult", "count_line", "expand_runs", "parse_shard", "plan_lines", "plan_sweep",
+           "shard_note", "shard_of", "sweep"]

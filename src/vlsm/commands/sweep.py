@@ -1,10 +1,16 @@
 """`vlsm sweep`: run several experiment files one after another (skip finished, resume unfinished); the plan,
-the shards, the claims and the loop are :func:`vlsm.api.sweep`'s."""
+the shards, the claims, the runs per seed, fold and training fraction (``--seeds``, ``--folds``, ``--fractions``:
+the schema's ``sweep`` section) and the loop are :func:`vlsm.api.sweep`'s, the estimate
+:mod:`vlsm.api.estimates`'."""
 from __future__ import annotations
 
 import sys
 
 from vlsm.commands._common import add_trust_arg
+from vlsm.config.flags import add_option_flags, option_values
+
+#: the schema's sweep options, as flags: one run per seed, fold and training fraction of each experiment
+SWEEP_KEYS = ("sweep.seeds", "sweep.folds", "sweep.fractions")
 
 
 def register(sub) -> None:
@@ -23,6 +29,15 @@ def register(sub) -> None:
     p.add_argument("--stale-after", type=float, default=DEFAULT_STALE_MINUTES, metavar="MINUTES",
                    help="take over a run claimed from another host after this many minutes without activity "
                         "(a claim on this host is taken over as soon as its process is gone)")
+    runs = p.add_argument_group("runs per experiment (replace its sweep: section)")
+    add_option_flags(runs, SWEEP_KEYS, defaults=False)
+    est = p.add_argument_group("estimate (hours from vlsm bench's measured figures)")
+    est.add_argument("--bench", metavar="FILE", help="the JSON of `vlsm bench ... --json` (measured on the machine the "
+                                                     "grid will run on): estimate each run's hours from it")
+    est.add_argument("--bench-now", action="store_true", help="run vlsm bench here on each model of the grid (random "
+                                                               "weights, a few steps), then estimate from its figures")
+    est.add_argument("--estimate-epochs", type=int, metavar="N",
+                     help="epochs assumed per run (default: each run's train.epochs, an upper bound)")
     add_trust_arg(p)
     p.set_defaults(func=run)
 
@@ -38,9 +53,12 @@ def _err(text: str) -> None:
 def run(args) -> int:
     from vlsm.api import sweep
 
+    values = option_values(args, SWEEP_KEYS)  # (checked: one line naming the flag)
     done = sweep(args.experiments, out_root=args.out_root, overrides=args.train_set, shard=args.shard,
                  stale_after=args.stale_after, keep_going=args.keep_going, dry_run=args.dry_run,
-                 trust_checkpoint=args.trust_checkpoint, echo=_out, warn=_err)
+                 trust_checkpoint=args.trust_checkpoint, echo=_out, warn=_err, seeds=values.get("sweep.seeds"),
+                 folds=values.get("sweep.folds"), fractions=values.get("sweep.fractions"), bench=args.bench,
+                 bench_now=args.bench_now, estimate_epochs=args.estimate_epochs)
     if done.skipped:
         print(f"\n{len(done.skipped)} run(s) skipped: other workers are training them")
     if done.failed:
