@@ -1,12 +1,29 @@
-"""Write the two experiment grids (7 models x 5 datasets = 35 runs each) as YAML files:
+"""Write the experiment grids as YAML files:
 
-    experiments/paper/<model>-<dataset>.yaml   reproduces the paper's numbers
-    experiments/fixed/<model>-<dataset>.yaml   the same study with the reference code's defects removed
+    experiments/paper/<model>-<dataset>.yaml   reproduces the paper's numbers (7 models x 5 datasets = 35 runs)
+    experiments/fixed/<model>-<dataset>.yaml   the same study with the reference code's defects removed (35 runs)
+    experiments/cross/<model>-<training>.yaml  medvlsm's cross-dataset polyp experiments (7 models x 2 = 14 runs)
 
-Run:  python experiments/make_grid.py            (rewrites both folders)
+and, on request, seed, fold and training-fraction grids of any of them (files with a ``sweep:`` section, which
+``vlsm sweep`` expands into one run per seed, fold and fraction):
+
+Run:  python experiments/make_grid.py            (rewrites paper/, fixed/ and cross/)
       python experiments/make_grid.py --check    (exit 1 if a file differs from what this script writes)
+      python experiments/make_grid.py --grid fixed --seeds 0 1 2 --out experiments/fixed-seeds
+      python experiments/make_grid.py --grid fixed --folds 5 --models unet-d clipseg-b --out experiments/cv
+      python experiments/make_grid.py --grid fixed --fractions 0.1 0.25 0.5 1 --seeds 0 1 2 \
+          --datasets kvasir_polyp --out experiments/efficiency
 Train a grid:  vlsm sweep experiments/paper/*.yaml   (dataset folders under $VLSM_DATA_ROOT, CRIS weights
-under $VLSM_WEIGHTS/cris)
+under $VLSM_WEIGHTS/cris); count its runs and estimate their GPU-hours first with
+vlsm sweep experiments/efficiency/*.yaml --dry-run --bench bench.json
+
+No post-processing in these grids (eval.postprocess: false)
+-----------------------------------------------------------
+vlsm chooses a post-processing on the validation split after training by default (keep the largest component,
+or drop small ones, when that raises validation Dice). Neither the paper nor medvlsm post-processes its masks:
+their Dice is that of the thresholded sigmoid. The paper grid reproduces their protocol and the fixed and cross
+grids are compared with it, so every grid turns the choice off; without it their test numbers would mix the
+models' differences with a post-processing the paper never applied.
 
 Where each value comes from
 ---------------------------
@@ -44,11 +61,21 @@ defaults), used for UNet-D alone in the paper grid:
   Not reproduced: its validation loader drops the last incomplete batch of 10 (vlsm validates on every
   image); it keeps mask pixels equal to 255 only (vlsm binarises masks by one rule for every model).
 
-Disk (both grids): train.keep_checkpoints none: once a run has finished (summary.json written) its
+Disk (all grids): train.keep_checkpoints none: once a run has finished (summary.json written) its
 checkpoints are removed and model/ keeps the best weights, slim where the frozen weights come from a
 pretrained source; the 70 finished run folders take 8.8 GB at paper size (benchmarks/grid_disk.py).
 
-Models (both grids): CLIPSeg's encoders run under no_grad in transformers, so medvlsm's "fine-tuned"
+medvlsm's cross-dataset polyp experiments (configs/datamodule/img_txt_mask/pooled_polyp.yaml): train on the train
+splits of Kvasir-SEG, CVC-ClinicDB and BKAI-IGH pooled, validate on their val splits, test on their test splits and
+on three datasets never trained on, CVC-ColonDB, ETIS-LaribPolypDB and CVC-300. cross/ writes them with the fixed
+recipe (the study without the reference's defects) for two training sets, Kvasir + ClinicDB and Kvasir + ClinicDB
++ BKAI: data.paths the training datasets (each one's test split evaluated too), data.test_paths the unseen ones
+($VLSM_DATA_ROOT/colondb_polyp, etis_polyp, cvc300_polyp; `vlsm data convert colondb|etis|cvc300`). Not
+reproduced: medvlsm scored ColonDB and ETIS on their train.json (20 images each) as well as their test.json; vlsm
+scores each unseen dataset's test split (medvlsm's split files: 360 of ColonDB's 380 images, 176 of ETIS's 196;
+the cvc300 converter puts all 60 CVC-300 images in test).
+
+Models (all grids): CLIPSeg's encoders run under no_grad in transformers, so medvlsm's "fine-tuned"
 CLIPSeg trained only its decoder: freeze_encoder true, here and in the ensembles' CLIPSeg branches.
 
 paper/   ensembles in variant `reference` (the reference code's architecture, batch-dependent adapter
@@ -66,6 +93,7 @@ fixed/   ensembles in variant `fixed` (the architecture the paper describes), CR
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -74,6 +102,10 @@ import yaml
 HERE = Path(__file__).parent
 GRIDS = ("paper", "fixed")
 DATASETS = ["kvasir_polyp", "clinicdb_polyp", "bkai_polyp", "busi", "chexlocalize"]
+# medvlsm's cross-dataset polyp experiments: the training datasets (pooled) -> the datasets never trained on
+CROSS_TRAINING = {"kvasir_clinicdb": ["kvasir_polyp", "clinicdb_polyp"],
+                  "kvasir_clinicdb_bkai": ["kvasir_polyp", "clinicdb_polyp", "bkai_polyp"]}
+CROSS_UNSEEN = ["colondb_polyp", "etis_polyp", "cvc300_polyp"]
 CLIPSEG = "CIDAS/clipseg-rd64-refined"
 BIOMEDCLIP = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 ENSEMBLES = ("biomedclipseg-a", "clipseg-b", "ensemble-c")
@@ -143,34 +175,81 @@ def experiment(grid: str, model: str, dataset: str) -> dict:
                   "overrides": overrides},
         "data": {"paths": [f"$VLSM_DATA_ROOT/{dataset}"], "prompt": "p6", "augment": False},
         "train": train,
-        "eval": {"threshold": THRESHOLDS.get(model, 0.5), "splits": ["test"]},
+        # no post-processing: the paper's and medvlsm's protocol (see the docstring)
+        "eval": {"threshold": THRESHOLDS.get(model, 0.5), "splits": ["test"], "postprocess": False},
     }
 
 
-def grid_files(grid: str) -> dict[str, str]:
-    """``{file name: YAML text}`` of every run of ``grid``, as this script writes them."""
+def cross_experiment(model: str, training: str) -> dict:
+    """One of medvlsm's cross-dataset polyp experiments with the fixed recipe: ``training`` (a key of
+    CROSS_TRAINING) pooled, tested on CROSS_UNSEEN too."""
+    exp = experiment("fixed", model, CROSS_TRAINING[training][0])
+    exp["name"] = f"{model}-{training}"
+    exp["data"] = {"paths": [f"$VLSM_DATA_ROOT/{d}" for d in CROSS_TRAINING[training]],
+                   "test_paths": [f"$VLSM_DATA_ROOT/{d}" for d in CROSS_UNSEEN], "prompt": "p6", "augment": False}
+    return exp
+
+
+def _header(what: str, grid: str) -> str:
+    return (f"# {what}, {grid} grid (generated by experiments/make_grid.py; its docstring gives the recipe and "
+            f"the source of every value)\n")
+
+
+def grid_files(grid: str, models=None, datasets=None, sweep=None) -> dict[str, str]:
+    """``{file name: YAML text}`` of every run of ``grid`` ("paper", "fixed" or "cross"), as this script writes
+    them; ``models``/``datasets`` (training sets for "cross") choose some; ``sweep`` (``{"seeds": [...], "folds": K,
+    "fractions": [...]}``) adds the section vlsm sweep expands into one run per seed, fold and fraction."""
     files = {}
-    for model in MODELS:
-        for dataset in DATASETS:
-            header = (f"# {model} on {dataset}, {grid} grid (generated by experiments/make_grid.py; "
-                      f"its docstring gives the recipe and the source of every value)\n")
-            files[f"{model}-{dataset}.yaml"] = header + yaml.safe_dump(experiment(grid, model, dataset),
-                                                                       sort_keys=False)
+    for model in models or MODELS:
+        for dataset in datasets or (CROSS_TRAINING if grid == "cross" else DATASETS):
+            if grid == "cross":
+                exp, what = cross_experiment(model, dataset), f"{model} trained on {dataset}, tested on unseen polyps"
+            else:
+                exp, what = experiment(grid, model, dataset), f"{model} on {dataset}"
+            if sweep:
+                exp["sweep"] = sweep
+            files[f"{model}-{dataset}.yaml"] = _header(what, grid) + yaml.safe_dump(exp, sort_keys=False)
     return files
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Write the experiment grids (see the docstring).")
+    p.add_argument("--check", action="store_true", help="exit 1 if a file of paper/, fixed/ or cross/ differs")
+    p.add_argument("--grid", choices=(*GRIDS, "cross"), help="write one grid (with --out), e.g. with a sweep section")
+    p.add_argument("--out", help="the folder --grid writes (default: experiments/<grid>)")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), help="only these models")
+    p.add_argument("--datasets", nargs="+", help="only these datasets (cross: training sets)")
+    p.add_argument("--seeds", nargs="+", type=int, help="one run per seed (sweep.seeds)")
+    p.add_argument("--folds", type=int, help="one run per fold of a K-fold cross-validation (sweep.folds)")
+    p.add_argument("--fractions", nargs="+", type=float, help="one run per training fraction (sweep.fractions)")
+    return p
+
+
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
+    args = _parser().parse_args(argv)
+    sweep = {k: v for k, v in (("seeds", args.seeds), ("folds", args.folds), ("fractions", args.fractions)) if v}
+    if args.grid is None and (sweep or args.models or args.datasets or args.out):
+        print("--seeds, --folds, --fractions, --models, --datasets and --out make one grid: add --grid", file=sys.stderr)
+        return 2
+    if args.grid is not None:
+        choices = CROSS_TRAINING if args.grid == "cross" else DATASETS
+        unknown = [d for d in args.datasets or () if d not in choices]
+        if unknown:
+            print(f"--datasets {unknown[0]}: choose from {', '.join(choices)}", file=sys.stderr)
+            return 2
+        folder = Path(args.out) if args.out else HERE / args.grid
+        jobs = {folder: grid_files(args.grid, args.models, args.datasets, sweep or None)}
+    else:
+        jobs = {HERE / grid: grid_files(grid) for grid in (*GRIDS, "cross")}
     stale = []
-    for grid in GRIDS:
-        folder = HERE / grid
-        for name, text in grid_files(grid).items():
+    for folder, files in jobs.items():
+        for name, text in files.items():
             path = folder / name
-            if check:
+            if args.check:
                 if not path.is_file() or path.read_text() != text:
                     stale.append(str(path))
                 continue
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
         print(f"{len(stale)} file(s) differ from make_grid.py's output: {', '.join(stale)}; "
