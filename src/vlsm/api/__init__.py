@@ -33,7 +33,7 @@ from vlsm.api.evaluation import Evaluation, evaluate
 from vlsm.api.exports import Export, export
 from vlsm.api.model_tools import ModelRow, bench, convert_checkpoint, models
 from vlsm.api.prediction import PredictionPlan, Predictions, plan_predictions, predict
-from vlsm.api.reports import TableResult, figure, table
+from vlsm.api.reports import TableResult, figure, learning_curve, table
 from vlsm.api.sweeps import SweepItem, SweepResult, parse_shard, plan_sweep, shard_of, sweep
 from vlsm.api.training import TrainResult, experiment, serve, train
 from vlsm.api.tuning import TunePlan, TuneResult, plan_tune, tune
@@ -42,5 +42,5 @@ __all__ = ["DemoResult", "Evaluation", "Export", "ModelRow", "PredictionPlan", "
            "SweepItem", "SweepResult", "TableResult", "TrainResult", "TunePlan", "TuneResult", "bench",
            "convert_checkpoint", "data_check",
            "data_convert", "data_prompts", "data_synthetic", "demo", "evaluate", "experiment", "export", "figure",
-           "models", "parse_shard", "plan_predictions", "plan_sweep", "plan_tune", "predict", "serve", "shard_of",
+           "learning_curve", "models", "parse_shard", "plan_predictions", "plan_sweep", "plan_tune", "predict", "serve", "shard_of",
            "sweep", "table", "train", "tune"]

@@ -88,4 +88,19 @@ def figure(runs: Sequence[PathLike], images: Sequence[str], output: PathLike, *,
                                      show_names=names)
 
 
-__all__ = ["TableResult", "figure", "table"]
+def learning_curve(runs: Sequence[PathLike], output: PathLike, *, metric: str = "dice", dpi: int = 150,
+                   overwrite: bool = False):
+    """The learning curve (``vlsm figure --curve``): ``metric`` against the fraction of the training split
+    (``data.train_fraction``) per model, mean ± std over seeds, one panel per dataset, into ``output`` (.png, .pdf
+    or .svg). Returns the :class:`vlsm.evaluation.curves.CurveInfo` (its points by model, dataset and fraction)."""
+    from vlsm.evaluation.curves import learning_curve as draw
+    from vlsm.evaluation.figures import figure_format
+
+    out = Path(output)
+    figure_format(out)
+    _refuse_existing(out, overwrite)
+    check_at_least("--dpi", dpi)
+    return draw(runs, out, metric=metric, dpi=dpi, overwrite=overwrite)
+
+
+__all__ = ["TableResult", "figure", "learning_curve", "table"]

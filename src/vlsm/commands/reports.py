@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vlsm.commands._common import add_trust_arg
 from vlsm.config.flags import add_option_flags, option_values
+from vlsm.errors import UserError
 
 #: the schema options `vlsm figure` takes as flags (--threshold defaults to each run's own)
 FIGURE_OPTIONS = ("eval.threshold", "train.device", "eval.batch_size")
@@ -41,8 +42,13 @@ def register(sub) -> None:
                     "ground truth and one TP/FP/FN overlay per run, titled by the image's Dice. "
                     "Images are found in the test split first, then in the other splits.")
     f.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by `vlsm train`")
-    f.add_argument("--images", nargs="+", required=True, metavar="NAME",
-                   help="image names (as in per_case.csv, or image file names)")
+    f.add_argument("--images", nargs="+", metavar="NAME",
+                   help="image names (as in per_case.csv, or image file names); needed unless --curve")
+    f.add_argument("--curve", action="store_true",
+                   help="the learning curve instead: --metric against the fraction of the training split each run "
+                        "trained on (data.train_fraction), mean ± std over seeds, per model and dataset")
+    f.add_argument("--metric", choices=("dice", "iou", "hd95", "nsd"), default="dice",
+                   help="--curve: the score drawn (default: dice)")
     f.add_argument("-o", "--output", required=True, help="output file: .png, .pdf or .svg")
     f.add_argument("--data", nargs="+", metavar="PATH", help="dataset folder(s); default: the runs' datasets")
     add_option_flags(f, FIGURE_OPTIONS[:1], defaults=False)  # (none given: each run's own threshold)
@@ -70,6 +76,10 @@ def run_table(args) -> int:
 def run_figure(args) -> int:
     from vlsm.api import figure
 
+    if args.curve:
+        return _run_curve(args)
+    if not args.images:
+        raise UserError("vlsm figure: give --images NAME ... (the images to show), or --curve for the learning curve")
     values = option_values(args, FIGURE_OPTIONS)
     info = figure(args.runs, args.images, args.output, data=args.data, threshold=values.get("eval.threshold"),
                   device=values["train.device"], batch_size=values["eval.batch_size"], dpi=args.dpi,
@@ -79,4 +89,18 @@ def run_figure(args) -> int:
         scores = ", ".join(f"{name} {100 * d:.2f}" for name, d in per_image.items())
         print(f"{label}: Dice (%) {scores}")
     print(f"wrote {info.path} ({info.width_px}x{info.height_px} px at {info.dpi} dpi)")
+    return 0
+
+
+def _run_curve(args) -> int:
+    from vlsm.api import learning_curve
+
+    if args.images:
+        raise UserError("vlsm figure --curve draws every run's scores: leave out --images")
+    info = learning_curve(args.runs, args.output, metric=args.metric, dpi=args.dpi, overwrite=args.overwrite)
+    for (model, dataset, split) in sorted(info.points):
+        points = ", ".join(f"{f * 100:g}%: {m:.2f} ± {s:.2f} ({n} seed{'s' if n > 1 else ''})"
+                           for f, (m, s, n) in info.summary(model, dataset, split).items())
+        print(f"{model} on {dataset}/{split}: {points}")
+    print(f"wrote {info.path}")
     return 0
