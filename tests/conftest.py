@@ -8,6 +8,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One compute thread per process, set before torch is first imported: the tests run tiny models, which are as
+# fast on one thread, and a second thread only fights the other processes (a subprocess under test, DataLoader
+# workers, other jobs) for the cores. Subprocesses inherit it, so in-process and subprocess runs round alike.
+# Set OMP_NUM_THREADS to use more.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_root(tmp_path_factory):
@@ -17,6 +23,14 @@ def private_cache_root(tmp_path_factory):
         root = tmp_path_factory.mktemp("vlsm-cache")
         mp.setenv("VLSM_CACHE_DIR", str(root))
         yield root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads():
+    """torch's thread count is OMP_NUM_THREADS's (1 unless set), even where torch was imported before this file."""
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)
