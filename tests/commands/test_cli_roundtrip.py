@@ -141,6 +141,7 @@ def test_training_refuses_bad_data_or_skips_it(tmp_path, capsys):
     assert "leaving out 1 of 5 train images" in (out / "log.txt").read_text()
 
 
+@pytest.mark.slow  # Lightning launches a second process
 def test_ddp_on_two_cpu_processes(data, tmp_path):
     """`--devices 2` runs DDP (Lightning re-launches the command); rank 0 alone owns the run folder."""
     import subprocess

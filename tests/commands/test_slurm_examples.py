@@ -40,6 +40,7 @@ def test_scripts_are_valid_bash():
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+@pytest.mark.slow  # the script runs `vlsm sweep` as a process
 def test_array_script_trains_its_shard(tiny_grid, tmp_path):
     """Array task 1 of 2: the second run folder of the sorted grid, and nothing else."""
     env = _env(tmp_path, GRID=str(tiny_grid), OUT_ROOT=str(tmp_path / "runs"),
@@ -52,6 +53,7 @@ def test_array_script_trains_its_shard(tiny_grid, tmp_path):
     assert json.loads((tmp_path / "runs" / "exp-b" / "summary.json").read_text())["results"][0]["n"] == 3
 
 
+@pytest.mark.slow  # the script runs `vlsm train` as a process
 def test_multinode_script_runs_under_a_fake_srun(tiny_grid, tmp_path):
     """The DDP script's srun line, with one task on one node (a fake srun sets what SLURM would)."""
     bin_dir = tmp_path / "bin"

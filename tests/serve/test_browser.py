@@ -37,6 +37,8 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 MAX_PIXELS = 20_000
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow  # a browser process and `vlsm serve` processes
+
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"browser test skipped: no {CHROMIUM}; to enable it, {ENABLE}", allow_module_level=True)
 try:

@@ -72,6 +72,7 @@ def test_training_channels_last_on_the_cpu_saves_checkpoints_model_and_onnx(data
     assert (tmp_path / "onnx" / "model.onnx").is_file()
 
 
+@pytest.mark.slow  # dynamo traces the training step (~6 s on 2 CPU cores)
 def test_compile_trains_through_dynamo_and_keeps_the_module_keys(data, tmp_path, monkeypatch):
     """--compile on the CPU. Inductor needs minutes to compile here, so dynamo hands its graphs to the
     eager backend: the same capture and the same module wrapping, without code generation."""

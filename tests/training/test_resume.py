@@ -68,7 +68,8 @@ def _assert_same_weights(a, b):
     assert all(torch.equal(la[k], lb[k]) for k in la)
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow  # two `vlsm train` processes each, one killed: the process boundary is the point
+@pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_mid_run_then_resume_equals_the_uninterrupted_run(experiment, tmp_path, workers):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     flags = ("--num-workers", str(workers))

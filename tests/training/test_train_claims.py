@@ -103,6 +103,7 @@ def test_srun_rank_1_waits_for_rank_0_and_leaves_the_folder_to_it(data, tmp_path
     assert not RunFolder(out).config_file.exists()  # rank 0 writes config.yaml
 
 
+@pytest.mark.slow  # a `vlsm train` process receives the signal
 def test_sigterm_during_training_releases_the_claim_and_the_run_resumes(data, tmp_path):
     """SLURM's time limit sends SIGTERM: the process exits 143, its claim is gone, --resume continues."""
     out = tmp_path / "run"
