@@ -125,7 +125,8 @@ def test_every_preset_is_a_shipped_json_file():
         preset_names("vlsm_models.json", "clipseg") == preset_names("adapters.json") == ("paper", "tiny")
     assert load_config_json("unet_d.json")["paper"]["decoder_channels"] == [546, 182, 91, 45]
     assert ADAPTER_PRESETS["paper"].adapter_ffn_dim == 2048  # PyTorch's TransformerEncoderLayer default
-    assert vlsm.create_model("unet-d").parameter_counts()[0] == 11_833_593
+    with torch.device("meta"):  # the count only
+        assert vlsm.create_model("unet-d").parameter_counts()[0] == 11_833_593
 
 
 # -- the ensemble variants are records ----------------------------------------------------------------------

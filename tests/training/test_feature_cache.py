@@ -178,6 +178,7 @@ def test_on_where_it_cannot_be_exact_is_one_line_before_the_run_folder(tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.slow  # paper size: 197 M parameters, a forward pass at 224 px
 def test_paper_size_logits_from_cached_features(tmp_path):
     """BiomedCLIPSeg at paper size (random init): features through the store give the plain logits."""
     torch.manual_seed(0)
