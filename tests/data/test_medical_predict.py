@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from medical_samples import write_dicom, write_metaimage, write_nifti
 from PIL import Image
 
 import vlsm
+from medical_samples import write_dicom, write_metaimage, write_nifti
 from vlsm.cli import main
 from vlsm.data.images import load_image
 from vlsm.predictor import Predictor
