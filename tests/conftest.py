@@ -40,6 +40,64 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+# ------------------------------------------------------------------ trained runs shared by the whole session
+# One training per kind for the session, made with the Python API (vlsm.api.train, the settings of
+# tiny_runs.TRAIN), instead of one per module. Each test borrows them read-only (tiny_runs.unchanged): a test
+# that changed one fails, so a test that must change one copies it first (shutil.copytree).
+@pytest.fixture(scope="session")
+def _synthetic_data(tmp_path_factory) -> Path:
+    from vlsm.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("shared") / "synthetic_polyp", n_train=8, n_val=4,
+                                  n_test=5, image_size=48, seed=3)
+
+
+@pytest.fixture(scope="session")
+def _unet_run(_synthetic_data, tmp_path_factory) -> Path:
+    from tiny_runs import train_tiny
+
+    return train_tiny(_synthetic_data, tmp_path_factory.mktemp("shared-runs") / "unetd",
+                      {"train.epochs": 2, "train.keep_checkpoints": "all"})
+
+
+@pytest.fixture(scope="session")
+def _clipseg_run(_synthetic_data, tmp_path_factory) -> Path:
+    from tiny_runs import train_tiny
+
+    return train_tiny(_synthetic_data, tmp_path_factory.mktemp("shared-runs") / "clipseg",
+                      {"model.name": "clipseg", "model.overrides.image_size": 64, "data.prompt": "p1",
+                       "train.epochs": 1})
+
+
+@pytest.fixture()
+def synthetic_data(_synthetic_data) -> Path:
+    """synthetic_polyp: 8 train / 4 val / 5 test images of 48 px (seed 3), shared by the session."""
+    from tiny_runs import unchanged
+
+    with unchanged(_synthetic_data):
+        yield _synthetic_data
+
+
+@pytest.fixture()
+def unet_run(_unet_run, synthetic_data) -> Path:
+    """A finished run of tiny UNet-D (32 px, 2 epochs, seed 1) on synthetic_data, every checkpoint kept
+    (checkpoints/best.ckpt and last.ckpt), shared by the session."""
+    from tiny_runs import unchanged
+
+    with unchanged(_unet_run):
+        yield _unet_run
+
+
+@pytest.fixture()
+def clipseg_run(_clipseg_run, synthetic_data) -> Path:
+    """A finished run of tiny CLIPSeg (64 px, 1 epoch, the dataset's prompt p1: no fixed prompt text) on
+    synthetic_data, shared by the session."""
+    from tiny_runs import unchanged
+
+    with unchanged(_clipseg_run):
+        yield _clipseg_run
+
+
 def shared_root() -> Path:
     """The shared folder beside the checkout (or $VLSM_DATA_ROOT's parent layout)."""
     return REPO.parent / "shared"

@@ -17,21 +17,18 @@ from PIL import Image
 
 from tiny_runs import TRAIN
 from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "synthetic_polyp", n_train=8, n_val=4,
-                                  n_test=4, image_size=48, seed=3)
+@pytest.fixture()
+def data(synthetic_data):
+    """The session's synthetic dataset (tests/conftest.py)."""
+    return synthetic_data
 
 
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A finished two-epoch run (checkpoints/last.ckpt)."""
-    out = tmp_path_factory.mktemp("runs") / "unetd"
-    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2"]) == 0
-    return out
+@pytest.fixture()
+def trained(unet_run):
+    """The session's finished two-epoch tiny UNet-D run (checkpoints/last.ckpt), read-only."""
+    return unet_run
 
 
 def snapshot(folder):
@@ -146,7 +143,7 @@ def test_failed_start_then_rerun_without_any_flag(data, tmp_path, monkeypatch, c
     assert (out / "config.yaml").is_file() and not (out / "checkpoints" / "last.ckpt").exists()
     assert main(argv) == 0
     assert "stopped before its first checkpoint: starting it again" in (out / "log.txt").read_text()
-    assert json.loads((out / "summary.json").read_text())["results"][0]["n"] == 4
+    assert json.loads((out / "summary.json").read_text())["results"][0]["n"] == 5
 
 
 def test_truncated_last_checkpoint_falls_back_on_resume(data, tmp_path, capsys):

@@ -3,25 +3,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.model_card import render_model_card, write_model_card
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("card")
-    data = make_synthetic_dataset(root / "synthetic_polyp", n_train=6, n_val=3, n_test=4, image_size=32, seed=3)
-    out = root / "runs" / "tiny-unetd"
-    assert main(["train", "--model", "unet-d", "--preset", "tiny", "--img-size", "32", "--data", str(data),
-                 "--out", str(out), "--epochs", "2", "--batch-size", "3", "--num-workers", "0",
-                 "--no-progress", "--lr", "3e-3"]) == 0
-    return out
+@pytest.fixture()
+def run(unet_run, tmp_path):
+    """A copy of the session's tiny UNet-D run (tests/conftest.py): the tests write its model card again."""
+    return Path(shutil.copytree(unet_run, tmp_path / "runs" / "tiny-unetd"))
 
 
 def _load(run):
@@ -39,14 +34,16 @@ def test_card_of_a_trained_run(run):
     assert "unet-d" in front["tags"] and "vision-language" not in front["tags"]
     total, trainable = summary["train"]["parameters"]["total"], summary["train"]["parameters"]["trainable"]
     assert f"| parameters, total | {total:,} " in text and f"| parameters, trainable | {trainable:,} " in text
+    t = config["train"]
+    assert (t["epochs"], t["batch_size"], t["lr"]) == (2, 4, 0.001)  # the recipe as trained, in the card:
     assert f"| epochs run | {summary['train']['epochs_run']} |" in text and "| epochs, at most | 2 |" in text
-    assert "| batch size | 3 |" in text and "| learning rate (AdamW) | 0.003 |" in text
+    assert "| batch size | 4 |" in text and "| learning rate (AdamW) | 0.001 |" in text
     assert "| loss weight of BCE-with-logits | 1.0 |" in text and "| loss weight of the soft Dice | 1.0 |" in text
     [result] = summary["results"]
-    row = (f"| synthetic_polyp | test | 4 | {100 * result['dice_mean']:.2f} ± {100 * result['dice_std']:.2f} | "
+    row = (f"| synthetic_polyp | test | 5 | {100 * result['dice_mean']:.2f} ± {100 * result['dice_std']:.2f} | "
            f"{100 * result['iou_mean']:.2f} ± {100 * result['iou_std']:.2f} |")
     assert row in text
-    assert "| synthetic_polyp | `train` | `val` | `test` (4 images) |" in text
+    assert "| synthetic_polyp | `train` | `val` | `test` (5 images) |" in text
     assert "Not a medical device" in text and "Research use only" in text
     assert "arXiv:2509.05154" in text and "Exploring Transfer Learning in Medical Image Segmentation" in text
     assert "Image only: this model takes no text prompt." in text

@@ -18,7 +18,6 @@ import torch
 import vlsm
 from tiny_runs import TRAIN
 from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.models.checkpoint import UntrustedCheckpointError, load_torch_file, read_state_dict_file
 from vlsm.runs import RunFolder, load_trained_model
 
@@ -42,17 +41,16 @@ def evil_checkpoint(path: Path, marker: Path, *, state=None) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "synthetic_polyp", n_train=8, n_val=4,
-                                  n_test=4, image_size=48, seed=3)
+@pytest.fixture()
+def data(synthetic_data):
+    """The session's synthetic dataset (tests/conftest.py)."""
+    return synthetic_data
 
 
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "unetd"
-    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "1", "--keep-checkpoints", "all"]) == 0
-    return out
+@pytest.fixture()
+def trained(unet_run):
+    """The session's finished tiny UNet-D run with every checkpoint kept (best.ckpt, last.ckpt), read-only."""
+    return unet_run
 
 
 @pytest.fixture()
@@ -97,7 +95,7 @@ def test_resume_refuses_a_payload_last_checkpoint(capsys, tmp_path, data, traine
     (run / "summary.json").unlink()  # an unfinished run: --resume reads last.ckpt
     evil_checkpoint(RunFolder(run).last_checkpoint, marker)
     before = sorted(p.name for p in RunFolder(run).checkpoints_dir.iterdir())
-    refused(capsys, TRAIN + ["--data", data, "--out", run, "--epochs", "2", "--resume"], "last.ckpt",
+    refused(capsys, TRAIN + ["--data", data, "--out", run, "--epochs", "3", "--resume"], "last.ckpt",
             "--trust-checkpoint")
     assert not marker.exists()
     # never "repaired" by falling back to another file: the refused checkpoint stays where it was
@@ -181,7 +179,7 @@ def test_own_checkpoints_load_as_weights_only(capsys, tmp_path, data, trained):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     (run / "summary.json").unlink()
-    assert main(TRAIN + ["--data", str(data), "--out", str(run), "--epochs", "2", "--resume"]) == 0
+    assert main(TRAIN + ["--data", str(data), "--out", str(run), "--epochs", "3", "--resume"]) == 0
 
 
 # ------------------------------------------------------------------------------------------- the source

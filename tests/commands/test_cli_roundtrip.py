@@ -1,6 +1,8 @@
 """train -> evaluate -> predict through the CLI on generated data, plus resume and refusals."""
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,18 +13,17 @@ from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_synthetic_dataset(tmp_path_factory.mktemp("syn") / "synthetic_polyp", n_train=8, n_val=4,
-                                  n_test=5, image_size=48, seed=3)
+@pytest.fixture()
+def data(synthetic_data):
+    """The session's synthetic dataset (tests/conftest.py): 8 train / 4 val / 5 test images of 48 px."""
+    return synthetic_data
 
 
-@pytest.fixture(scope="module")
-def run_dir(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "unetd"
-    # keep best.ckpt too (the default, --keep-checkpoints last, removes it once model/ holds its weights)
-    assert main(TRAIN + ["--data", str(data), "--out", str(out), "--epochs", "2", "--keep-checkpoints", "all"]) == 0
-    return out
+@pytest.fixture()
+def run_dir(unet_run):
+    """The session's tiny UNet-D run (tiny_runs.TRAIN's settings, 2 epochs, --keep-checkpoints all: best.ckpt
+    too), read-only."""
+    return unet_run
 
 
 def read_csv(path):
@@ -88,7 +89,8 @@ def test_predict_writes_masks_and_never_overwrites(run_dir, data, tmp_path, caps
                  "--overwrite"]) == 0
 
 
-def test_refuses_existing_run_and_resumes(run_dir, data, capsys):
+def test_refuses_existing_run_and_resumes(run_dir, data, tmp_path, capsys):
+    run_dir = Path(shutil.copytree(run_dir, tmp_path / "unetd"))  # (resumed: a copy of the shared run)
     assert main(TRAIN + ["--data", str(data), "--out", str(run_dir), "--epochs", "3"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(TRAIN + ["--data", str(data), "--out", str(run_dir), "--epochs", "3", "--resume"]) == 0

@@ -14,7 +14,6 @@ import torch
 
 import vlsm
 from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.export import export_onnx, verify
 from vlsm.export.onnx_export import example_inputs
 
@@ -112,14 +111,14 @@ def test_tokenizer_json_matches_the_model_tokenizer(tokenizer, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def clipseg_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    data = make_synthetic_dataset(root / "synthetic_polyp", n_train=4, n_val=2, n_test=2, image_size=48, seed=1)
-    out = root / "runs" / "clipseg"
-    assert main(["train", "--model", "clipseg", "--preset", "tiny", "--data", str(data), "--out", str(out),
-                 "--epochs", "1", "--batch-size", "2", "--num-workers", "0", "--no-progress",
-                 "--prompt", "polyp"]) == 0
-    return out
+def clipseg_run(_synthetic_data, tmp_path_factory):
+    """Tiny CLIPSeg trained on the session's synthetic data with a fixed prompt text, "polyp", which the export
+    carries as its default prompt (the session's shared CLIPSeg run draws p1 per image, so it has none)."""
+    from tiny_runs import train_tiny
+
+    return train_tiny(_synthetic_data, tmp_path_factory.mktemp("export") / "clipseg",
+                      {"model.name": "clipseg", "model.overrides.image_size": 64, "data.prompt": "polyp",
+                       "train.epochs": 1})
 
 
 def test_cli_export_and_refusals(clipseg_run, tmp_path, capsys):

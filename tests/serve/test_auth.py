@@ -19,7 +19,6 @@ import pytest
 import vlsm.serve
 import vlsm.serve.session
 from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.errors import UserError
 from vlsm.serve.security import (
     ServerFiles,
@@ -36,14 +35,10 @@ from vlsm.serve.security import (
 PASSWORD = "s3cret:with-colon"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auth")
-    data = make_synthetic_dataset(root / "synthetic_polyp", n_train=4, n_val=2, n_test=2, image_size=48, seed=5)
-    run = root / "unet-d"
-    assert main(["train", "--model", "unet-d", "--out", str(run), "--preset", "tiny", "--data", str(data),
-                 "--epochs", "1", "--batch-size", "2", "--num-workers", "0", "--no-progress"]) == 0
-    return run
+@pytest.fixture()
+def tiny_run(unet_run):
+    """The session's tiny UNet-D run (tests/conftest.py), read-only."""
+    return unet_run
 
 
 @pytest.fixture()

@@ -10,21 +10,14 @@ from PIL import Image
 
 import vlsm
 from vlsm.cli import main
-from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.evaluation.metrics import dice_score
 from vlsm.serve.session import Segmenter, UploadError, load_examples, load_runs, read_upload
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("session")
-    data = make_synthetic_dataset(root / "synthetic_polyp", n_train=4, n_val=2, n_test=3, image_size=48, seed=4)
-    common = ["--preset", "tiny", "--data", str(data), "--epochs", "1", "--batch-size", "2", "--num-workers", "0",
-              "--no-progress"]
-    unet, clipseg = root / "unet-d", root / "clipseg"
-    assert main(["train", "--model", "unet-d", "--out", str(unet), *common]) == 0
-    assert main(["train", "--model", "clipseg", "--out", str(clipseg), "--prompt", "p1", *common]) == 0
-    return data, [unet, clipseg]
+@pytest.fixture()
+def trained(synthetic_data, unet_run, clipseg_run):
+    """The session's synthetic dataset and its tiny UNet-D and CLIPSeg runs (tests/conftest.py), read-only."""
+    return synthetic_data, [unet_run, clipseg_run]
 
 
 def test_uploads_are_checked(tmp_path):
