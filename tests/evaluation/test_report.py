@@ -331,7 +331,7 @@ def test_bad_summaries(tmp_path):
     with pytest.raises(ValueError, match="no results given"):
         report.build_table([])
     with pytest.raises(ValueError, match="unknown metric"):
-        report.build_table([tmp_path], metric="hd95")
+        report.build_table([tmp_path], metric="hd99")
 
 
 def test_format_for_path():
