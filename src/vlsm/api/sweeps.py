@@ -99,8 +99,9 @@ def expand_runs(cfg, name: str, out: Path) -> list:
                 if seed is not None:
                     pairs.append(("train.seed", seed))
                     suffix += f"-seed{seed}"
-                if suffix:
-                    pairs.append(("name", name + suffix))
+                if suffix:  # (each run is one run: its own sweep section is empty)
+                    pairs += [("name", name + suffix), ("sweep.seeds", []), ("sweep.folds", None),
+                              ("sweep.fractions", [])]
                 run = apply_overrides(cfg, pairs, where="sweep") if pairs else cfg
                 run.out = str(out.with_name(out.name + suffix) if suffix else out)
                 runs.append(run)

@@ -18,7 +18,14 @@ import numpy as np
 
 from vlsm.evaluation.figures import _save_atomic, figure_format
 from vlsm.evaluation.report.groups import run_facts
-from vlsm.evaluation.report.paper import LOWER_IS_BETTER, METRICS, column_title, metric_scale
+from vlsm.evaluation.report.paper import (
+    LOWER_IS_BETTER,
+    METRICS,
+    PAPER_MODEL_ORDER,
+    column_title,
+    metric_scale,
+    paper_model,
+)
 from vlsm.evaluation.report.results import load_summaries
 
 PathLike = Union[str, Path]
@@ -81,11 +88,17 @@ def learning_curve(run_dirs: Sequence[PathLike], out_path: PathLike, *, metric: 
     return CurveInfo(out, metric, points)
 
 
+def _paper_order(label: str) -> tuple:
+    """The paper's model order (UNet-D, CLIPSeg, ..., Ensemble-C), then the others by name."""
+    name = paper_model(label.split(" (")[0].split(" [")[0])
+    return (PAPER_MODEL_ORDER.index(name), label) if name else (len(PAPER_MODEL_ORDER), label)
+
+
 def _draw(points: dict, metric: str):
     from matplotlib.figure import Figure
 
     panels = sorted({(d, s) for _, d, s in points})
-    models = sorted({m for m, _, _ in points})
+    models = sorted({m for m, _, _ in points}, key=_paper_order)
     fig = Figure(figsize=(4.2 * len(panels) + 0.6, 3.4), dpi=100, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     colours = [f"C{i % 10}" for i in range(len(models))]

@@ -91,6 +91,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     check_train_config(cfg)
     # (records logged before the run folder exists reach its log.txt once it does)
     with RunLog() as run_log, checkpoints_trusted(trust_checkpoint):
+        if cfg.sweep.seeds or cfg.sweep.folds or cfg.sweep.fractions:
+            log.warning("the experiment's sweep: section (one run per seed, fold and fraction) is vlsm sweep's; this "
+                        "trains one run: train.seed %s, data.fold %s, data.train_fraction %g", cfg.train.seed,
+                        cfg.data.fold, cfg.data.train_fraction)
         if _launched_rank() != 0:
             return _train(cfg, run_log, resume=resume, overwrite=overwrite, extra_callbacks=callbacks)
         require_writable(cfg.out, flag="--out")  # (the claim file goes beside the run folder)
