@@ -52,6 +52,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from vlsm.data.medical import metaimage_data_file
 from vlsm.utils import cache_root, write_bytes_atomic
 
 log = logging.getLogger("vlsm")
@@ -106,11 +107,16 @@ class DecodedCase(NamedTuple):
 
 
 def _file_signature(path) -> Optional[str]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    # a MetaImage header's pixels are in another file (its .raw): a change to either is a new entry
+    data_file = metaimage_data_file(path)
+    signature = []
+    for part in (path, data_file) if data_file is not None else (path,):
+        try:
+            st = os.stat(part)
+        except OSError:
+            return None
+        signature.append(f"{os.path.abspath(part)}|{st.st_size}|{st.st_mtime_ns}")
+    return "|".join(signature)
 
 
 class DecodedCache:

@@ -265,6 +265,24 @@ def _metaimage(path):
     return reader
 
 
+def metaimage_data_file(path) -> Optional[Path]:
+    """The file holding a MetaImage header's pixels (its ``ElementDataFile``), None when they are in the
+    header's own file (``LOCAL``), or for other files. Read from the header's text: nothing is decoded."""
+    if file_suffix(path) != ".mhd":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(65536).decode("latin-1")
+    except OSError:
+        return None
+    for line in header.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ElementDataFile":
+            value = value.strip()
+            return None if value.upper() == "LOCAL" or not value else Path(path).parent / value
+    return None
+
+
 def _itk_problem(err) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     useful = [ln for ln in lines if not ln.startswith(("/", "itk::", "sitk::"))]
