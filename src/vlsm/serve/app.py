@@ -9,8 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from vlsm.data._util import file_stem
 from vlsm.errors import UserError
-from vlsm.serve.session import DEFAULT_MAX_PIXELS, Example, Segmenter, ServedRun, UploadError, read_upload
+from vlsm.serve.session import (
+    DEFAULT_MAX_PIXELS,
+    Example,
+    Segmenter,
+    ServedRun,
+    UploadError,
+    read_upload,
+    upload_planes,
+)
 
 INSTALL_HINT = 'the web app needs Gradio: pip install "vlsm-ensemble[serve]"'
 INTRO = ("# vlsm: segment an image\n"
@@ -43,18 +52,41 @@ class _Handlers:
     def on_upload(self, path):
         # the file box is emptied again each time (the image lives in `state`), ready for the next upload
         gr = self.gr
+        no_plane = gr.update(visible=False)
         if not path:
-            return None, None, None, gr.update(), gr.update(visible=False, choices=[]), "", *self.no_results()
+            return None, None, None, gr.update(), gr.update(visible=False, choices=[]), no_plane, "", *self.no_results()
+        planes = upload_planes(path)
         try:
             image = read_upload(path, self.max_pixels)
         except UploadError as err:
-            return (None, None, None, gr.update(value=None), gr.update(visible=False, choices=[]),
+            return (None, None, None, gr.update(value=None), gr.update(visible=False, choices=[]), no_plane,
                     f"⚠️ {err}", *self.no_results())
-        name = Path(path).stem
-        state = {"image": image, "name": name, "gt": None}
+        state = {"image": image, "name": file_stem(path), "gt": None, "path": path}
         message = f"Loaded **{Path(path).name}** ({image.width} × {image.height}). Give a prompt and press Segment."
-        return (state, None, image, gr.update(value=None), gr.update(visible=False, choices=[]), message,
+        plane = no_plane
+        if planes is not None:  # a volume or a multi-frame file: the middle plane first, the slider for others
+            k = planes.planes // 2
+            state["name"] = f"{state['name']}_{planes.word}{k:03d}"
+            plane = gr.update(visible=True, minimum=0, maximum=planes.planes - 1, value=k,
+                              label=f"{planes.word} (0–{planes.planes - 1})")
+            message = (f"Loaded **{Path(path).name}**, {planes.word} {k} of its {planes.planes} "
+                       f"({image.width} × {image.height}; the slider shows another). Give a prompt and press Segment.")
+        return (state, None, image, gr.update(value=None), gr.update(visible=False, choices=[]), plane, message,
                 *self.no_results())
+
+    def on_plane(self, state, k):
+        """Another frame or slice of the uploaded file."""
+        if not state or not state.get("path"):
+            return state, self.gr.update(), "", *self.no_results()
+        planes, k = upload_planes(state["path"]), int(k)
+        try:
+            image = read_upload(state["path"], self.max_pixels, k)
+        except UploadError as err:
+            return state, self.gr.update(), f"⚠️ {err}", *self.no_results()
+        name = f"{file_stem(state['path'])}_{planes.word}{k:03d}" if planes else file_stem(state["path"])
+        state = {**state, "image": image, "name": name}
+        return state, image, f"Showing {planes.word if planes else 'plane'} {k} of **{Path(state['path']).name}**.", \
+            *self.no_results()
 
     def on_example(self, key):
         from vlsm.data.images import load_image
@@ -63,16 +95,17 @@ class _Handlers:
         gr = self.gr
         example = self.by_key.get(key)
         if example is None:
-            return None, None, gr.update(visible=False, choices=[]), gr.update(), "", *self.no_results()
+            return (None, None, gr.update(visible=False, choices=[]), gr.update(), gr.update(visible=False), "",
+                    *self.no_results())
         image = load_image(example.record.image_path)
         gt = load_mask(example.record.mask_path)
-        state = {"image": image, "name": example.record.name, "gt": gt}
+        state = {"image": image, "name": example.record.name, "gt": gt, "path": None}
         prompts = example.prompts()
         default = next((text for label, text in prompts if label.startswith("p1")), prompts[0][1] if prompts else "")
         message = (f"Example **{key}** ({image.width} × {image.height}) with its ground-truth mask. "
                    f"Give a prompt (or pick one of its p0–p9 prompts) and press Segment.")
         return (state, image, gr.update(visible=bool(prompts), choices=prompts, value=None),
-                gr.update(value=default), message, *self.no_results())
+                gr.update(value=default), gr.update(visible=False), message, *self.no_results())
 
     def on_segment(self, state, prompt, selected):
         if not state:
@@ -128,6 +161,8 @@ def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pix
                 example = gr.Dropdown(choices=list(by_key), value=None, label="…or pick a test image",
                                       elem_id="example", visible=bool(by_key))
                 preview = gr.Image(label="Image", type="pil", format="png", interactive=False, elem_id="preview")
+                plane = gr.Slider(minimum=0, maximum=1, step=1, value=0, label="slice", visible=False,
+                                  elem_id="plane")
                 prompt = gr.Textbox(label="Prompt", placeholder="e.g. polyp", elem_id="prompt")
                 suggestions = gr.Dropdown(choices=[], label="The example's prompts (p0–p9)", visible=False,
                                           elem_id="suggestions")
@@ -137,8 +172,11 @@ def build_app(runs: Sequence[ServedRun], examples: Sequence[Example], *, max_pix
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
                 slots = _run_slots(gr, runs)
-        upload.upload(on.on_upload, inputs=upload, outputs=[state, upload, preview, example, suggestions, status, *slots])
-        example.input(on.on_example, inputs=example, outputs=[state, preview, suggestions, prompt, status, *slots])
+        upload.upload(on.on_upload, inputs=upload,
+                      outputs=[state, upload, preview, example, suggestions, plane, status, *slots])
+        plane.release(on.on_plane, inputs=[state, plane], outputs=[state, preview, status, *slots])
+        example.input(on.on_example, inputs=example,
+                      outputs=[state, preview, suggestions, prompt, plane, status, *slots])
         suggestions.input(lambda text: gr.update(value=text or ""), inputs=suggestions, outputs=prompt)
         button.click(on.on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])
         prompt.submit(on.on_segment, inputs=[state, prompt, chosen], outputs=[status, *slots])

@@ -137,8 +137,22 @@ def load_examples(runs: Sequence[ServedRun], per_dataset: int = DEFAULT_EXAMPLES
     return examples
 
 
-def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """An uploaded file as an RGB image, or :class:`UploadError` saying what is wrong with it."""
+def upload_planes(path):
+    """The frames or slices of an uploaded DICOM, NIfTI or MetaImage file that holds several (a
+    :class:`vlsm.data.medical.PlaneInfo`), else None (a picture, a 2-D file, or one :func:`read_upload`
+    will refuse)."""
+    from vlsm.data.medical import medical_kind, plane_info
+
+    try:
+        info = plane_info(path) if medical_kind(path) else None
+    except Exception:  # noqa: BLE001 - read_upload names what is wrong with the file
+        return None
+    return info if info is not None and info.planes > 1 else None
+
+
+def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS, slice_index: Optional[int] = None) -> Image.Image:
+    """An uploaded file as an RGB image, or :class:`UploadError` saying what is wrong with it.
+    ``slice_index``: the frame or slice of a file that holds several (default: the middle one)."""
     from vlsm.data.images import image_size, load_image
 
     path = Path(path)
@@ -152,8 +166,11 @@ def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise UploadError(f"{name} is too large: {width} × {height} = {width * height / 1e6:.1f} megapixels; "
                           f"this server accepts at most {max_pixels / 1e6:.1f} (vlsm serve --max-pixels). "
                           f"Upload a smaller image")
+    planes = upload_planes(path)
+    if planes is not None and slice_index is None:
+        slice_index = planes.planes // 2
     try:
-        return load_image(path)
+        return load_image(path, slice_index if planes is not None else None)
     except (OSError, ValueError) as err:
         raise UploadError(f"{name} could not be decoded ({err}); upload an intact image file") from None
 
@@ -217,4 +234,4 @@ class Segmenter:
 
 
 __all__ = ["ServedRun", "Example", "RunOutput", "Segmenter", "UploadError", "load_runs", "load_examples",
-           "read_upload", "probability_map", "uncertainty_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]
+           "read_upload", "upload_planes", "probability_map", "uncertainty_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]
