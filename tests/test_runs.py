@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import vlsm
+from naming import raises_naming
 from vlsm.config import ExperimentConfig
 from vlsm.runs import (
     PER_CASE_FIELDS,
@@ -58,31 +59,31 @@ def test_prepare_never_clobbers_without_being_told(tmp_path):
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     for kwargs in ({"overwrite": True}, {}, {"resume": True}):
-        with pytest.raises(RunFolderError, match="not a vlsm run folder"):
+        with raises_naming(RunFolderError, str(other), "vlsm run folder", "--out"):
             RunFolder(other).prepare(**kwargs)
     # a config.yaml alone (no marker, summary or checkpoints/) does not make a folder ours
     (other / "config.yaml").write_text("name: mine\n")
-    with pytest.raises(RunFolderError, match="not a vlsm run folder"):
+    with raises_naming(RunFolderError, str(other), "vlsm run folder", "--out"):
         RunFolder(other).prepare(overwrite=True)
     assert (other / "keep.txt").read_text() == "mine"
 
     run = RunFolder(tmp_path / "r").prepare()
     run.config_file.write_text("name: x\n")
-    with pytest.raises(RunFolderError, match="cannot resume: .*last.ckpt does not exist .* without --resume"):
+    with raises_naming(RunFolderError, str(run.last_checkpoint), "--resume"):
         run.prepare(resume=True)
     run.last_checkpoint.write_bytes(b"x")
-    with pytest.raises(RunFolderError, match="unfinished run; pass --resume .* or --overwrite"):
+    with raises_naming(RunFolderError, str(run.path), "--resume", "--overwrite"):
         run.prepare()
-    with pytest.raises(RunFolderError, match="only one of them"):
+    with raises_naming(RunFolderError, "--resume", "--overwrite"):
         run.prepare(resume=True, overwrite=True)
     assert run.prepare(resume=True) is run and run.last_checkpoint.exists()
     run.summary_file.write_text("{}")
-    with pytest.raises(RunFolderError, match="already holds a finished run"):
+    with raises_naming(RunFolderError, str(run.path), "--out", "--overwrite"):
         run.prepare()
     run.prepare(overwrite=True)
     assert run.checkpoints_dir.is_dir() and not run.summary_file.exists() and not run.config_file.exists()
     assert run.marker_file.is_file()
-    with pytest.raises(RunFolderError, match="does not exist"):
+    with raises_naming(RunFolderError, str(tmp_path / "missing"), "--resume"):
         RunFolder(tmp_path / "missing").prepare(resume=True)
 
 
@@ -115,7 +116,7 @@ def test_resume_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert "last.ckpt is not a vlsm/Lightning checkpoint" in caplog.text and "last.prev.ckpt" in caplog.text
     assert not run.previous_last_checkpoint.exists()
     run.last_checkpoint.write_bytes(b"")
-    with pytest.raises(RunFolderError, match="no readable checkpoint .*the file is empty"):
+    with raises_naming(RunFolderError, str(run.path), str(run.last_checkpoint), "empty", "--overwrite"):
         run.resume_checkpoint()
 
 
@@ -136,7 +137,7 @@ def test_per_case_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="lacks column"):
         read_per_case(path)
     path.write_text("name,dice,iou\na,1.5,0.5\n")
-    with pytest.raises(ValueError, match=r"line 2: .* must be in \[0, 1\]"):
+    with raises_naming(ValueError, str(path), "line 2", "1.5", "[0, 1]"):
         read_per_case(path)
     with pytest.raises(FileNotFoundError):
         read_per_case(tmp_path / "nowhere.csv")
@@ -167,7 +168,7 @@ def test_evaluation_folder_and_run_summary(tmp_path):
 def test_summary_errors_name_the_file(tmp_path):
     bad = tmp_path / "summary.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="summary.json is not valid JSON"):
+    with raises_naming(ValueError, str(bad), "JSON"):
         read_summary(bad)
     bad.write_text(json.dumps({"results": []}))
     with pytest.raises(ValueError, match="needs a \"model\" object"):
@@ -210,7 +211,7 @@ def test_load_trained_model_errors(tmp_path):
         load_trained_model(tmp_path / "nowhere")
     unfinished = RunFolder(tmp_path / "u").prepare()
     unfinished.last_checkpoint.write_bytes(b"x")
-    with pytest.raises(FileNotFoundError, match="unfinished run .* --resume"):
+    with raises_naming(FileNotFoundError, str(unfinished.path), "--resume", str(unfinished.last_checkpoint)):
         load_trained_model(unfinished.path)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -222,11 +223,11 @@ def test_load_trained_model_errors(tmp_path):
         load_trained_model(other)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ValueError, match="not a vlsm training checkpoint .* convert-checkpoint"):
+    with raises_naming(ValueError, str(foreign), "model_spec", "vlsm convert-checkpoint"):
         load_trained_model(foreign)
     torch.save({"weight": torch.zeros(2)}, foreign)  # plain torch.save of a state dict
-    with pytest.raises(ValueError, match="foreign.ckpt is not a vlsm/Lightning checkpoint: it holds a dict without"):
+    with raises_naming(ValueError, str(foreign), "'state_dict'", "save_pretrained", "vlsm convert-checkpoint"):
         load_trained_model(foreign)
     foreign.write_bytes(b"\x80\x04 random bytes")
-    with pytest.raises(ValueError, match="foreign.ckpt is not a vlsm/Lightning checkpoint: cannot read it"):
+    with raises_naming(ValueError, str(foreign), "vlsm/Lightning checkpoint"):
         load_trained_model(foreign)

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 import vlsm
+from naming import raises_naming
 from vlsm.data import SegmentationDataset, load_mask, load_split
 from vlsm.data.records import Record
 from vlsm.data.synthetic import make_synthetic_dataset
@@ -130,7 +131,7 @@ def test_a_mask_of_another_size_is_named(models, records, tmp_path):
     rec = records[0]
     Image.open(rec.mask_path).crop((0, 0, 20, 20)).save(tmp_path / "small.png")
     bad = dataclasses.replace(rec, mask_path=tmp_path / "small.png")
-    with pytest.raises(ValueError, match=r"sizes differ for .*small.png is 20x20"):
+    with raises_naming(ValueError, repr(rec.name), str(tmp_path / "small.png"), "20x20", "vlsm data check"):
         evaluate_records(models["unet-d"], [records[1], bad], device="cpu")
 
 

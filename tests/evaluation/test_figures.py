@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.evaluation import figures
 from vlsm.evaluation.metrics import dice_score
 
@@ -95,10 +96,10 @@ def test_figure_pdf_by_extension(tmp_path):
 
 def test_figure_errors(tmp_path):
     images, preds = synthetic()
-    with pytest.raises(ValueError, match="cannot tell the figure format"):
+    with raises_naming(ValueError, str(tmp_path / "fig.gif"), ".png", ".pdf"):
         figures.draw_qualitative(images, preds, tmp_path / "fig.gif")
     missing = {"UNet-D": {"img0.png": preds["UNet-D"]["img0.png"]}}
-    with pytest.raises(ValueError, match="model 'UNet-D' has no prediction for image 'img1.png'"):
+    with raises_naming(ValueError, "'UNet-D'", "'img1.png'", "img0.png"):
         figures.draw_qualitative(images, missing, tmp_path / "fig.png")
     probs = {"UNet-D": {k: v * 0.7 for k, v in preds["UNet-D"].items()}}
     with pytest.raises(ValueError, match="threshold probabilities first"):

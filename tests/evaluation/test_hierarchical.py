@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sstats
 
 from fake_runs import fake_run
+from naming import raises_naming
 from vlsm.cli import main
 from vlsm.evaluation import report, stats
 
@@ -85,12 +86,12 @@ def test_the_paired_test_pairs_the_same_images_and_seeds(seed_runs, tmp_path, ca
 def test_seeds_scored_on_other_images_and_runs_twice_are_refused(tmp_path):
     fake_run(tmp_path, "a-seed0", [0.5, 0.6, 0.7], seed=0)
     fake_run(tmp_path, "a-seed1", [0.5, 0.6, 0.7], seed=1, names=["x", "y", "z"])
-    with pytest.raises(ValueError, match="not scored on the same images"):
+    with raises_naming(ValueError, "seed 1", str(tmp_path / "a-seed1"), "evaluate every seed on the same split"):
         report.build_table(sorted(tmp_path.iterdir()))
     other = tmp_path / "other"
     fake_run(other, "b-seed0", [0.5, 0.6], seed=0)
     fake_run(other, "b-seed0-again", [0.5, 0.6], seed=0)  # the same seed twice is not a second seed
-    with pytest.raises(ValueError, match="two results for model 'CLIPSeg'"):
+    with raises_naming(ValueError, "'CLIPSeg'", str(other / "b-seed0"), str(other / "b-seed0-again"), "Pass only one"):
         report.build_table(sorted(other.iterdir()))
     lr = tmp_path / "lr"
     fake_run(lr, "c-seed0", [0.5, 0.6], seed=0)

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import vlsm
+from naming import raises_naming
 from vlsm.evaluation.metrics import dice_score
 from vlsm.evaluation.postprocessing import CANDIDATES, choose, rule_dice
 from vlsm.models.unet_d import UNetD
@@ -138,9 +139,8 @@ def test_a_trained_run_records_its_choice_and_evaluation_applies_it(crafted, tmp
     summary = json.loads(summary_file.read_text())
     summary["train"]["postprocessing"]["rule"] = "biggest"
     summary_file.write_text(json.dumps(summary))
-    with pytest.raises(ValueError, match="train.postprocessing: post-processing rule 'biggest' is unknown") as err:
+    with raises_naming(ValueError, str(summary_file), "train.postprocessing", "'biggest'", "--no-postprocess"):
         Predictor(tmp_path / "run", device="cpu")
-    assert str(summary_file) in str(err.value) and "--no-postprocess" in str(err.value) and "\n" not in str(err.value)
     assert Predictor(tmp_path / "run", device="cpu", postprocess=False).postprocessing.rule == "none"
 
 

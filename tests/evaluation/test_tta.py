@@ -9,6 +9,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 import vlsm
+from naming import raises_naming
 from vlsm.predictor import TTA_FLIPS, Predictor
 
 
@@ -96,5 +97,5 @@ def test_the_session_of_vlsm_serve_shows_the_uncertainty(unet, tmp_path, rgb):
 
 
 def test_tta_must_be_a_switch(unet):
-    with pytest.raises(TypeError, match="tta must be True, False or None"):
+    with raises_naming(TypeError, "tta", "'yes'", "True, False or None"):
         Predictor(unet, device="cpu", tta="yes")

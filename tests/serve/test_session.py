@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import vlsm
+from naming import raises_naming
 from vlsm.cli import main
 from vlsm.evaluation.metrics import dice_score
 from vlsm.serve.session import Segmenter, UploadError, load_examples, load_runs, read_upload
@@ -26,9 +27,9 @@ def test_uploads_are_checked(tmp_path):
     assert read_upload(good).mode == "RGB" and read_upload(good).size == (30, 20)
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    with pytest.raises(UploadError, match="notes.png is not an image"):
+    with raises_naming(UploadError, "notes.png", "PNG, JPEG"):
         read_upload(text)
-    with pytest.raises(UploadError, match=r"too large: 30 × 20 = 0.0 megapixels.*--max-pixels"):
+    with raises_naming(UploadError, "scan.png", "30 × 20", "--max-pixels"):
         read_upload(good, max_pixels=599)
     truncated = tmp_path / "cut.png"
     Image.new("RGB", (64, 64), "red").save(tmp_path / "full.png")
