@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import vlsm
+from naming import raises_naming
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
 from vlsm.training.feature_cache import (
@@ -118,9 +119,10 @@ def test_auto_on_and_off_resolve_with_reasons():
     assert not resolve_feature_cache("auto", trained, augment=False)[0]
     assert not resolve_feature_cache("off", frozen, augment=False)[0]
     assert resolve_feature_cache("on", frozen, augment=False)[0]
-    with pytest.raises(ValueError, match=r"--feature-cache on \(train.feature_cache\).*augment"):
+    with raises_naming(ValueError, "--feature-cache on", "train.feature_cache", "--no-augment", "--feature-cache auto"):
         resolve_feature_cache("on", frozen, augment=True)
-    with pytest.raises(ValueError, match=r"--feature-cache on \(train.feature_cache\).*freeze_encoder"):
+    with raises_naming(ValueError, "--feature-cache on", "train.feature_cache", "freeze_encoder=true",
+                       "--feature-cache auto"):
         resolve_feature_cache("on", trained, augment=False)
 
 

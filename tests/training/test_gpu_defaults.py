@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from naming import raises_naming
 from tiny_runs import TRAIN
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
@@ -29,7 +30,7 @@ def _conv_weights(model):
 def test_use_channels_last_modes():
     assert use_channels_last("auto", "gpu") and not use_channels_last("auto", "cpu")
     assert use_channels_last("on", "cpu") and not use_channels_last("off", "gpu")
-    with pytest.raises(ValueError, match="use one of auto, on, off"):
+    with raises_naming(ValueError, "'yes'", "auto, on, off"):
         use_channels_last("yes", "cpu")
 
 

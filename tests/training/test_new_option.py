@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 
-import pytest
 import yaml
 
+from naming import raises_naming
 from tiny_runs import TRAIN
 from vlsm.cli import build_parser, main
 from vlsm.commands.train import config_from_args
@@ -27,11 +27,11 @@ def test_its_flag_checks_and_reference_entry_come_from_the_field(tmp_path):
     assert FLAG in train_parser.format_help()
     assert config_from_args(_args([FLAG, "3"])).train.accumulate_grad_batches == 3
     assert config_from_args(_args([])).train.accumulate_grad_batches == 1
-    with pytest.raises(ValueError, match=rf"^{FLAG} \({KEY}\) must be at least 1, got 0$"):
+    with raises_naming(ValueError, f"{FLAG} ({KEY})", "at least 1", "got 0"):
         config_from_args(_args([FLAG, "0"]))
     exp = tmp_path / "exp.yaml"
     exp.write_text("train: {accumulate_grad_batches: '2'}\n")
-    with pytest.raises(ValueError, match=rf"^{exp}: {KEY}: expected an integer, got '2' \(str\)$"):
+    with raises_naming(ValueError, f"{exp}: {KEY}", "an integer", "'2'"):
         load_config(exp)
     assert f"| `{KEY}` | `{FLAG}` | an integer | `1` | at least 1 |  | add up the gradients" in render_reference()
     assert KEY not in resumable_keys()  # it changes what a run computes
