@@ -1,7 +1,7 @@
-import re
 
 import pytest
 
+from naming import raises_naming
 from vlsm.config import config_from_dict, load_config, save_config
 
 
@@ -17,7 +17,7 @@ def test_round_trip(tmp_path):
 def test_unknown_key_names_file_and_valid_keys(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("train:\n  epoch: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: train: unknown key\(s\) \['epoch'\].*epochs"):
+    with raises_naming(ValueError, str(f), "train", "'epoch'", "'epochs'"):
         load_config(f)
 
 
@@ -60,32 +60,29 @@ def test_cli_flags_override_experiment_file(tmp_path):
     assert config_from_args(args).model.overrides == {}
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("train:\n  epochs: '5'\n", "train.epochs: expected an integer, got '5' (str)"),
-    ("train:\n  epochs: true\n", "train.epochs: expected an integer, got True (bool)"),
-    ("train:\n  lr: fast\n", "train.lr: expected a number, got 'fast' (str)"),
-    ("train:\n  seed: null\n", "train.seed: expected an integer, got None (NoneType)"),
-    ("train:\n  max_minutes: soon\n", "train.max_minutes: expected a number or null, got 'soon' (str)"),
-    ("data:\n  augment: 'no'\n", "data.augment: expected true or false, got 'no' (str)"),
-    ("data:\n  paths: 3\n", "data.paths: expected a list, got 3 (int)"),
-    ("data:\n  prompt: null\n", "data.prompt: expected a string, got None (NoneType)"),
-    ("eval:\n  splits: test\n", "eval.splits: expected a list, got 'test' (str)"),
-    ("eval:\n  threshold: [0.5]\n", "eval.threshold: expected a number, got [0.5] (list)"),
-    ("model:\n  name: null\n", "model.name: expected a string, got None (NoneType)"),
-    ("model:\n  overrides: [image_size]\n", "model.overrides: expected a mapping, got ['image_size'] (list)"),
-    ("model: clipseg\n", "model: expected a mapping, got 'clipseg' (str)"),
-    ("name: 7\n", "name: expected a string or null, got 7 (int)"),
-    ("model:\n  nme: clipseg\n", "model: unknown key(s) ['nme']; valid keys: ['name', 'overrides', 'preset', "
-                                 "'pretrained', 'variant']"),
-    ("trian:\n  epochs: 3\n", "unknown key(s) ['trian']; valid keys: ['data', 'eval', 'model', 'name', 'out', "
-                              "'search', 'sweep', 'train']"),
+@pytest.mark.parametrize("yaml_text, names", [  # the key, what it expects and the value it got
+    ("train:\n  epochs: '5'\n", ("train.epochs", "an integer", "'5'")),
+    ("train:\n  epochs: true\n", ("train.epochs", "an integer", "True")),
+    ("train:\n  lr: fast\n", ("train.lr", "a number", "'fast'")),
+    ("train:\n  seed: null\n", ("train.seed", "an integer", "None")),
+    ("train:\n  max_minutes: soon\n", ("train.max_minutes", "a number or null", "'soon'")),
+    ("data:\n  augment: 'no'\n", ("data.augment", "true or false", "'no'")),
+    ("data:\n  paths: 3\n", ("data.paths", "a list", "got 3")),
+    ("data:\n  prompt: null\n", ("data.prompt", "a string", "None")),
+    ("eval:\n  splits: test\n", ("eval.splits", "a list", "'test'")),
+    ("eval:\n  threshold: [0.5]\n", ("eval.threshold", "a number", "[0.5]")),
+    ("model:\n  name: null\n", ("model.name", "a string", "None")),
+    ("model:\n  overrides: [image_size]\n", ("model.overrides", "a mapping", "['image_size']")),
+    ("model: clipseg\n", ("model", "a mapping", "'clipseg'")),
+    ("name: 7\n", ("name", "a string or null", "got 7")),
+    ("model:\n  nme: clipseg\n", ("model", "'nme'", "'name'", "'pretrained'")),  # the valid keys: the fix
+    ("trian:\n  epochs: 3\n", ("'trian'", "'train'", "'data'")),
 ])
-def test_wrong_types_and_keys_name_file_key_and_expected_type(tmp_path, yaml_text, message):
+def test_wrong_types_and_keys_name_file_key_and_expected_type(tmp_path, yaml_text, names):
     f = tmp_path / "exp.yaml"
     f.write_text(yaml_text)
-    with pytest.raises(ValueError) as err:
+    with raises_naming(ValueError, str(f), *names):
         load_config(f)
-    assert str(err.value) == f"{f}: {message}"
 
 
 def test_typed_values_that_fit_are_kept():
@@ -160,23 +157,22 @@ def test_apply_overrides_sets_dotted_keys_on_a_copy(monkeypatch):
     assert empty == {}  # values passed in are not changed either
 
 
-@pytest.mark.parametrize("pair, message", [
-    (("train.epochs", "5"), "--set: train.epochs: expected an integer, got '5' (str)"),
-    (("train.epochs", 2.5), "--set: train.epochs: expected an integer, got 2.5 (float)"),
-    (("data.augment", 1), "--set: data.augment: expected true or false, got 1 (int)"),
-    (("model.overrides", [1]), "--set: model.overrides: expected a mapping, got [1] (list)"),
-    (("model.name", None), "--set: model.name: expected a string, got None (NoneType)"),
-    (("train.epoch", 5), "--set: train: unknown key(s) ['epoch']; valid keys: ['accumulate_grad_batches', 'allow_partial_weights',"),
-    (("training.epochs", 5), "--set: 'training.epochs': expected SECTION.KEY with SECTION one of"),
-    (("train", {"epochs": 5}), "--set: 'train': expected SECTION.KEY"),
-    (("train.epochs.max", 5), "--set: train.epochs.max: train.epochs has no sub-keys"),
+@pytest.mark.parametrize("pair, names", [  # where the value came from, the key, what it expects, the value
+    (("train.epochs", "5"), ("--set", "train.epochs", "an integer", "'5'")),
+    (("train.epochs", 2.5), ("--set", "train.epochs", "an integer", "2.5")),
+    (("data.augment", 1), ("--set", "data.augment", "true or false", "got 1")),
+    (("model.overrides", [1]), ("--set", "model.overrides", "a mapping", "[1]")),
+    (("model.name", None), ("--set", "model.name", "a string", "None")),
+    (("train.epoch", 5), ("--set", "train", "'epoch'", "'epochs'")),
+    (("training.epochs", 5), ("--set", "'training.epochs'", "SECTION.KEY", "model")),
+    (("train", {"epochs": 5}), ("--set", "'train'", "SECTION.KEY")),
+    (("train.epochs.max", 5), ("--set", "train.epochs.max", "sub-keys")),
 ])
-def test_apply_overrides_refuses_wrong_keys_and_types(pair, message):
+def test_apply_overrides_refuses_wrong_keys_and_types(pair, names):
     from vlsm.config import ExperimentConfig, apply_overrides
 
-    with pytest.raises(ValueError) as err:
+    with raises_naming(ValueError, *names):
         apply_overrides(ExperimentConfig(), [pair], where="--set")
-    assert str(err.value).startswith(message)
 
 
 def test_exponent_floats_are_numbers(tmp_path):
@@ -225,40 +221,38 @@ def test_option_flags_for_another_command():
                                                           "train.device": "auto"}  # (max_pixels None: not given)
     values = option_values(parser.parse_args(["--threshold", "0.3", "--max-pixels", "9", "--device", "cuda:1"]), keys)
     assert values == {"eval.threshold": 0.3, "eval.batch_size": 4, "data.max_pixels": 9, "train.device": "cuda:1"}
-    for argv, message in ((["--threshold", "1.5"], "--threshold (eval.threshold) must be between 0 and 1 (exclusive)"),
-                          (["--batch-size", "0"], "--batch-size (eval.batch_size) must be at least 1, got 0"),
-                          (["--device", "tpu"], "--device (train.device) must be auto, cpu, cuda, cuda:N or mps, got 'tpu'")):
-        with pytest.raises(ValueError, match=r"^" + re.escape(message)):
+    for argv, names in ((["--threshold", "1.5"], ("--threshold (eval.threshold)", "between 0 and 1", "1.5")),
+                        (["--batch-size", "0"], ("--batch-size (eval.batch_size)", "at least 1", "got 0")),
+                        (["--device", "tpu"], ("--device (train.device)", "auto, cpu, cuda, cuda:N or mps", "'tpu'"))):
+        with raises_naming(ValueError, *names):
             option_values(parser.parse_args(argv), keys)
     assert "probability threshold" in parser.format_help() and "default 0.5" in parser.format_help()
 
 
-@pytest.mark.parametrize("key, value, where, message", [
-    ("eval.threshold", 0.0, "serve", "serve: eval.threshold must be between 0 and 1 (exclusive), got 0.0"),
-    ("train.epochs", "5", "--set", "--set: train.epochs: expected an integer, got '5' (str)"),
-    ("data.max_pixels", 0, "command line", "--max-pixels (data.max_pixels) must be at least 1, got 0"),
+@pytest.mark.parametrize("key, value, where, names", [
+    ("eval.threshold", 0.0, "serve", ("serve", "eval.threshold", "between 0 and 1", "0.0")),
+    ("train.epochs", "5", "--set", ("--set", "train.epochs", "an integer", "'5'")),
+    ("data.max_pixels", 0, "command line", ("--max-pixels (data.max_pixels)", "at least 1", "got 0")),
 ])
-def test_check_option_checks_one_value(key, value, where, message):
+def test_check_option_checks_one_value(key, value, where, names):
     from vlsm.config import check_option
 
     assert check_option("eval.threshold", 0.25) == 0.25 and check_option("data.max_pixels", None) is None
-    with pytest.raises(ValueError) as err:
+    with raises_naming(ValueError, *names):
         check_option(key, value, where)
-    assert str(err.value) == message
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"train": {"epochs": 2, "min_epochs": 3}}, "exp.yaml: train.min_epochs must be at most train.epochs (2), got 3"),
-    ({"train": {"bce_weight": 0.0, "dice_weight": 0}}, "exp.yaml: train.dice_weight must be positive when"),
-    ({"eval": {"threshold": 1}}, "exp.yaml: eval.threshold must be between 0 and 1 (exclusive), got 1"),
-    ({"train": {"monitor": "dice"}}, "exp.yaml: train.monitor must be one of val_dice, val_loss, val_bce, got 'dice'"),
-    ({"train": {"scheduler_factor": 1.5}}, "exp.yaml: train.scheduler_factor must be between 0 and 1 (exclusive)"),
-    ({"data": {"paths": ["a", 3]}}, "exp.yaml: data.paths: item 1: expected a string, got 3 (int)"),
+@pytest.mark.parametrize("values, names", [  # the file, the key, the bound, choices or rule, the value
+    ({"train": {"epochs": 2, "min_epochs": 3}}, ("train.min_epochs", "at most train.epochs (2)", "got 3")),
+    ({"train": {"bce_weight": 0.0, "dice_weight": 0}}, ("train.dice_weight", "positive", "train.bce_weight")),
+    ({"eval": {"threshold": 1}}, ("eval.threshold", "between 0 and 1", "got 1")),
+    ({"train": {"monitor": "dice"}}, ("train.monitor", "val_dice, val_loss, val_bce", "'dice'")),
+    ({"train": {"scheduler_factor": 1.5}}, ("train.scheduler_factor", "between 0 and 1", "1.5")),
+    ({"data": {"paths": ["a", 3]}}, ("data.paths", "item 1", "a string", "got 3")),
 ])
-def test_bounds_choices_and_rules_between_options(values, message):
-    with pytest.raises(ValueError) as err:
+def test_bounds_choices_and_rules_between_options(values, names):
+    with raises_naming(ValueError, "exp.yaml", *names):
         config_from_dict(values, "exp.yaml")
-    assert str(err.value).startswith(message)
 
 
 #: the lines of the options added to the schema since vlsm f4f8edf, at their defaults: a config.yaml written

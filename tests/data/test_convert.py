@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import load_image, load_mask, load_split
 from vlsm.data.convert import DatasetConversionError, convert_dataset
 from vlsm.data.masks import save_mask
@@ -53,7 +54,7 @@ def test_kvasir_generated_splits_and_prompts(raw_samples_root, kvasir_root, tmp_
 def test_kvasir_with_medvlsm_anns_allow_missing(raw_samples_root, kvasir_root, tmp_path):
     raw = raw_samples_root / "kvasir_seg"
     out = tmp_path / "kv"
-    with pytest.raises(FileNotFoundError, match=r"994 case\(s\) named in the split files.*--allow-missing"):
+    with raises_naming(FileNotFoundError, "994 case(s)", str(kvasir_root / "anns"), str(raw), "--allow-missing"):
         convert_dataset("kvasir", raw, out, anns=kvasir_root / "anns")
     assert not out.exists()
     result = convert_dataset("kvasir", raw, out, anns=kvasir_root / "anns", allow_missing=True)
@@ -188,8 +189,7 @@ def test_colondb_original_tiff_release(tmp_path, nested):
 def test_colondb_unknown_layout_lists_both(tmp_path):
     raw = tmp_path / "odd"
     (raw / "pictures").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match=r"does not look like CVC-ColonDB.*N\.tiff images with ground truth "
-                                                r"pN\.tiff.*images/N\.png and masks/N\.png"):
+    with raises_naming(FileNotFoundError, str(raw), "CVC-ColonDB", "N.tiff", "pN.tiff", "images/N.png", "masks/N.png"):
         convert_dataset("colondb", raw, tmp_path / "out")
 
 
@@ -243,9 +243,10 @@ def test_bad_raw_files_write_nothing(raw_samples_root, tmp_path):
 
 
 def test_wrong_layouts_explain_what_is_expected(raw_samples_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not look like CVC-ClinicDB.*Ground Truth"):
+    with raises_naming(FileNotFoundError, str(raw_samples_root / "kvasir_seg"), "CVC-ClinicDB", "Original/",
+                       "Ground Truth/"):
         convert_dataset("clinicdb", raw_samples_root / "kvasir_seg", tmp_path / "o")
-    with pytest.raises(FileNotFoundError, match="does not look like BUSI"):
+    with raises_naming(FileNotFoundError, str(raw_samples_root / "kvasir_seg"), "BUSI", "Dataset_BUSI_with_GT/"):
         convert_dataset("busi", raw_samples_root / "kvasir_seg", tmp_path / "o")
     with pytest.raises(ValueError, match="unknown dataset 'kvasr'.*kvasir"):
         convert_dataset("kvasr", raw_samples_root / "kvasir_seg", tmp_path / "o")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.cli import main
 from vlsm.data import load_mask, load_split
 from vlsm.data.convert import convert_dataset
@@ -95,8 +95,10 @@ def test_generated_prompts_name_the_finding_and_the_view(tmp_path):
 
 def test_a_code_of_another_size_than_its_image_names_both(tmp_path):
     write_release(tmp_path / "raw", size_of={"patient64542_study1_view1_frontal": (31, 30)})
-    with pytest.raises(ValueError, match=r"gt_segmentations_val\.json: the mask of patient64542_study1_view1_frontal"
-                                         r" / .* is 30x31 but its image .*view1_frontal\.jpg is 30x30"):
+    with raises_naming(ValueError, str(tmp_path / "raw/CheXlocalize/gt_segmentations_val.json"),
+                       "patient64542_study1_view1_frontal", "30x31",
+                       str(tmp_path / "raw/CheXpert/valid/patient64542/study1/view1_frontal.jpg"), "30x30",
+                       "CheXlocalize download", one_line=False):  # (a line per case that cannot be converted)
         convert_dataset("chexlocalize", tmp_path / "raw", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -112,9 +114,10 @@ def test_test_split_files_and_val_folders_are_found(tmp_path):
 
 def test_layout_errors_say_what_is_expected(tmp_path):
     (tmp_path / "raw").mkdir()
-    with pytest.raises(RawLayoutError, match="gt_segmentations_val.json or gt_segmentations_test.json"):
+    with raises_naming(RawLayoutError, str(tmp_path / "raw"), "gt_segmentations_val.json", "gt_segmentations_test.json",
+                       "valid/"):
         convert_dataset("chexlocalize", tmp_path / "raw", tmp_path / "out")
     write_release(tmp_path / "raw2")
     (tmp_path / "raw2/CheXpert/valid/patient64542/study1/view1_frontal.jpg").unlink()
-    with pytest.raises(RawLayoutError, match="1 image.*patient64542_study1_view1_frontal.*valid/"):
+    with raises_naming(RawLayoutError, str(tmp_path / "raw2"), "patient64542_study1_view1_frontal", "valid/"):
         convert_dataset("chexlocalize", tmp_path / "raw2", tmp_path / "out")
