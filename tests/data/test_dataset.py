@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import Record, SegmentationDataset
 from vlsm.data.masks import save_mask
 from vlsm.models.base import Preprocess
@@ -74,7 +75,7 @@ def test_fake_tokenizer_and_prompt_choices(records):
     assert item["attention_mask"].sum() == 2 and item["input_ids"][0] == ord(item["prompt"][0])
     fixed = SegmentationDataset(records, pp, FakeTokenizer(), prompt="a small bump")
     assert fixed[2]["prompt"] == "a small bump"
-    with pytest.raises(ValueError, match=r"prompt 'p5' is missing in 4 of 4.*'case0' has: p0, p1, p7"):
+    with raises_naming(ValueError, "'p5'", "4 of 4", "'case0'", "p0, p1, p7"):
         SegmentationDataset(records, pp, FakeTokenizer(), prompt="p5")
 
 
@@ -141,7 +142,7 @@ def test_size_mismatch_names_both_files(records, tmp_path):
     save_mask(tmp_path / "small.png", np.zeros((5, 5), bool))
     bad = [Record("odd", records[0].image_path, tmp_path / "small.png", {"p1": "x"}, "toy")]
     ds = SegmentationDataset(bad, Preprocess(image_size=8))
-    with pytest.raises(ValueError, match=r"sizes differ for 'odd'.*im0.png is 40x30.*small.png is 5x5"):
+    with raises_naming(ValueError, "'odd'", f"{records[0].image_path} is 40x30", f"{tmp_path / 'small.png'} is 5x5"):
         ds[0]
 
 
@@ -276,7 +277,7 @@ def test_unwritable_cache_folder_warns_and_decodes(mixed_records, tmp_path, capl
 def test_decoded_cache_of_another_size_is_refused(mixed_records, tmp_path):
     from vlsm.data.decoded import DecodedCache
 
-    with pytest.raises(ValueError, match="holds 32px images but the model takes 16px"):
+    with raises_naming(ValueError, "32px", "16px", "image_size=16"):
         SegmentationDataset(mixed_records, Preprocess(image_size=16), cache=DecodedCache(tmp_path, 32),
                             require_masks=False)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import Record, load_records
 from vlsm.data.check import check_dataset
 from vlsm.data.decoded import DecodedCache
@@ -98,7 +99,7 @@ def test_data_check_reports_prompt_lengths(tmp_path):
 def test_mask_size_is_checked_by_name(tmp_path):
     save_mask(tmp_path / "m.png", np.ones((5, 7), bool))
     assert load_mask(tmp_path / "m.png", size=(7, 5)).shape == (5, 7)
-    with pytest.raises(MaskSizeError, match=r"for 'c1': .*im.png is 8x5, .*m.png is 7x5"):
+    with raises_naming(MaskSizeError, "'c1'", f"{tmp_path / 'im.png'} is 8x5", f"{tmp_path / 'm.png'} is 7x5"):
         load_mask(tmp_path / "m.png", size=(8, 5), image_path=tmp_path / "im.png", name="c1")
 
 

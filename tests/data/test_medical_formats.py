@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from medical_samples import write_dicom, write_metaimage, write_nifti
+from naming import raises_naming
 from vlsm.data import list_images
 from vlsm.data.images import ImageReadError, check_pixel_limit, image_size, load_image, read_spacing
 from vlsm.data.masks import load_mask
@@ -59,9 +60,8 @@ def test_multi_frame_dicom_is_refused_or_read_frame_by_frame(tmp_path):
     frames = np.stack([RAMP, RAMP[::-1], RAMP // 2])
     path = write_dicom(tmp_path / "cine.dcm", frames, bits_stored=12)
     assert plane_info(path).planes == 3 and image_size(path) == (10, 12)
-    with pytest.raises(ImageReadError, match=r"cine\.dcm holds 3 frames.*--slice K.*--slice all") as err:
+    with raises_naming(ImageReadError, str(path), "3 frames", "--slice K", "--slice all"):
         load_image(path)
-    assert "\n" not in str(err.value)
     assert (grey(load_image(path, 1)) == grey(load_image(write_dicom(tmp_path / "one.dcm", RAMP[::-1],
                                                                      bits_stored=12)))).all()
     with pytest.raises(ImageReadError, match="3 frames.*no frame 3"):
@@ -86,7 +86,7 @@ def test_nifti_2d_and_a_chosen_slice_of_a_volume(tmp_path):
         load_image(volume)
     assert (grey(load_image(volume, 1)) == image).all()
     assert [r.name for r in list_images(volume, slices="all")] == ["v_slice000", "v_slice001", "v_slice002"]
-    with pytest.raises(ValueError, match="--slice 5 is not one of them"):
+    with raises_naming(ValueError, str(volume), "--slice 5", "0..2"):
         list_images(volume, slices=5)
 
 
@@ -123,7 +123,7 @@ def test_bad_medical_files_get_one_line_naming_them(tmp_path):
 def test_decompression_limit_applies_before_decoding(tmp_path, monkeypatch):
     path = write_dicom(tmp_path / "big.dcm", np.zeros((40, 50), np.uint16))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # check_pixel_limit sets it
-    with pytest.raises(ValueError, match=r"big\.dcm is too large: 50x40.*--max-pixels"):
+    with raises_naming(ValueError, str(path), "50x40", "--max-pixels"):
         check_pixel_limit([path], 1000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageReadError, match="over the decompression limit"):

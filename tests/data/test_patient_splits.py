@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.cli import main
 from vlsm.data.check import check_dataset
 from vlsm.data.convert import convert_dataset
@@ -52,9 +52,9 @@ def test_a_pattern_that_misses_names_or_does_not_compile_is_refused(tmp_path):
     raw = plain_folder(tmp_path / "raw", patients=2)
     Image.new("RGB", (8, 8)).save(raw / "images" / "other.png")
     Image.new("L", (8, 8)).save(raw / "masks" / "other.png")
-    with pytest.raises(ValueError, match=r"--patient-pattern .* finds no patient in 1 name.*other"):
+    with raises_naming(ValueError, f"--patient-pattern {PATTERN!r}", "other", str(raw)):
         convert_dataset("folder", raw, tmp_path / "out", patient_pattern=PATTERN)
-    with pytest.raises(ValueError, match="--patient-pattern '\\(pt' is not a regular expression"):
+    with raises_naming(ValueError, "--patient-pattern '(pt'", "regular expression"):
         convert_dataset("folder", raw, tmp_path / "out", patient_pattern="(pt")
     assert not (tmp_path / "out").exists()
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import Record, SegmentationDataset
 from vlsm.data.preprocessing import Preprocessor
 from vlsm.models.base import Preprocess
@@ -52,7 +53,7 @@ def test_the_dataset_takes_a_preprocessor_or_builds_one(case):
     assert all(torch.equal(built[0][k], shared[0][k]) for k in ("pixel_values", "input_ids", "attention_mask"))
     with pytest.raises(ValueError, match="brings its own tokenizer"):
         SegmentationDataset([rec], pre, ClipBPETokenizer(12), require_masks=False)
-    with pytest.raises(ValueError, match="interpolation must be one of"):
+    with raises_naming(ValueError, "interpolation", "'cubic'", "bicubic"):
         Preprocessor(Preprocess(image_size=16, interpolation="cubic"))
     with pytest.raises(ValueError, match="image_size"):
         Preprocessor(Preprocess(image_size=0))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import Record, detect_layout, list_images, load_split
 from vlsm.data.folder import folder_splits, read_folder_split
 from vlsm.data.leakage import find_leakage, split_overlaps
@@ -46,7 +47,7 @@ def test_real_splits_are_disjoint(kvasir_root, clinicdb_root):
 
 
 def test_missing_split_lists_available(kvasir_root):
-    with pytest.raises(FileNotFoundError, match=r"split 'testC'.*Available splits: train, val, test"):
+    with raises_naming(FileNotFoundError, "'testC'", str(kvasir_root / "anns" / "testC.json"), "train, val, test"):
         load_split(kvasir_root, "testC")
 
 
@@ -82,10 +83,10 @@ def test_missing_files_one_error_with_count_and_fix(tmp_path):
 def test_entry_without_names_is_an_error(tmp_path):
     root = _mini_medvlsm(tmp_path, {"train": ["a"]})
     (root / "anns" / "val.json").write_text(json.dumps([{"img_name": "a.jpg"}]))
-    with pytest.raises(ValueError, match=r"val.json: entry 0 must be an object with 'img_name' and 'mask_name'"):
+    with raises_naming(ValueError, str(root / "anns" / "val.json"), "entry 0", "'img_name'", "'mask_name'"):
         load_split(root, "val")
     (root / "anns" / "test.json").write_text("{not json")
-    with pytest.raises(ValueError, match="test.json is not valid JSON"):
+    with raises_naming(ValueError, str(root / "anns" / "test.json"), "JSON", "vlsm data convert"):
         load_split(root, "test")
 
 
@@ -216,11 +217,11 @@ def test_folder_images_without_masks(tmp_path):
 def test_folder_ambiguous_and_clashing_names(tmp_path):
     root = _plain(tmp_path, 3)
     save_mask(root / "masks" / "case00_mask.png", np.ones((5, 6), bool))
-    with pytest.raises(ValueError, match="several masks match one image.*case00"):
+    with raises_naming(ValueError, str(root / "masks"), "case00", "one mask per image"):
         load_split(root, "train")
     (root / "masks" / "case00_mask.png").unlink()
     Image.new("RGB", (6, 5)).save(root / "images" / "case01.png")
-    with pytest.raises(ValueError, match="several images share a name.*case01"):
+    with raises_naming(ValueError, str(root / "images"), "case01", "Rename or remove"):
         load_split(root, "train")
 
 
@@ -252,7 +253,7 @@ def test_list_images(tmp_path):
     Image.new("RGB", (4, 4)).save(other / "a.png")
     both = list_images([d, other])
     assert len({r.name for r in both}) == 4  # the two "a" images get distinct names
-    with pytest.raises(ValueError, match="notes.txt is not an image"):
+    with raises_naming(ValueError, str(d / "notes.txt"), ".png"):
         list_images(d / "notes.txt")
     with pytest.raises(FileNotFoundError, match="no image files"):
         list_images(d / "sub")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import raises_naming
 from vlsm.data import load_image, load_mask, load_split
 from vlsm.data import synthetic as synthetic_mod
 from vlsm.data.synthetic import make_synthetic_dataset
@@ -92,7 +93,7 @@ def test_bad_arguments_are_named(tmp_path, name, value, needle):
 
 
 def test_no_images_at_all_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="n_train, n_val and n_test are all 0"):
+    with raises_naming(ValueError, "n_train", "n_val", "n_test", "at least one"):
         make_synthetic_dataset(tmp_path / "x", n_train=0, n_val=0, n_test=0)
     assert len(load_split(make_synthetic_dataset(tmp_path / "eval_only", n_train=0, n_val=0, n_test=1,
                                                  image_size=16), "test")) == 1
