@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import vlsm
+from naming import raises_naming
 
 ARCHS = ("unet", "unetpp", "deeplabv3plus")
 
@@ -47,5 +48,5 @@ def test_encoder_weights_from_local_folder(tmp_path):
 
 
 def test_unknown_option():
-    with pytest.raises(ValueError, match=r"unet: unknown option\(s\) \['encoder'\]; valid options: .*encoder_name"):
+    with raises_naming(ValueError, "unet", "'encoder'", "encoder_name"):
         vlsm.create_model("unet", preset="tiny", encoder="resnet18")

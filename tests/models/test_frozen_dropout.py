@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import vlsm
+from naming import raises_naming
 from vlsm.models.base import SPEC_FILE
 from vlsm.models.unet_d import UNetD
 
@@ -157,7 +158,7 @@ def test_folder_saved_before_the_option_loads_as_true(tmp_path):
 
 @pytest.mark.parametrize("name", ["biomedclipseg", "clipseg"])
 def test_bad_value_and_unknown_option_name_are_refused(name):
-    with pytest.raises(ValueError, match=r"frozen_dropout must be true or false, got 'no'"):
+    with raises_naming(ValueError, name, "frozen_dropout", "true or false", "'no'"):
         _tiny(name, frozen_dropout="no")
     with pytest.raises(ValueError, match=r"valid options: .*frozen_dropout"):
         _tiny(name, frozen_droput=False)

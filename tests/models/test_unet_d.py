@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import vlsm
 from golden.golden_tools import check_golden, seeded_input, seeded_state_dict
+from naming import raises_naming
 from vlsm.models.reference import CheckpointConversionError
 from vlsm.models.unet_d import REFERENCE_RENAMES, UNetD, eca_kernel_size, unet_d_config
 
@@ -54,9 +55,9 @@ def test_size_not_divisible_is_clear_error():
         model(torch.randn(1, 3, 60, 64))
     with pytest.raises(ValueError, match="not divisible by 16"):
         tiny(image_size=100)
-    with pytest.raises(ValueError, match=r"unet-d: unknown option\(s\) \['widths'\]; valid options: .*encoder_channels"):
+    with raises_naming(ValueError, "unet-d", "'widths'", "encoder_channels"):
         tiny(widths=3)
-    with pytest.raises(ValueError, match="one width per encoder stage"):
+    with raises_naming(ValueError, "decoder_channels (1, 2)", "(64, 128, 256, 512)", "2 vs 4"):
         unet_d_config("paper", decoder_channels=(1, 2))
 
 
