@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import vlsm
+from naming import raises_naming
 from tiny_runs import TRAIN
 from vlsm import api
 from vlsm.cli import main
@@ -321,11 +322,11 @@ def test_bad_values_are_one_line_naming_the_flag(cli_run, data, tmp_path, capsys
 
 
 def test_bad_values_in_python_are_the_same_one_line(cli_run, data, tmp_path):
-    with pytest.raises(ValueError, match=r"--threshold must be between 0 and 1 \(exclusive\), got 1.5"):
+    with raises_naming(ValueError, "--threshold", "between 0 and 1", "1.5"):
         api.predict(data / "images", tmp_path / "p", cli_run, threshold=1.5)
-    with pytest.raises(ValueError, match="--batch-size must be at least 1, got 0"):
+    with raises_naming(ValueError, "--batch-size", "at least 1", "got 0"):
         api.evaluate(cli_run, out=tmp_path / "e", batch_size=0)
-    with pytest.raises(ValueError, match="--n-train must be at least 0, got -1"):
+    with raises_naming(ValueError, "--n-train", "at least 0", "-1"):
         api.data_synthetic(tmp_path / "s", n_train=-1)
     assert list(tmp_path.iterdir()) == []
     assert np.isclose(api.evaluate(cli_run, out=tmp_path / "e").results[0].dice_mean,

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from claim_helpers import forge_claim
+from naming import raises_naming
 from vlsm.runs import claims
 from vlsm.runs.claims import RunClaimedError, claim_path, claim_run, claim_state, read_claim
 
@@ -113,7 +114,7 @@ def test_other_ranks_wait_for_their_jobs_ready_claim(tmp_path, monkeypatch):
     path = forge_claim(run, pid=os.getppid(), ready=True)
     info = json.loads(path.read_text())
     path.write_text(json.dumps({**info, "job": "slurm:54.0.0"}))  # a claim of an earlier job
-    with pytest.raises(TimeoutError, match="rank 0 of this job did not prepare"):
+    with raises_naming(TimeoutError, "rank 0", str(run), "rank 0's error"):
         claims.wait_until_ready(run, timeout=0.2, poll=0.05)
     path.write_text(json.dumps({**info, "job": claims.ddp_job_key()}))
     assert claims.wait_until_ready(run, timeout=1).ready

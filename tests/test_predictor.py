@@ -9,6 +9,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 import vlsm
+from naming import raises_naming
 from vlsm.config import ExperimentConfig
 from vlsm.data.records import Record
 from vlsm.evaluation.evaluate import evaluate_records
@@ -80,7 +81,7 @@ def test_array_kinds_are_converted_like_image_files(unet, image):
     np.testing.assert_allclose(from_float.probabilities, want, atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         predictor.predict(np.zeros((4, 4, 2), np.uint8))
-    with pytest.raises(TypeError, match="paths, PIL images or numpy arrays"):
+    with raises_naming(TypeError, "int", "paths, PIL images or numpy arrays"):
         predictor.predict([3])
 
 
@@ -113,9 +114,9 @@ def test_text_models_need_prompt_texts(clipseg, image):
     assert predictor.default_prompt is None and predictor.label == "CLIPSeg [tiny]"
     with pytest.raises(ValueError, match="needs a text prompt"):
         predictor.predict(rgb)
-    with pytest.raises(ValueError, match="names a dataset prompt type"):
+    with raises_naming(ValueError, "'p10'", "predict_records"):
         predictor.predict(rgb, prompts="p10")
-    with pytest.raises(ValueError, match="2 prompts for 1 images"):
+    with raises_naming(ValueError, "2 prompts", "1 images", "one per image"):
         predictor.predict(rgb, prompts=["a", "b"])
     preds = predictor.predict([rgb, rgb], prompts=["a polyp", "a round pink polyp"])
     assert [p.prompt for p in preds] == ["a polyp", "a round pink polyp"]
@@ -164,9 +165,9 @@ def test_sources_run_folder_checkpoint_and_names(unet, tmp_path):
         Predictor("no-such-model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Predictor(tmp_path / "missing-run")
-    with pytest.raises(ValueError, match="a model object is used as it is"):
+    with raises_naming(ValueError, "pretrained=", "model object"):
         Predictor(unet, preset="tiny")
-    with pytest.raises(ValueError, match="pretrained= and model options are for"):
+    with raises_naming(ValueError, repr(str(run.path)), "pretrained=", "unet-d"):
         Predictor(str(run.path), preset="tiny")
     with pytest.raises(TypeError, match="source must be"):
         Predictor(3)

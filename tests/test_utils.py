@@ -5,12 +5,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from naming import raises_naming
 from vlsm.utils import dataclass_from_dict
 
 
 def test_dataclass_from_dict_lists_the_valid_keys():
     assert dataclass_from_dict(_Example, {"name": "x", "size": 2}, "spec") == _Example("x", 2)
-    with pytest.raises(ValueError, match=r"^spec: unknown key\(s\) \['colour'\]; valid keys: \['name', 'size', 'tags'\]$"):
+    with raises_naming(ValueError, "spec", "'colour'", "'name', 'size', 'tags'"):
         dataclass_from_dict(_Example, {"name": "x", "colour": 1}, "spec")
 
 
