@@ -1,6 +1,7 @@
 """vlsm sweep --shard K/N and run-folder claims: workers split a grid and never train the same run."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from claim_helpers import forge_claim
+from naming import refused
 from tiny_runs import TRAIN
 from vlsm.api.sweeps import plan_sweep as plan
 from vlsm.api.sweeps import shard_of
@@ -35,9 +37,7 @@ def grid(tmp_path):
 
 @pytest.mark.parametrize("text", ["4/4", "-1/4", "1", "a/b", "0/0", ""])
 def test_bad_shard_is_one_line(grid, text, capsys):
-    assert main(["sweep", *map(str, grid), f"--shard={text}", "--dry-run"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("vlsm sweep: error: --shard")
+    err = refused(capsys, ["sweep", *grid, f"--shard={text}", "--dry-run"], re.compile("^vlsm sweep: error: --shard"))
     if text == "4/4":
         assert "K must be 0..3" in err and "--array=0-3" in err
 
@@ -92,9 +92,8 @@ def test_second_train_on_the_same_folder_is_refused(grid, tmp_path, capsys, live
     out = tmp_path / "runs" / "r"
     forge_claim(out, pid=live_pid)
     data = yaml.safe_load(grid[0].read_text())["data"]["paths"][0]
-    assert main([*TRAIN, "--data", data, "--out", str(out), "--epochs", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"vlsm train: error: {out} is being trained by another process")
+    refused(capsys, [*TRAIN, "--data", data, "--out", out, "--epochs", "1"], re.compile("^vlsm train: error: "),
+            str(out), "another process", str(claim_path(out)))
     assert not out.exists()
 
 
