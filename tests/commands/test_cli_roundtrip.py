@@ -1,6 +1,7 @@
 """train -> evaluate -> predict through the CLI on generated data, plus resume and refusals."""
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from naming import refused
 from tiny_runs import TRAIN
 from vlsm.cli import main
 from vlsm.data.synthetic import make_synthetic_dataset
@@ -204,9 +206,8 @@ def test_plain_folder_with_class_name_prompt(data, tmp_path):
 def test_wrongly_typed_experiment_file_is_one_line_error(data, tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text(f"model: {{name: unet-d, preset: tiny}}\ndata: {{paths: [{data}]}}\ntrain: {{epochs: '5'}}\n")
-    assert main(["train", "-c", str(exp), "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == f"vlsm train: error: {exp}: train.epochs: expected an integer, got '5' (str)"
+    refused(capsys, ["train", "-c", exp, "--out", tmp_path / "r"], re.compile("^vlsm train: error: "),
+            f"{exp}: train.epochs", "an integer", "'5'")
     assert not (tmp_path / "r").exists()
 
 
