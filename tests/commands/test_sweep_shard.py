@@ -69,7 +69,7 @@ def test_dry_run_shows_shard_and_claims(grid, tmp_path, capsys, live_pid, dead_p
     assert main(["sweep", *map(str, grid), "--out-root", str(root), "--dry-run", "--shard", "1/2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "shard 1/2: 1 of 3 runs (run folders no. 2 of the 3 in sorted order)"
-    assert len(out) == 2 and "exp-b" in out[1]
+    assert len(out) == 3 and "exp-b" in out[1] and out[2] == "1 run(s) (1 new) from 3 experiment file(s)"
     assert not (root / "exp-a").exists()
 
 
