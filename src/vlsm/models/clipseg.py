@@ -168,7 +168,8 @@ def clipseg_from_pretrained(folder: str | Path, what: str, config=None):
     if mismatched:
         key, theirs, ours = (tuple(x) if not isinstance(x, str) else x for x in mismatched[0])
         raise CheckpointError(f"weights in {weights} do not fit model {what}: first mismatch {key} {theirs} vs "
-                              f"{ours} ({len(mismatched)} shape mismatch{'es' if len(mismatched) > 1 else ''})")
+                              f"{ours} ({len(mismatched)} shape mismatch{'es' if len(mismatched) > 1 else ''}). Were they "
+                              f"trained with another model, preset or image size (--preset / --img-size)?")
     allow_missing(str(weights), what, sorted(info.get("missing_keys") or []))
     return module
 

@@ -24,7 +24,8 @@ def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:
 
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: the file is empty (an interrupted write?)")
+        raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: the file is empty (an interrupted write?); "
+                         "pass another checkpoint, or train again")
     try:
         ckpt = load_torch_file(path, mmap=mmap)  # weights only, unless the user trusts the file
     except FileNotFoundError:
@@ -34,7 +35,8 @@ def read_training_checkpoint(path: PathLike, *, mmap: bool = False) -> dict:
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError,
             AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError, OSError) as err:
         raise ValueError(f"{path} is not a vlsm/Lightning checkpoint: cannot read it ({type(err).__name__}: "
-                         f"{_first_line(err)}); it is truncated, damaged or another kind of file") from None
+                         f"{_first_line(err)}); it is truncated, damaged or another kind of file; "
+                         "pass another checkpoint, or train again") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         kind = type(ckpt).__name__ if not isinstance(ckpt, dict) else f"a dict without 'state_dict' (keys: " \
                f"{', '.join(map(str, list(ckpt)[:5]))})"

@@ -121,7 +121,8 @@ def _label_maker(gt: Path, label: int):
         labels = read_plane(gt, raw=True)
         if labels.ndim != 2 or (labels.shape[1], labels.shape[0]) != tuple(size):
             raise ValueError(f"label map {gt} is {labels.shape[1]}x{labels.shape[0]} but its image is "
-                             f"{size[0]}x{size[1]}")
+                             f"{size[0]}x{size[1]}: the pair does not belong together; download the "
+                             "patient's folder again, or remove the pair from the download folder")
         return labels == label
     return make
 

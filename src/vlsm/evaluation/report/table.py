@@ -108,7 +108,7 @@ def find_row(rows: list, model: str) -> Row:
                or (r.paper_name and norm(model) == norm(r.paper_name))]
     labels = ", ".join(r.label for r in rows)
     if not matches:
-        raise ValueError(f"no model {model!r} in the table; models: {labels}")
+        raise ValueError(f"no model {model!r} in the table (--compare); use one of its models: {labels}")
     if len(matches) > 1:
         raise ValueError(f"{model!r} matches several models ({', '.join(r.label for r in matches)}); "
                          f"use the exact label")
