@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def override_arg(text: str) -> tuple[str, object]:
@@ -38,3 +39,13 @@ def add_trust_arg(p: argparse.ArgumentParser) -> None:
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
+
+
+def say(text: str) -> None:
+    """A progress line on stdout, flushed at once (a long sweep or search is followed as it goes)."""
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    """A line on stderr, flushed at once."""
+    print(text, file=sys.stderr, flush=True)

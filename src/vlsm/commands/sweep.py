@@ -4,9 +4,7 @@ the schema's ``sweep`` section) and the loop are :func:`vlsm.api.sweep`'s, the e
 :mod:`vlsm.api.estimates`'."""
 from __future__ import annotations
 
-import sys
-
-from vlsm.commands._common import add_trust_arg
+from vlsm.commands._common import add_trust_arg, say, warn
 from vlsm.config.flags import add_option_flags, option_values
 
 #: the schema's sweep options, as flags: one run per seed, fold and training fraction of each experiment
@@ -42,21 +40,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _out(text: str) -> None:
-    print(text, flush=True)
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def run(args) -> int:
     from vlsm.api import sweep
 
     values = option_values(args, SWEEP_KEYS)  # (checked: one line naming the flag)
     done = sweep(args.experiments, out_root=args.out_root, overrides=args.train_set, shard=args.shard,
                  stale_after=args.stale_after, keep_going=args.keep_going, dry_run=args.dry_run,
-                 trust_checkpoint=args.trust_checkpoint, echo=_out, warn=_err, seeds=values.get("sweep.seeds"),
+                 trust_checkpoint=args.trust_checkpoint, echo=say, warn=warn, seeds=values.get("sweep.seeds"),
                  folds=values.get("sweep.folds"), fractions=values.get("sweep.fractions"), bench=args.bench,
                  bench_now=args.bench_now, estimate_epochs=args.estimate_epochs)
     if done.skipped:

@@ -3,9 +3,7 @@ the workers' loop and the report are :func:`vlsm.api.tune`'s. Its ``--trials``, 
 ``--storage``, ... flags are the schema's ``search`` section."""
 from __future__ import annotations
 
-import sys
-
-from vlsm.commands._common import add_trust_arg
+from vlsm.commands._common import add_trust_arg, say, warn
 
 #: the search options with a flag, in schema order
 SEARCH_KEYS = ("search.trials", "search.study", "search.out", "search.storage", "search.sampler_seed",
@@ -37,14 +35,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _out(text: str) -> None:
-    print(text, flush=True)
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def run(args) -> int:
     from vlsm.api import tune
     from vlsm.config import parse_override
@@ -56,5 +46,5 @@ def run(args) -> int:
         raise ValueError(f"--set: {err} (e.g. --set train.epochs=5)") from None
     pairs += option_values(args, SEARCH_KEYS).items()  # (checked: one line naming the flag)
     result = tune(args.config, space=args.space, overrides=pairs, dry_run=args.dry_run, keep_going=args.keep_going,
-                  stale_after=args.stale_after, trust_checkpoint=args.trust_checkpoint, echo=_out, warn=_err)
+                  stale_after=args.stale_after, trust_checkpoint=args.trust_checkpoint, echo=say, warn=warn)
     return 0 if result.worker is None or not result.worker.failed else 1
