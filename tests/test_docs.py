@@ -78,12 +78,16 @@ def getting_started(tmp_path_factory):
     return folder
 
 
+# Running the pages' blocks is the docs as a user types them, a shell and a new process per command: `slow`
+# (make test); the checks below that parse every block and build the site run in make test-fast too.
+@pytest.mark.slow
 def test_getting_started_runs(getting_started):
     for made in ("data/synthetic/anns/test.json", "runs/unet-d/summary.json", "runs/clipseg-b/model",
                  "results.md", "figure.png"):
         assert (getting_started / made).exists(), made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if p != GETTING_STARTED and _runs_blocks(p)], ids=_name)
 def test_page_blocks_run(page, request, tmp_path):
     folder = tmp_path / "work"
