@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from vlsm.data._util import file_stem
 from vlsm.errors import UserError
 from vlsm.serve.session import (
     DEFAULT_MAX_PIXELS,
@@ -18,6 +17,7 @@ from vlsm.serve.session import (
     ServedRun,
     UploadError,
     read_upload,
+    upload_name,
     upload_planes,
 )
 
@@ -55,18 +55,17 @@ class _Handlers:
         no_plane = gr.update(visible=False)
         if not path:
             return None, None, None, gr.update(), gr.update(visible=False, choices=[]), no_plane, "", *self.no_results()
-        planes = upload_planes(path)
+        planes = upload_planes(path)  # a volume or a multi-frame file opens at its middle plane
+        k = None if planes is None else planes.planes // 2
         try:
-            image = read_upload(path, self.max_pixels)
+            image = read_upload(path, self.max_pixels, k)
         except UploadError as err:
             return (None, None, None, gr.update(value=None), gr.update(visible=False, choices=[]), no_plane,
                     f"⚠️ {err}", *self.no_results())
-        state = {"image": image, "name": file_stem(path), "gt": None, "path": path}
+        state = {"image": image, "name": upload_name(path, planes, k), "gt": None, "path": path}
         message = f"Loaded **{Path(path).name}** ({image.width} × {image.height}). Give a prompt and press Segment."
         plane = no_plane
-        if planes is not None:  # a volume or a multi-frame file: the middle plane first, the slider for others
-            k = planes.planes // 2
-            state["name"] = f"{state['name']}_{planes.word}{k:03d}"
+        if planes is not None:  # the slider shows the others
             plane = gr.update(visible=True, minimum=0, maximum=planes.planes - 1, value=k,
                               label=f"{planes.word} (0–{planes.planes - 1})")
             message = (f"Loaded **{Path(path).name}**, {planes.word} {k} of its {planes.planes} "
@@ -78,13 +77,13 @@ class _Handlers:
         """Another frame or slice of the uploaded file."""
         if not state or not state.get("path"):
             return state, self.gr.update(), "", *self.no_results()
-        planes, k = upload_planes(state["path"]), int(k)
+        planes = upload_planes(state["path"])
+        k = None if planes is None else int(k)
         try:
             image = read_upload(state["path"], self.max_pixels, k)
         except UploadError as err:
             return state, self.gr.update(), f"⚠️ {err}", *self.no_results()
-        name = f"{file_stem(state['path'])}_{planes.word}{k:03d}" if planes else file_stem(state["path"])
-        state = {**state, "image": image, "name": name}
+        state = {**state, "image": image, "name": upload_name(state["path"], planes, k)}
         return state, image, f"Showing {planes.word if planes else 'plane'} {k} of **{Path(state['path']).name}**.", \
             *self.no_results()
 

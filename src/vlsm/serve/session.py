@@ -150,6 +150,17 @@ def upload_planes(path):
     return info if info is not None and info.planes > 1 else None
 
 
+def upload_name(path, planes=None, index: Optional[int] = None) -> str:
+    """The name of an upload's masks, as ``vlsm predict`` names its outputs: the file's stem, with
+    ``_slice012``/``_frame003`` for plane ``index`` of a file that holds several (``planes``, from
+    :func:`upload_planes`)."""
+    from vlsm.data._util import file_stem
+    from vlsm.data.inputs import slice_name
+
+    stem = file_stem(path)
+    return stem if planes is None else slice_name(stem, planes.word, index, planes.planes)
+
+
 def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS, slice_index: Optional[int] = None) -> Image.Image:
     """An uploaded file as an RGB image, or :class:`UploadError` saying what is wrong with it.
     ``slice_index``: the frame or slice of a file that holds several (default: the middle one)."""
@@ -166,11 +177,11 @@ def read_upload(path, max_pixels: int = DEFAULT_MAX_PIXELS, slice_index: Optiona
         raise UploadError(f"{name} is too large: {width} × {height} = {width * height / 1e6:.1f} megapixels; "
                           f"this server accepts at most {max_pixels / 1e6:.1f} (vlsm serve --max-pixels). "
                           f"Upload a smaller image")
-    planes = upload_planes(path)
-    if planes is not None and slice_index is None:
-        slice_index = planes.planes // 2
+    if slice_index is None:  # a file of several planes opens at its middle one
+        planes = upload_planes(path)
+        slice_index = None if planes is None else planes.planes // 2
     try:
-        return load_image(path, slice_index if planes is not None else None)
+        return load_image(path, slice_index)
     except (OSError, ValueError) as err:
         raise UploadError(f"{name} could not be decoded ({err}); upload an intact image file") from None
 
@@ -234,4 +245,4 @@ class Segmenter:
 
 
 __all__ = ["ServedRun", "Example", "RunOutput", "Segmenter", "UploadError", "load_runs", "load_examples",
-           "read_upload", "upload_planes", "probability_map", "uncertainty_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]
+           "read_upload", "upload_name", "upload_planes", "probability_map", "uncertainty_map", "DEFAULT_MAX_PIXELS", "DEFAULT_EXAMPLES"]
