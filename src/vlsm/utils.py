@@ -1,8 +1,10 @@
 """Small helpers shared across the package."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -88,6 +90,31 @@ def write_bytes_atomic(path, data: bytes, *, fsync: bool = False) -> None:
 def write_text_atomic(path, text: str) -> None:
     """Write ``text`` (UTF-8, newlines as given) atomically: :func:`write_bytes_atomic`."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them to the handlers that were installed.
+
+    Why: ``torch.save`` writes through a Python callback, and an exception that a signal handler raises
+    inside it (``KeyboardInterrupt``, the run claim's ``SystemExit(143)``) comes out as torch's
+    ``RuntimeError`` ("unexpected pos"): the process would die with a traceback instead of its exit
+    code. Outside the main thread (where Python runs no signal handlers) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list = []
+    previous = {}
+    for signum in signums:
+        if signal.getsignal(signum) is not None:  # None: a handler installed outside Python; leave it
+            previous[signum] = signal.signal(signum, lambda received, _frame: pending.append(received))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 def cache_root() -> Path:

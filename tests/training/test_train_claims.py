@@ -7,6 +7,7 @@ import time
 
 import lightning
 import pytest
+import torch
 
 from claim_helpers import forge_claim
 from tiny_runs import TRAIN
@@ -124,3 +125,38 @@ def test_sigterm_during_training_releases_the_claim_and_the_run_resumes(data, tm
     assert proc.returncode == 143, output
     assert not claim_path(out).exists()
     assert RunFolder(out).status == "resume"
+
+
+def test_sigterm_inside_a_checkpoint_write_lands_after_the_file_is_in_place(tmp_path, monkeypatch):
+    """The claim's SIGTERM handler raises SystemExit(143). Raised inside torch's zip writer it would come
+    out as RuntimeError ("unexpected pos") with a traceback; it must wait for the complete file."""
+    from vlsm.training import checkpoint_io
+
+    real_save = torch.save
+
+    class SignalOnFirstWrite:
+        def __init__(self, fh):
+            self.fh, self.sent = fh, False
+
+        def write(self, data):
+            if not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.fh.write(data)
+
+        def flush(self):
+            self.fh.flush()
+
+    def exit_143(signum, frame):
+        raise SystemExit(143)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", lambda obj, fh: real_save(obj, SignalOnFirstWrite(fh)))
+    previous = signal.signal(signal.SIGTERM, exit_143)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            checkpoint_io.save_atomically({"weights": torch.arange(50_000.0)}, tmp_path / "last.ckpt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exited.value.code == 143
+    assert torch.equal(torch.load(tmp_path / "last.ckpt")["weights"], torch.arange(50_000.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from vlsm.utils import default_file_mode
+from vlsm.utils import default_file_mode, signals_deferred
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,25 +37,27 @@ def _fsync_dir(folder: Path) -> None:
 
 def save_atomically(obj: Any, path: Path) -> None:
     """``torch.save(obj, path)`` through a temporary file in ``path``'s folder, fsynced, then renamed over
-    ``path``. On any error nothing changes."""
+    ``path``. On any error nothing changes; a signal that arrives meanwhile is delivered once the file is
+    in place (:func:`vlsm.utils.signals_deferred`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), default_file_mode())
-            try:
-                torch.save(obj, fh)
-            except RuntimeError as err:  # torch's zip writer reports a failed write without its errno
-                if shutil.disk_usage(path.parent).free < (1 << 20):
-                    raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
-                raise
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with signals_deferred():  # a SIGTERM or Ctrl-C lands after the write, not inside torch's writer
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), default_file_mode())
+                try:
+                    torch.save(obj, fh)
+                except RuntimeError as err:  # torch's zip writer reports a failed write without its errno
+                    if shutil.disk_usage(path.parent).free < (1 << 20):
+                        raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
+                    raise
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     _fsync_dir(path.parent)
 
 
