@@ -1,12 +1,15 @@
 """vlsm.utils: small shared helpers (atomic writes, permissions, caches, dataclasses from dicts)."""
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from naming import raises_naming
-from vlsm.utils import dataclass_from_dict
+from vlsm.utils import dataclass_from_dict, signals_deferred
 
 
 def test_dataclass_from_dict_lists_the_valid_keys():
@@ -81,3 +84,15 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "x" / "vlsm"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_root() == Path.home() / ".cache" / "vlsm"
+
+
+def test_signals_deferred_delivers_ctrl_c_once_after_the_block():
+    reached_the_end = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # a handler would have run by now
+            reached_the_end.append(True)
+    assert reached_the_end == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
