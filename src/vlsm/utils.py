@@ -67,17 +67,19 @@ def make_temp_dir(parent, prefix: str) -> Path:
     return tmp
 
 
-def write_bytes_atomic(path, data: bytes, *, fsync: bool = False) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place, so a reader never
-    sees a half-written file and two writers of the same file never mix. The file gets the umask's
-    permissions (as a plain ``open()`` would), not the temporary file's 0o600. On any error the
-    temporary file is removed and ``path`` is untouched."""
+@contextlib.contextmanager
+def atomic_file(path, *, fsync: bool = False):
+    """A binary file to write ``path`` through: a temporary file beside it, renamed into place when the
+    block ends, so a reader never sees a half-written file and two writers of the same file never mix.
+    The file gets the umask's permissions (as a plain ``open()`` would), not the temporary file's 0o600;
+    ``fsync`` flushes it to disk before the rename. On any error the temporary file is removed and
+    ``path`` is untouched."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), default_file_mode())
-            fh.write(data)
+            yield fh
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -85,6 +87,12 @@ def write_bytes_atomic(path, data: bytes, *, fsync: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` as a whole, through :func:`atomic_file`."""
+    with atomic_file(path, fsync=fsync) as fh:
+        fh.write(data)
 
 
 def write_text_atomic(path, text: str) -> None:

@@ -14,15 +14,13 @@ thin structures stay visible after the figure is scaled down.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from vlsm.utils import default_file_mode
+from vlsm.utils import atomic_file
 
 TP_COLOUR = (86, 180, 233)
 FP_COLOUR = (230, 159, 0)
@@ -272,15 +270,8 @@ def _short(name: str, limit: int = 32) -> str:
 
 
 def _save_atomic(fig, out_path: Path, fmt: str, dpi: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.chmod(tmp, default_file_mode())  # the umask's permissions, not mkstemp's 0o600
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out_path) as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi)
 
 
 # ---------------------------------------------------------------------------------------------

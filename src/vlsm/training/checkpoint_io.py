@@ -12,14 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from vlsm.utils import default_file_mode, signals_deferred
+from vlsm.utils import atomic_file, signals_deferred
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -41,22 +40,13 @@ def save_atomically(obj: Any, path: Path) -> None:
     in place (:func:`vlsm.utils.signals_deferred`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with signals_deferred():  # a SIGTERM or Ctrl-C lands after the write, not inside torch's writer
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # a SIGTERM or Ctrl-C lands after the write, not inside torch's writer
+    with signals_deferred(), atomic_file(path, fsync=True) as fh:
         try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), default_file_mode())
-                try:
-                    torch.save(obj, fh)
-                except RuntimeError as err:  # torch's zip writer reports a failed write without its errno
-                    if shutil.disk_usage(path.parent).free < (1 << 20):
-                        raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
-                    raise
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            torch.save(obj, fh)
+        except RuntimeError as err:  # torch's zip writer reports a failed write without its errno
+            if shutil.disk_usage(path.parent).free < (1 << 20):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
             raise
     _fsync_dir(path.parent)
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from vlsm.tuning.space import Param
 from vlsm.tuning.study import Setup, count
-from vlsm.utils import write_text_atomic
+from vlsm.utils import atomic_file, write_text_atomic
 
 #: how many of the best trials report.md lists
 BEST_TRIALS = 10
@@ -131,14 +129,8 @@ def _table(rows: list[dict], keys: Sequence[str]) -> list[str]:
 
 def _save(figure, path: Path) -> None:
     """Save a matplotlib figure as PNG through a temporary file renamed into place."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as fh:
+        figure.savefig(fh, format="png", dpi=100, bbox_inches="tight")
 
 
 def draw_figures(study, setup: Setup, report: Report) -> None:
